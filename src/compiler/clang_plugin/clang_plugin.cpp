@@ -1,0 +1,1 @@
+// placeholder: the in-process Clang/LLVM backend lands here
