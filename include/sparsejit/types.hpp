@@ -1,0 +1,12 @@
+// Value types shared by the public API and the kernel configuration.
+#pragma once
+
+namespace sparsejit {
+
+enum class Op { prefill, decode, merge };
+// Codes match templates/common.cuh (SJ_BF16 ...).
+enum class DType { bf16 = 0, fp16 = 1, fp8_e4m3fn = 2, fp8_e5m2 = 3, fp8_e4m3fnuz = 4, fp8_e5m2fnuz = 5 };
+// none; scalar (one float each for K and V); per_token_head ([num_kv_heads, tokens] floats, physical token index).
+enum class ScaleMode { none = 0, scalar = 1, per_token_head = 2 };
+
+}  // namespace sparsejit

@@ -1,0 +1,42 @@
+// Per-architecture tuning as data (configs/archs/<processor>.json), with an
+// explicit prefix-based fallback (configs/archs/fallback.json). No code in
+// sparsejit branches on an arch name: it reads these tables.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "util/result.h"
+
+namespace sparsejit {
+
+struct OpTuning {
+  LaunchParams launch;
+  int sub_k = 0;
+  int target_grid = 256;  // decode: workgroups the split-K aims for
+};
+
+struct ArchTable {
+  std::string target;     // as asked (full target id)
+  std::string processor;  // before the first ':' ("gfx942")
+  std::string vendor;     // "nvidia" | "amd"
+  std::string description;
+  std::string prelude;    // template with the vendor primitives
+  std::vector<std::string> backends;  // compiler preference order
+  int wave_size = 32;
+  std::size_t max_shared_bytes = 49152;
+  int max_vgprs = 0;
+  OpTuning prefill, decode, merge;
+  bool from_fallback = false;
+  std::string source;  // which file it came from
+
+  const OpTuning& tuning(Op op) const;
+};
+
+// The table for `target` ("sm_90", "gfx942:sramecc+:xnack-").
+Result<ArchTable> load_arch_table(const std::string& target);
+// Targets that have their own table (the known archs).
+std::vector<std::string> known_targets();
+
+}  // namespace sparsejit

@@ -1,0 +1,298 @@
+#include "cache/disk_store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <set>
+
+#include "cache/entry_format.h"
+#include "cache/file_lock.h"
+#include "cache/kernel_cache.h"
+#include "log.h"
+
+namespace sparsejit {
+namespace {
+
+constexpr std::int64_t kStaleTempNs = 60LL * 1000000000LL;  // a live writer finishes well within a minute
+constexpr std::size_t kQuarantineKeep = 64;                // files; older ones are deleted
+
+std::string mode_octal(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool is_shard_name(const std::string& n) {
+  return n.size() == 2 && cache_format::is_valid_key_hex(n);
+}
+
+std::string stem(const std::string& name, std::string_view ext) { return name.substr(0, name.size() - ext.size()); }
+
+bool exists_nofollow(const std::string& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::optional<std::string> unsafe_dir_reason(const std::string& dir, bool require_owner, bool allow_shared,
+                                             std::string* resolved) {
+  std::unique_ptr<char, void (*)(void*)> real(::realpath(dir.c_str(), nullptr), &std::free);
+  if (!real) return fs::IoStatus::from_errno(errno, "cannot resolve " + dir).message;
+  std::string r = real.get();
+  std::string shown = r == dir ? dir : dir + " (-> " + r + ")";
+  struct stat st;
+  if (::stat(r.c_str(), &st) != 0) return fs::IoStatus::from_errno(errno, "stat " + shown).message;
+  if (!S_ISDIR(st.st_mode)) return shown + " is not a directory";
+  if (!allow_shared && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return shown + " is writable by group/others (mode " + mode_octal(st.st_mode) +
+           "); code objects are executable code: set SPARSEJIT_CACHE_ALLOW_SHARED=1 to accept it";
+  if (require_owner && !allow_shared && st.st_uid != ::geteuid())
+    return shown + " is owned by uid " + std::to_string(st.st_uid) + ", not by the current user (uid " +
+           std::to_string(::geteuid()) + "); set SPARSEJIT_CACHE_ALLOW_SHARED=1 to accept it";
+  if (resolved) *resolved = r;
+  return std::nullopt;
+}
+
+DiskStore::DiskStore(std::string root, bool writable, bool allow_shared)
+    : root_(std::move(root)), writable_(writable), allow_shared_(allow_shared) {}
+
+std::string DiskStore::version_dir() const { return root_ + "/v" + std::to_string(kCacheSchemaVersion); }
+std::string DiskStore::shard_dir(const std::string& key) const { return version_dir() + "/" + key.substr(0, 2); }
+std::string DiskStore::entry_path(const std::string& key) const { return shard_dir(key) + "/" + key + ".bin"; }
+std::string DiskStore::sidecar_path(const std::string& key) const { return shard_dir(key) + "/" + key + ".json"; }
+std::string DiskStore::lock_path(const std::string& key) const { return shard_dir(key) + "/" + key + ".lock"; }
+std::string DiskStore::quarantine_dir() const { return root_ + "/quarantine"; }
+
+DiskStore::ReadResult DiskStore::read(const std::string& key) const {
+  ReadResult r;
+  auto bad = [&r](std::string why) {
+    r.found = Found::bad;
+    r.why = std::move(why);
+    return std::move(r);
+  };
+  std::string data;
+  struct stat st;
+  auto io = fs::read_file(entry_path(key), data, /*nofollow=*/true, &st);
+  if (!io.ok()) {
+    if (io.err == ENOENT || io.err == ENOTDIR) return r;
+    if (io.err == ELOOP) return bad("the entry is a symlink");
+    return bad(io.message);
+  }
+  if (!allow_shared_ && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return bad("the entry is writable by group/others (mode " + mode_octal(st.st_mode) + ")");
+  auto payload = cache_format::decode_entry(data, key);
+  if (!payload.ok()) return bad(payload.error().message);
+
+  std::string side;
+  io = fs::read_file(sidecar_path(key), side, /*nofollow=*/true);
+  if (!io.ok()) {
+    // Evicted or cleared by another process while we read: a plain miss.
+    if (io.err == ENOENT && !exists_nofollow(entry_path(key))) return r;
+    return bad(io.err == ENOENT ? "the sidecar is missing" : io.message);
+  }
+  auto j = nlohmann::json::parse(side, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad("the sidecar is not a JSON object");
+  auto it = j.find("key");
+  if (it == j.end() || !it->is_string() || it->get<std::string>() != key)
+    return bad("the sidecar names another key (" + (it == j.end() ? std::string("none") : it->dump()) + ")");
+  r.found = Found::hit;
+  r.binary = std::move(payload).value();
+  r.sidecar = std::move(j);
+  return r;
+}
+
+void DiskStore::quarantine_files(const std::string& bin, const std::string& json, const std::string& why) const {
+  if (!writable_) {
+    log::warn_once("cache-bad:" + bin, "cache: ignoring bad entry " + bin + ": " + why + " (read-only, left in place)");
+    return;
+  }
+  std::string qdir = quarantine_dir();
+  auto made = fs::make_dirs(qdir, 0700);
+  std::string tag = std::to_string(std::time(nullptr)) + "-" + fs::random_hex(6);
+  for (const std::string* src : {&bin, &json}) {
+    std::string dst = qdir + "/" + fs::basename_of(*src) + "." + tag;
+    // If moving fails (quarantine unusable), still get the bad file out of the way.
+    if (!made.ok() || ::rename(src->c_str(), dst.c_str()) != 0) ::unlink(src->c_str());
+  }
+  log::warn("cache: bad entry " + bin + ": " + why + "; moved aside to " + qdir);
+  trim_quarantine();
+}
+
+void DiskStore::quarantine(const std::string& key, const std::string& why) const {
+  quarantine_files(entry_path(key), sidecar_path(key), why);
+}
+
+void DiskStore::trim_quarantine() const {
+  std::string qdir = quarantine_dir();
+  std::vector<std::pair<std::int64_t, std::string>> files;
+  for (const auto& n : fs::list_dir(qdir)) {
+    struct stat st;
+    std::string p = qdir + "/" + n;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) files.emplace_back(st.st_ctim.tv_sec, p);
+  }
+  if (files.size() <= kQuarantineKeep) return;
+  std::sort(files.begin(), files.end());
+  for (std::size_t i = 0; i + kQuarantineKeep < files.size(); ++i) ::unlink(files[i].second.c_str());
+}
+
+fs::IoStatus DiskStore::ensure_shard_dir(const std::string& key) const { return fs::make_dirs(shard_dir(key), 0700); }
+
+fs::IoStatus DiskStore::write(const std::string& key, const nlohmann::json& sidecar,
+                              const std::vector<std::uint8_t>& binary) const {
+  if (auto s = ensure_shard_dir(key); !s.ok()) return s;
+  // Compile logs may hold any bytes: replace invalid UTF-8 rather than throw.
+  std::string side = sidecar.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (auto s = fs::write_file_atomic(sidecar_path(key), side, 0644); !s.ok()) return s;
+  auto s = fs::write_file_atomic(entry_path(key), cache_format::encode_entry(key, binary), 0644);
+  // Do not leave an orphaned sidecar behind (unless an older valid entry still uses it).
+  if (!s.ok() && !exists_nofollow(entry_path(key))) ::unlink(sidecar_path(key).c_str());
+  return s;
+}
+
+void DiskStore::touch(const std::string& key) const {
+  if (writable_) (void)fs::touch_now(entry_path(key));
+}
+
+std::vector<DiskStore::EntryStat> DiskStore::scan() const {
+  std::vector<EntryStat> out;
+  std::string vdir = version_dir();
+  for (const auto& shard : fs::list_dir(vdir)) {
+    if (!is_shard_name(shard)) continue;
+    std::string sdir = vdir + "/" + shard;
+    for (const auto& name : fs::list_dir(sdir)) {
+      if (!fs::ends_with(name, ".bin")) continue;
+      std::string key = stem(name, ".bin");
+      if (!cache_format::is_valid_key_hex(key)) continue;
+      EntryStat e;
+      e.key = key;
+      e.path = sdir + "/" + name;
+      struct stat st;
+      if (::lstat(e.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      e.bytes = static_cast<std::uint64_t>(st.st_size);
+      e.mtime_ns = fs::mtime_ns(st);
+      if (::lstat((sdir + "/" + key + ".json").c_str(), &st) == 0) e.bytes += static_cast<std::uint64_t>(st.st_size);
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+std::uint64_t DiskStore::total_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& e : scan()) total += e.bytes;
+  return total;
+}
+
+std::uint64_t DiskStore::remove_entry(const EntryStat& e) const {
+  if (::unlink(e.path.c_str()) != 0) return 0;  // already gone (another process)
+  ::unlink((stem(e.path, ".bin") + ".json").c_str());
+  return e.bytes;
+}
+
+std::uint64_t DiskStore::evict_to(std::uint64_t max_bytes, const std::string& keep) const {
+  if (!writable_) return 0;
+  auto entries = scan();
+  std::uint64_t total = 0;
+  for (const auto& e : entries) total += e.bytes;
+  if (total <= max_bytes) return 0;
+  std::sort(entries.begin(), entries.end(), [](const EntryStat& a, const EntryStat& b) {
+    return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns : a.key < b.key;
+  });
+  std::uint64_t freed = 0;
+  for (const auto& e : entries) {
+    if (total <= max_bytes) break;
+    if (e.key == keep) continue;
+    std::uint64_t f = remove_entry(e);
+    freed += f;
+    total -= std::min(total, e.bytes);
+  }
+  if (freed) log::debug("cache: evicted " + std::to_string(freed) + " bytes from " + root_);
+  return freed;
+}
+
+DiskStore::VerifyOutcome DiskStore::verify(bool fix) const {
+  VerifyOutcome out;
+  const bool can_fix = fix && writable_;
+  const std::int64_t now = now_ns();
+  auto old_enough = [now](const std::string& p) {
+    struct stat st;
+    return ::lstat(p.c_str(), &st) == 0 && now - fs::mtime_ns(st) > kStaleTempNs;
+  };
+  auto clean_temps = [&](const std::string& dir, const std::vector<std::string>& names) {
+    for (const auto& n : names) {
+      std::string p = dir + "/" + n;
+      if (can_fix && fs::starts_with(n, fs::kTempPrefix) && old_enough(p) && ::unlink(p.c_str()) == 0)
+        out.cleaned.push_back(p + " (stale temp file)");
+    }
+  };
+  clean_temps(root_, fs::list_dir(root_));
+
+  std::string vdir = version_dir();
+  for (const auto& shard : fs::list_dir(vdir)) {
+    std::string sdir = vdir + "/" + shard;
+    struct stat st;
+    if (::lstat(sdir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    auto names = fs::list_dir(sdir);
+    std::set<std::string> present(names.begin(), names.end());
+    clean_temps(sdir, names);
+    for (const auto& name : names) {
+      std::string p = sdir + "/" + name;
+      if (fs::ends_with(name, ".bin")) {
+        ++out.checked;
+        std::string key = stem(name, ".bin");
+        std::string why;
+        if (!cache_format::is_valid_key_hex(key)) why = "the file name is not a cache key";
+        else if (key.substr(0, 2) != shard) why = "the entry is in the wrong shard directory";
+        else if (auto r = read(key); r.found == Found::bad) why = r.why;
+        if (why.empty()) continue;
+        out.bad.push_back(p + ": " + why + (writable_ ? "" : " (read-only dir, left in place)"));
+        if (can_fix) quarantine_files(p, sdir + "/" + key + ".json", why);
+      } else if (fs::ends_with(name, ".json")) {
+        std::string key = stem(name, ".json");
+        if (present.count(key + ".bin") || !can_fix || !cache_format::is_valid_key_hex(key)) continue;
+        // Holding the key's lock proves no writer is between its sidecar and its entry.
+        auto lock = FileLock::try_acquire(sdir + "/" + key + ".lock");
+        if (lock && !exists_nofollow(sdir + "/" + key + ".bin") && ::unlink(p.c_str()) == 0)
+          out.cleaned.push_back(p + " (orphaned sidecar)");
+      } else if (fs::ends_with(name, ".lock") && can_fix) {
+        // Left by a killed holder; a held one is left alone.
+        if (auto lock = FileLock::try_acquire(p)) {
+          lock->release();
+          out.cleaned.push_back(p + " (stale lock file)");
+        }
+      }
+    }
+  }
+  return out;
+}
+
+fs::IoStatus DiskStore::clear() const {
+  if (!writable_) return fs::IoStatus::from_errno(EROFS, "clear " + root_);
+  for (const auto& e : scan()) remove_entry(e);
+  std::string vdir = version_dir();
+  for (const auto& shard : fs::list_dir(vdir)) {
+    std::string sdir = vdir + "/" + shard;
+    for (const auto& name : fs::list_dir(sdir))
+      if (fs::ends_with(name, ".json") && !exists_nofollow(sdir + "/" + stem(name, ".json") + ".bin"))
+        ::unlink((sdir + "/" + name).c_str());
+  }
+  std::string qdir = quarantine_dir();
+  for (const auto& n : fs::list_dir(qdir)) ::unlink((qdir + "/" + n).c_str());
+  ::rmdir(qdir.c_str());
+  return fs::IoStatus::success();
+}
+
+}  // namespace sparsejit

@@ -1,0 +1,198 @@
+#include "config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "util/hash.h"
+
+namespace sparsejit {
+namespace {
+
+struct DTypeName {
+  DType t;
+  const char* name;
+  int bytes;
+};
+constexpr DTypeName kDTypes[] = {
+    {DType::bf16, "bf16", 2},           {DType::fp16, "fp16", 2},          {DType::fp8_e4m3fn, "fp8_e4m3fn", 1},
+    {DType::fp8_e5m2, "fp8_e5m2", 1},   {DType::fp8_e4m3fnuz, "fp8_e4m3fnuz", 1}, {DType::fp8_e5m2fnuz, "fp8_e5m2fnuz", 1},
+};
+
+Error field_error(const std::string& field, const std::string& value, const std::string& allowed) {
+  return make_error("config", field + " = " + value + " is invalid: " + allowed);
+}
+
+bool is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+
+}  // namespace
+
+const char* to_string(Op op) {
+  switch (op) {
+    case Op::prefill: return "prefill";
+    case Op::decode: return "decode";
+    case Op::merge: return "merge";
+  }
+  return "?";
+}
+const char* to_string(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.t == t) return d.name;
+  return "?";
+}
+const char* to_string(ScaleMode m) {
+  switch (m) {
+    case ScaleMode::none: return "none";
+    case ScaleMode::scalar: return "scalar";
+    case ScaleMode::per_token_head: return "per_token_head";
+  }
+  return "?";
+}
+std::optional<Op> parse_op(const std::string& s) {
+  for (Op o : {Op::prefill, Op::decode, Op::merge})
+    if (s == to_string(o)) return o;
+  return std::nullopt;
+}
+std::optional<DType> parse_dtype(const std::string& s) {
+  for (const auto& d : kDTypes)
+    if (s == d.name) return d.t;
+  if (s == "bfloat16") return DType::bf16;
+  if (s == "float16" || s == "half") return DType::fp16;
+  return std::nullopt;
+}
+std::optional<ScaleMode> parse_scale_mode(const std::string& s) {
+  for (ScaleMode m : {ScaleMode::none, ScaleMode::scalar, ScaleMode::per_token_head})
+    if (s == to_string(m)) return m;
+  return std::nullopt;
+}
+bool is_fp8(DType t) { return dtype_bytes(t) == 1; }
+int dtype_bytes(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.t == t) return d.bytes;
+  return 0;
+}
+
+Status KernelConfig::validate() const {
+  if (arch.empty()) return field_error("arch", "\"\"", "a target id such as sm_90 or gfx942 is required");
+  if (head_dim <= 0 || head_dim % 16 != 0 || head_dim > 256)
+    return field_error("head_dim", std::to_string(head_dim), "must be a multiple of 16 in [16, 256]");
+  if (q_dtype != DType::bf16 && q_dtype != DType::fp16)
+    return field_error("q_dtype", to_string(q_dtype), "must be bf16 or fp16");
+  if (launch.threads <= 0 || launch.threads > 1024 || launch.threads % 32 != 0)
+    return field_error("launch.threads", std::to_string(launch.threads), "must be a multiple of 32 in [32, 1024]");
+  if (launch.waves_per_eu < 1 || launch.waves_per_eu > 10)
+    return field_error("launch.waves_per_eu", std::to_string(launch.waves_per_eu), "must be in [1, 10]");
+  if (!is_pow2(num_topk_chunks))
+    return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be a power of two (>= 1)");
+  if (op == Op::merge) {
+    if (topk != 0 || gqa_group != 0 || sub_k != 0)
+      return field_error("topk/gqa_group/sub_k", std::to_string(topk) + "/" + std::to_string(gqa_group) + "/" + std::to_string(sub_k),
+                         "must be 0 for the merge kernel (it does not depend on them)");
+    if (kv_dtype != q_dtype || scale_mode != ScaleMode::none)
+      return field_error("kv_dtype/scale_mode", std::string(to_string(kv_dtype)) + "/" + to_string(scale_mode),
+                         "must equal q_dtype/none for the merge kernel");
+    if (num_topk_chunks > 256) return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be <= 256");
+    return ok_status();
+  }
+  if (topk < 1 || topk > 4096) return field_error("topk", std::to_string(topk), "must be in [1, 4096]");
+  if (gqa_group < 1 || gqa_group > 16) return field_error("gqa_group", std::to_string(gqa_group), "must be in [1, 16]");
+  if (gqa_group > launch.threads)
+    return field_error("gqa_group", std::to_string(gqa_group), "must be <= launch.threads (" + std::to_string(launch.threads) + ")");
+  if (sub_k <= 0 || kSparseBlock % sub_k != 0 || sub_k % 16 != 0)
+    return field_error("sub_k", std::to_string(sub_k), "must be a multiple of 16 that divides 128 (16, 32, 64 or 128)");
+  if (op == Op::prefill && num_topk_chunks != 1)
+    return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be 1 for prefill");
+  if (op == Op::decode && num_topk_chunks > topk)
+    return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be <= topk (" + std::to_string(topk) + ")");
+  if (!is_fp8(kv_dtype) && scale_mode != ScaleMode::none)
+    return field_error("scale_mode", to_string(scale_mode), "must be none unless kv_dtype is an fp8 type (scales dequantize fp8)");
+  return ok_status();
+}
+
+std::size_t KernelConfig::shared_bytes() const {
+  if (op == Op::merge) return 0;
+  // Mirrors struct Shared in templates/attention.cu.
+  const std::size_t g = gqa_group, d = head_dim, s = sub_k;
+  return g * d * 2 + s * d * 2 + g * s * 4 + 3 * g * 4;
+}
+
+std::string KernelConfig::kernel_name() const { return std::string("sparsejit_") + to_string(op); }
+
+nlohmann::json KernelConfig::to_json() const {
+  nlohmann::json j;
+  j["op"] = to_string(op);
+  j["arch"] = arch;
+  j["head_dim"] = head_dim;
+  j["topk"] = topk;
+  j["gqa_group"] = gqa_group;
+  j["num_topk_chunks"] = num_topk_chunks;
+  j["sub_k"] = sub_k;
+  j["q_dtype"] = to_string(q_dtype);
+  j["kv_dtype"] = to_string(kv_dtype);
+  j["scale_mode"] = to_string(scale_mode);
+  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}};
+  return j;
+}
+
+Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) return make_error("config", "a kernel config must be a JSON object");
+  static const char* known[] = {"op", "arch", "head_dim", "topk", "gqa_group", "num_topk_chunks", "sub_k", "q_dtype", "kv_dtype", "scale_mode", "launch"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || it.key() == k;
+    if (!ok) return make_error("config", "unknown field \"" + it.key() + "\" in kernel config");
+  }
+  KernelConfig c;
+  auto get_str = [&](const char* k, std::string& out) -> Status {
+    if (!j.contains(k)) return make_error("config", std::string("missing field \"") + k + "\"");
+    if (!j[k].is_string()) return make_error("config", std::string(k) + " must be a string, got " + j[k].dump());
+    out = j[k].get<std::string>();
+    return ok_status();
+  };
+  auto get_int = [&](const nlohmann::json& obj, const char* k, int& out, bool required) -> Status {
+    if (!obj.contains(k)) {
+      if (required) return make_error("config", std::string("missing field \"") + k + "\"");
+      return ok_status();
+    }
+    const auto& v = obj[k];
+    if (!v.is_number_integer() || v.get<long long>() < -(1ll << 31) || v.get<long long>() >= (1ll << 31))
+      return make_error("config", std::string(k) + " must be a 32-bit integer, got " + v.dump());
+    out = v.get<int>();
+    return ok_status();
+  };
+  std::string s;
+  if (auto st = get_str("op", s); !st) return st.error();
+  auto op = parse_op(s);
+  if (!op) return field_error("op", s, "must be prefill, decode or merge");
+  c.op = *op;
+  if (auto st = get_str("arch", c.arch); !st) return st.error();
+  if (auto st = get_int(j, "head_dim", c.head_dim, true); !st) return st.error();
+  if (auto st = get_int(j, "topk", c.topk, true); !st) return st.error();
+  if (auto st = get_int(j, "gqa_group", c.gqa_group, true); !st) return st.error();
+  if (auto st = get_int(j, "num_topk_chunks", c.num_topk_chunks, true); !st) return st.error();
+  if (auto st = get_int(j, "sub_k", c.sub_k, true); !st) return st.error();
+  if (auto st = get_str("q_dtype", s); !st) return st.error();
+  auto qd = parse_dtype(s);
+  if (!qd) return field_error("q_dtype", s, "must be bf16 or fp16");
+  c.q_dtype = *qd;
+  if (auto st = get_str("kv_dtype", s); !st) return st.error();
+  auto kd = parse_dtype(s);
+  if (!kd) return field_error("kv_dtype", s, "must be bf16, fp16, fp8_e4m3fn, fp8_e5m2, fp8_e4m3fnuz or fp8_e5m2fnuz");
+  c.kv_dtype = *kd;
+  if (auto st = get_str("scale_mode", s); !st) return st.error();
+  auto sm = parse_scale_mode(s);
+  if (!sm) return field_error("scale_mode", s, "must be none, scalar or per_token_head");
+  c.scale_mode = *sm;
+  if (j.contains("launch")) {
+    const auto& l = j["launch"];
+    if (!l.is_object()) return make_error("config", "launch must be an object");
+    if (auto st = get_int(l, "threads", c.launch.threads, false); !st) return st.error();
+    if (auto st = get_int(l, "waves_per_eu", c.launch.waves_per_eu, false); !st) return st.error();
+  }
+  if (auto st = c.validate(); !st) return st.error();
+  return c;
+}
+
+std::string KernelConfig::canonical() const { return to_json().dump(); }
+
+std::string KernelConfig::config_key() const { return sha256_hex(canonical()).substr(0, 16); }
+
+}  // namespace sparsejit

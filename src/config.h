@@ -1,0 +1,60 @@
+// The kernel configuration value type: every shape constant and launch
+// parameter that specializes a kernel. Validation names the field, the value
+// and what is allowed; JSON is canonical (sorted keys, fixed spelling) so the
+// same config always renders, hashes and records the same way.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "sparsejit/types.hpp"
+#include "util/result.h"
+
+namespace sparsejit {
+
+
+const char* to_string(Op op);
+const char* to_string(DType t);
+const char* to_string(ScaleMode m);
+std::optional<Op> parse_op(const std::string& s);
+std::optional<DType> parse_dtype(const std::string& s);
+std::optional<ScaleMode> parse_scale_mode(const std::string& s);
+bool is_fp8(DType t);
+int dtype_bytes(DType t);
+
+inline constexpr int kSparseBlock = 128;  // one selected block == one KV page
+
+struct LaunchParams {
+  int threads = 128;
+  int waves_per_eu = 1;  // AMD occupancy hint (amdgpu_waves_per_eu); ignored on NVIDIA
+};
+
+struct KernelConfig {
+  Op op = Op::prefill;
+  std::string arch;  // full target id: "sm_90", "gfx942", "gfx942:sramecc+:xnack-"
+  int head_dim = 128;
+  int topk = 16;            // 0 for merge
+  int gqa_group = 16;       // 0 for merge
+  int num_topk_chunks = 1;  // decode and merge; 1 for prefill
+  int sub_k = 128;          // 0 for merge
+  DType q_dtype = DType::bf16;
+  DType kv_dtype = DType::bf16;  // merge: equal to q_dtype
+  ScaleMode scale_mode = ScaleMode::none;
+  LaunchParams launch;
+
+  // Field-by-field check; the message names the field, its value and what is allowed.
+  Status validate() const;
+  // Static shared memory (LDS) the kernel declares, in bytes.
+  std::size_t shared_bytes() const;
+  std::string kernel_name() const;  // lowered (extern "C") name of the entry point
+  nlohmann::json to_json() const;
+  static Result<KernelConfig> from_json(const nlohmann::json& j);
+  std::string canonical() const;  // to_json().dump() (sorted keys)
+  std::string config_key() const;  // sha256 of canonical(), 16 hex chars (names the config in logs and sources)
+  bool operator==(const KernelConfig& o) const { return canonical() == o.canonical(); }
+};
+
+}  // namespace sparsejit

@@ -1,0 +1,76 @@
+// The driver layer: CUDA driver API / HIP module API, both dlopen'd. A Module
+// is loaded per device context; functions are looked up by their lowered name;
+// launches go to the caller's stream. Errors carry the driver's own message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+
+namespace sparsejit {
+
+enum class Vendor { nvidia, amd };
+
+struct DeviceInfo {
+  int ordinal = 0;
+  std::string name;       // "NVIDIA H100 80GB HBM3"
+  std::string target;     // "sm_90" / full AMD target id "gfx942:sramecc+:xnack-"
+  int multiprocessors = 0;
+  std::size_t shared_mem_per_block_optin = 0;
+};
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+class Kernel;
+
+// One loaded code object in one device context. Unloaded on destruction.
+class Module {
+ public:
+  virtual ~Module() = default;
+  // nullptr-free: an Error names the missing symbol.
+  virtual Result<std::shared_ptr<Kernel>> function(const std::string& lowered_name) = 0;
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  // args: pointers to each argument's value (cuLaunchKernel/hipModuleLaunchKernel convention).
+  virtual Status launch(Dim3 grid, Dim3 block, unsigned dynamic_shared_bytes, void* stream, void** args) const = 0;
+  // Registers, static shared/LDS bytes, local/private bytes, max threads per block (from the driver).
+  virtual std::string attributes_json() const = 0;
+};
+
+// A vendor driver. Thread-safe.
+class Driver {
+ public:
+  virtual ~Driver() = default;
+  virtual Vendor vendor() const = 0;
+  virtual bool available() const = 0;            // library loaded and init succeeded
+  virtual std::string unavailable_reason() const = 0;
+  virtual int device_count() const = 0;
+  virtual Result<DeviceInfo> device_info(int ordinal) const = 0;
+  // The device that is current for the calling thread (CUDA: the context's device; HIP: hipGetDevice).
+  virtual Result<int> current_device() const = 0;
+  // Loads a code object into `ordinal`'s (primary) context.
+  virtual Result<std::unique_ptr<Module>> load(int ordinal, const std::vector<std::uint8_t>& code_object) const = 0;
+
+  // Memory helpers for tests, benchmarks and the examples (not on the hot path).
+  virtual Result<void*> malloc(int ordinal, std::size_t bytes) const = 0;
+  virtual Status free(int ordinal, void* ptr) const = 0;
+  virtual Status copy_to_device(int ordinal, void* dst, const void* src, std::size_t bytes) const = 0;
+  virtual Status copy_to_host(int ordinal, void* dst, const void* src, std::size_t bytes) const = 0;
+  virtual Status memset(int ordinal, void* dst, int byte, std::size_t bytes) const = 0;
+  virtual Status synchronize(int ordinal) const = 0;
+};
+
+// Process-wide drivers (lazily dlopen'd; never null, may be unavailable).
+const Driver& cuda_driver();
+const Driver& hip_driver();
+
+}  // namespace sparsejit

@@ -1,0 +1,26 @@
+// Chooses the kernel configuration for a call's shapes from the arch table.
+// NUM_TOPK_CHUNKS is a pure function of shapes (and the table), so a captured
+// graph always finds the same kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "arch_table.h"
+#include "config.h"
+
+namespace sparsejit {
+
+struct AttnShape {
+  std::int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, topk = 0;
+  DType q_dtype = DType::bf16, kv_dtype = DType::bf16;
+  ScaleMode scale_mode = ScaleMode::none;
+};
+
+// Split-K chunks for decode: the largest power of two <= min(topk, target_grid / (total_q * num_kv_heads)), at least 1.
+int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk);
+
+KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s);
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks);
+KernelConfig merge_config(const ArchTable& arch, std::int64_t head_dim, DType q_dtype, int num_chunks);
+
+}  // namespace sparsejit

@@ -1,0 +1,266 @@
+// Runtime: the engine-facing entry points. The hot path (a kernel already
+// loaded for these shapes) is a shared-lock hash lookup plus the launch.
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "arch_table.h"
+#include "device/device.h"
+#include "kernel_builder.h"
+#include "log.h"
+#include "ops/config_select.h"
+#include "ops/validate.h"
+#include "sparse_attn_params.h"
+#include "sparsejit/sparsejit.hpp"
+
+namespace sparsejit {
+namespace {
+
+CallStatus to_call_status(const Error& e) {
+  CallStatus s;
+  s.ok = false;
+  s.stage = e.stage;
+  s.message = e.describe(true);
+  return s;
+}
+
+// Everything that selects a kernel on one device, packed for hashing.
+struct HotKey {
+  std::uint64_t a = 0, b = 0;
+  bool operator==(const HotKey& o) const { return a == o.a && b == o.b; }
+};
+struct HotKeyHash {
+  std::size_t operator()(const HotKey& k) const { return std::hash<std::uint64_t>()(k.a * 0x9e3779b97f4a7c15ull ^ k.b); }
+};
+HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t group, int chunks, DType q, DType kv, ScaleMode sm) {
+  HotKey k;
+  k.a = (std::uint64_t(op) << 56) | (std::uint64_t(head_dim) << 40) | (std::uint64_t(topk) << 16) | std::uint64_t(group);
+  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) | std::uint64_t(sm);
+  return k;
+}
+
+constexpr std::size_t kAlign = 256;
+std::size_t align_up(std::size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+struct Runtime::Impl {
+  const Driver* driver = nullptr;
+  int device = 0;
+  DeviceInfo info;
+  ArchTable arch;
+  KernelBuilder builder{default_cache()};
+
+  struct Loaded {
+    std::unique_ptr<Module> module;
+    std::shared_ptr<Kernel> kernel;
+    KernelConfig config;
+  };
+  mutable std::shared_mutex mu;
+  std::unordered_map<HotKey, std::shared_ptr<Loaded>, HotKeyHash> loaded;
+  std::mutex build_mu;  // one build+load per Runtime at a time (the cache merges across runtimes)
+
+  Result<const Kernel*> kernel_for(const HotKey& hk, const KernelConfig& config) {
+    {
+      std::shared_lock<std::shared_mutex> lock(mu);
+      auto it = loaded.find(hk);
+      if (it != loaded.end()) return it->second->kernel.get();
+    }
+    std::lock_guard<std::mutex> build_lock(build_mu);
+    {
+      std::shared_lock<std::shared_mutex> lock(mu);
+      auto it = loaded.find(hk);
+      if (it != loaded.end()) return it->second->kernel.get();
+    }
+    auto built = builder.build(config);
+    if (!built) return built.error();
+    auto module = driver->load(device, built->object->binary);
+    if (!module) return module.error();
+    auto fn = (*module)->function(built->kernel_name);
+    if (!fn) return fn.error();
+    auto entry = std::make_shared<Loaded>();
+    entry->module = std::move(*module);
+    entry->kernel = *fn;
+    entry->config = config;
+    const Kernel* k = entry->kernel.get();
+    std::unique_lock<std::shared_mutex> lock(mu);
+    loaded.emplace(hk, std::move(entry));
+    return k;
+  }
+
+  AttnShape shape_of(std::int64_t h, std::int64_t kvh, std::int64_t d, std::int64_t topk, DType q, DType kv, ScaleMode sm) const {
+    AttnShape s;
+    s.num_heads = h;
+    s.num_kv_heads = kvh;
+    s.head_dim = d;
+    s.topk = topk;
+    s.q_dtype = q;
+    s.kv_dtype = kv;
+    s.scale_mode = sm;
+    return s;
+  }
+};
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Runtime::~Runtime() = default;
+
+std::unique_ptr<Runtime> Runtime::create(const RuntimeOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  for (const Driver* d : {&cuda_driver(), &hip_driver()}) {
+    if (d->available() && d->device_count() > 0) {
+      impl->driver = d;
+      break;
+    }
+  }
+  if (!impl->driver) {
+    log::error("no GPU: " + cuda_driver().unavailable_reason() + "; " + hip_driver().unavailable_reason());
+    return nullptr;
+  }
+  if (options.device >= 0) {
+    impl->device = options.device;
+  } else {
+    auto cur = impl->driver->current_device();
+    impl->device = cur ? *cur : 0;
+  }
+  auto info = impl->driver->device_info(impl->device);
+  if (!info) {
+    log::error(info.error().describe());
+    return nullptr;
+  }
+  impl->info = *info;
+  auto arch = load_arch_table(impl->info.target);
+  if (!arch) {
+    log::error(arch.error().describe());
+    return nullptr;
+  }
+  impl->arch = *arch;
+  log::info("runtime on device " + std::to_string(impl->device) + ": " + impl->info.name + " (" + impl->info.target + ")");
+  return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const {
+  return decode_chunks(impl_->arch, total_q, num_kv_heads, topk);
+}
+
+std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads,
+                                            std::int64_t head_dim, std::int64_t topk) const {
+  if (total_q <= 0 || num_heads <= 0 || head_dim <= 0) return 0;
+  const std::size_t chunks = decode_num_chunks(total_q, num_kv_heads, topk);
+  const std::size_t rows = chunks * std::size_t(total_q) * std::size_t(num_heads);
+  return align_up(rows * std::size_t(head_dim) * sizeof(float)) + align_up(rows * sizeof(float));
+}
+
+CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
+  if (auto st = validate_prefill(a); !st) return to_call_status(st.error());
+  if (a.total_q == 0 || a.max_query_len == 0) return {};
+  const AttnShape s = impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode);
+  const std::int64_t group = a.num_heads / a.num_kv_heads;
+  const HotKey hk = hot_key(Op::prefill, a.head_dim, a.topk, group, 1, a.q_dtype, a.kv_dtype, a.scale_mode);
+  auto kernel = impl_->kernel_for(hk, prefill_config(impl_->arch, s));
+  if (!kernel) return to_call_status(kernel.error());
+
+  SjAttnParams p;
+  std::memset(&p, 0, sizeof p);
+  p.q = a.q;
+  p.kv = a.kv_cache;
+  p.topk = a.topk_idx;
+  p.block_table = a.block_table;
+  p.seq_lens = a.seq_lens;
+  p.prefix_lens = a.prefix_lens;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.k_scale = a.k_scale;
+  p.v_scale = a.v_scale;
+  p.out = a.output;
+  for (int i = 0; i < 3; ++i) {
+    p.q_stride[i] = a.q_stride[i];
+    p.out_stride[i] = a.output_stride[i];
+    p.topk_stride[i] = a.topk_stride[i];
+  }
+  for (int i = 0; i < 4; ++i) p.kv_stride[i] = a.kv_stride[i];
+  for (int i = 0; i < 2; ++i) {
+    p.ks_stride[i] = a.k_scale_stride[i];
+    p.vs_stride[i] = a.v_scale_stride[i];
+  }
+  p.v_offset = a.v_offset;
+  p.bt_stride = a.block_table_stride;
+  p.total_q = a.total_q;
+  p.decode_query_len = 0;
+  p.num_heads = a.num_heads;
+  p.max_blocks = a.max_blocks;
+  p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
+  void* args[] = {&p};
+  const Dim3 grid{unsigned(a.max_query_len), unsigned(a.num_kv_heads), unsigned(a.batch)};
+  const Dim3 block{unsigned(impl_->arch.prefill.launch.threads), 1, 1};
+  if (auto st = (*kernel)->launch(grid, block, 0, stream, args); !st) return to_call_status(st.error());
+  return {};
+}
+
+CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
+  const std::size_t need = decode_workspace_bytes(a.total_q, a.num_heads, a.num_kv_heads, a.head_dim, a.topk);
+  if (auto st = validate_decode(a, need); !st) return to_call_status(st.error());
+  if (a.total_q == 0) return {};
+  const int chunks = decode_num_chunks(a.total_q, a.num_kv_heads, a.topk);
+  const AttnShape s = impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode);
+  const std::int64_t group = a.num_heads / a.num_kv_heads;
+  auto attn = impl_->kernel_for(hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode),
+                                decode_config(impl_->arch, s, chunks));
+  if (!attn) return to_call_status(attn.error());
+  auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
+                                 merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks));
+  if (!merge) return to_call_status(merge.error());
+
+  const std::size_t rows = std::size_t(chunks) * std::size_t(a.total_q) * std::size_t(a.num_heads);
+  float* o_part = static_cast<float*>(a.workspace);
+  float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + align_up(rows * std::size_t(a.head_dim) * sizeof(float)));
+
+  SjAttnParams p;
+  std::memset(&p, 0, sizeof p);
+  p.q = a.q;
+  p.kv = a.kv_cache;
+  p.topk = a.topk_idx;
+  p.block_table = a.block_table;
+  p.seq_lens = a.seq_lens;
+  p.k_scale = a.k_scale;
+  p.v_scale = a.v_scale;
+  p.out = o_part;
+  p.lse = lse;
+  for (int i = 0; i < 3; ++i) {
+    p.q_stride[i] = a.q_stride[i];
+    p.topk_stride[i] = a.topk_stride[i];
+  }
+  for (int i = 0; i < 4; ++i) p.kv_stride[i] = a.kv_stride[i];
+  for (int i = 0; i < 2; ++i) {
+    p.ks_stride[i] = a.k_scale_stride[i];
+    p.vs_stride[i] = a.v_scale_stride[i];
+  }
+  p.v_offset = a.v_offset;
+  p.bt_stride = a.block_table_stride;
+  p.total_q = a.total_q;
+  p.decode_query_len = a.decode_query_len;
+  p.num_heads = a.num_heads;
+  p.max_blocks = a.max_blocks;
+  p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
+  void* args[] = {&p};
+  if (auto st = (*attn)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)},
+                                Dim3{unsigned(impl_->arch.decode.launch.threads), 1, 1}, 0, stream, args);
+      !st)
+    return to_call_status(st.error());
+
+  SjMergeParams m;
+  std::memset(&m, 0, sizeof m);
+  m.o_part = o_part;
+  m.lse = lse;
+  m.out = a.output;
+  for (int i = 0; i < 3; ++i) m.out_stride[i] = a.output_stride[i];
+  m.total_q = a.total_q;
+  m.num_heads = a.num_heads;
+  void* margs[] = {&m};
+  if (auto st = (*merge)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_heads), 1}, Dim3{unsigned(impl_->arch.merge.launch.threads), 1, 1},
+                                 0, stream, margs);
+      !st)
+    return to_call_status(st.error());
+  return {};
+}
+
+}  // namespace sparsejit

@@ -1,0 +1,81 @@
+// ---- shared algorithm layer (every vendor): dtypes, dequantization, rounding ----
+// dtype codes: must match sparsejit::DType on the host.
+#define SJ_BF16 0
+#define SJ_FP16 1
+#define SJ_FP8_E4M3FN 2
+#define SJ_FP8_E5M2 3
+#define SJ_FP8_E4M3FNUZ 4
+#define SJ_FP8_E5M2FNUZ 5
+#define SJ_SCALE_NONE 0
+#define SJ_SCALE_SCALAR 1
+#define SJ_SCALE_PER_TOKEN_HEAD 2
+
+SJ_DEVICE float sj_bf16_to_f32(sj_u16 h) { return sj_bits_to_float(((unsigned)h) << 16); }
+SJ_DEVICE sj_u16 sj_f32_to_bf16(float f) {
+  unsigned u = sj_float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (sj_u16)((u >> 16) | 0x40u);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                           // round to nearest even
+  return (sj_u16)(u >> 16);
+}
+
+template <int DT>
+SJ_DEVICE float sj_half_to_f32(sj_u16 h) {
+  if (DT == SJ_BF16) return sj_bf16_to_f32(h);
+  return sj_f16_to_f32(h);
+}
+template <int DT>
+SJ_DEVICE sj_u16 sj_f32_to_half(float f) {
+  if (DT == SJ_BF16) return sj_f32_to_bf16(f);
+  return sj_f32_to_f16(f);
+}
+
+// fp8 -> float, exact. EB exponent bits, MB mantissa bits, BIAS, FNUZ: 0x80 is the
+// only NaN and there is no -0/inf; IEEE_SPECIALS: all-ones exponent is inf/NaN (e5m2).
+template <int EB, int MB, int BIAS, bool FNUZ, bool IEEE_SPECIALS>
+SJ_DEVICE float sj_fp8_decode(sj_u8 v) {
+  const unsigned sign = (v >> 7) & 1u;
+  const unsigned exp = (v >> MB) & ((1u << EB) - 1u);
+  const unsigned man = v & ((1u << MB) - 1u);
+  if (FNUZ && v == 0x80u) return sj_bits_to_float(0x7fc00000u);
+  if (!FNUZ && !IEEE_SPECIALS && exp == ((1u << EB) - 1u) && man == ((1u << MB) - 1u))
+    return sj_bits_to_float(0x7fc00000u);  // e4m3fn: S.1111.111 is NaN, no inf
+  if (IEEE_SPECIALS && exp == ((1u << EB) - 1u))
+    return sj_bits_to_float(man ? 0x7fc00000u : ((sign << 31) | 0x7f800000u));
+  float mag;
+  if (exp == 0) {
+    // subnormal: man * 2^(1 - BIAS - MB), built exactly from float bits
+    mag = (float)man * sj_bits_to_float((unsigned)(127 + 1 - BIAS - MB) << 23);
+  } else {
+    mag = sj_bits_to_float(((exp + 127u - (unsigned)BIAS) << 23) | (man << (23 - MB)));
+  }
+  return sign ? -mag : mag;
+}
+
+template <int DT>
+SJ_DEVICE float sj_fp8_to_f32(sj_u8 v) {
+  if (DT == SJ_FP8_E4M3FN) return sj_fp8_decode<4, 3, 7, false, false>(v);
+  if (DT == SJ_FP8_E5M2) return sj_fp8_decode<5, 2, 15, false, true>(v);
+  if (DT == SJ_FP8_E4M3FNUZ) return sj_fp8_decode<4, 3, 8, true, false>(v);
+  return sj_fp8_decode<5, 2, 16, true, false>(v);
+}
+
+// Rounds through q's dtype (the reference dequantizes K/V "to q.dtype").
+template <int QDT>
+SJ_DEVICE float sj_round_q(float f) {
+  return sj_half_to_f32<QDT>(sj_f32_to_half<QDT>(f));
+}
+
+// Loads one K or V element as q's dtype (bits), dequantizing and scaling fp8.
+template <int QDT, int KVDT, int SCALE>
+SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale, long long scale_off) {
+  if (KVDT == SJ_BF16 || KVDT == SJ_FP16) {
+    const sj_u16 raw = ((const sj_u16*)base)[off];
+    if (KVDT == QDT) return raw;
+    return sj_f32_to_half<QDT>(sj_half_to_f32<KVDT>(raw));
+  } else {
+    float f = sj_fp8_to_f32<KVDT>(((const sj_u8*)base)[off]);  // exact in bf16/fp16
+    if (SCALE == SJ_SCALE_SCALAR) f = f * scale[0];
+    if (SCALE == SJ_SCALE_PER_TOKEN_HEAD) f = f * scale[scale_off];
+    return sj_f32_to_half<QDT>(f);
+  }
+}

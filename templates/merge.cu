@@ -1,0 +1,34 @@
+{{> sparse_attn_params.h}}
+{{> common.cuh}}
+// ---- split-K merge: out = sum_c 2^(lse_c - M) o_c / sum_c 2^(lse_c - M) ----
+// grid: (total_q, num_heads). Rows whose chunks are all empty (padded requests) get zeros, never NaN.
+namespace {
+constexpr int kHeadDim = {{HEAD_DIM}};
+constexpr int kChunks = {{NUM_TOPK_CHUNKS}};
+constexpr int kThreads = {{THREADS}};
+constexpr int kQDtype = {{Q_DTYPE}};
+}  // namespace
+
+SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(SjMergeParams p) {
+  const long long token = sj_bid_x(), head = sj_bid_y();
+  const long long row_stride = p.total_q * p.num_heads;
+  const long long row = token * p.num_heads + head;
+  float mx = sj_neg_inf();
+  for (int c = 0; c < kChunks; ++c) {
+    const float v = p.lse[c * row_stride + row];
+    mx = v > mx ? v : mx;
+  }
+  for (int d = sj_tid(); d < kHeadDim; d += kThreads) {
+    float num = 0.f, den = 0.f;
+    if (mx != sj_neg_inf()) {
+      for (int c = 0; c < kChunks; ++c) {
+        const float v = p.lse[c * row_stride + row];
+        const float w = (v == sj_neg_inf()) ? 0.f : sj_exp2(v - mx);
+        num += w * p.o_part[(c * row_stride + row) * kHeadDim + d];
+        den += w;
+      }
+    }
+    const float o = den > 0.f ? num / den : 0.f;
+    ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
+  }
+}

@@ -1,0 +1,28 @@
+// ---- vendor primitives: NVIDIA (NVRTC) ----
+#define SJ_GLOBAL extern "C" __global__
+#define SJ_DEVICE static __device__ __forceinline__
+#define SJ_SHARED __shared__
+#define SJ_KERNEL_ATTRS(threads, waves_per_eu) __launch_bounds__(threads)
+typedef unsigned short sj_u16;
+typedef unsigned char sj_u8;
+
+SJ_DEVICE int sj_tid() { return (int)threadIdx.x; }
+SJ_DEVICE long long sj_bid_x() { return (long long)blockIdx.x; }
+SJ_DEVICE long long sj_bid_y() { return (long long)blockIdx.y; }
+SJ_DEVICE long long sj_bid_z() { return (long long)blockIdx.z; }
+SJ_DEVICE void sj_sync() { __syncthreads(); }
+SJ_DEVICE float sj_exp2(float x) { return exp2f(x); }
+SJ_DEVICE float sj_log2(float x) { return log2f(x); }
+SJ_DEVICE float sj_neg_inf() { return __int_as_float(0xff800000); }
+SJ_DEVICE float sj_bits_to_float(unsigned u) { return __uint_as_float(u); }
+SJ_DEVICE unsigned sj_float_to_bits(float f) { return __float_as_uint(f); }
+SJ_DEVICE float sj_f16_to_f32(sj_u16 h) {
+  float f;
+  asm("{ .reg .f16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+  return f;
+}
+SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
+  sj_u16 h;
+  asm("{ .reg .f16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+  return h;
+}

@@ -1,0 +1,45 @@
+// Kernel parameter blocks, shared verbatim by the host (included) and the
+// device (embedded into every rendered source), so their layouts cannot drift.
+// Only 8-byte members before the trailing floats: identical layout under every
+// host and device compiler. No placeholders in this file.
+#ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
+#define SPARSEJIT_SPARSE_ATTN_PARAMS_H
+
+struct SjAttnParams {
+  const void* q;             // [total_q, num_heads, head_dim]
+  const void* kv;            // K at kv, V at kv + v_offset (elements)
+  const void* topk;          // int32 [num_kv_heads, total_q, topk]
+  const void* block_table;   // int32 [batch, max_blocks]
+  const void* seq_lens;      // int32 [batch]
+  const void* prefix_lens;   // int32 [batch] (prefill)
+  const void* cu_seqlens_q;  // int32 [batch + 1] (prefill)
+  const void* k_scale;       // float: scalar, or [num_kv_heads, tokens] per token/head
+  const void* v_scale;
+  void* out;                 // prefill: output [total_q, num_heads, head_dim]; decode: float partials
+  void* lse;                 // decode: float [chunks, total_q, num_heads]
+  long long q_stride[3];     // token, head, dim (elements)
+  long long out_stride[3];   // token, head, dim (prefill only)
+  long long kv_stride[4];    // page, kv head, position, dim
+  long long v_offset;        // elements from a K element to its V element
+  long long topk_stride[3];  // kv head, token, k
+  long long bt_stride;       // block_table row stride
+  long long ks_stride[2];    // k_scale kv head, token
+  long long vs_stride[2];    // v_scale kv head, token
+  long long total_q;
+  long long decode_query_len;
+  long long num_heads;
+  long long max_blocks;      // block_table row length (bounds for logical block ids)
+  float sm_scale_log2;       // sm_scale * log2(e)
+  float reserved;
+};
+
+struct SjMergeParams {
+  const float* o_part;       // [chunks, total_q, num_heads, head_dim]
+  const float* lse;          // [chunks, total_q, num_heads]
+  void* out;                 // [total_q, num_heads, head_dim]
+  long long out_stride[3];
+  long long total_q;
+  long long num_heads;
+};
+
+#endif

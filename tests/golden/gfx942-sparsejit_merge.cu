@@ -1,0 +1,190 @@
+// sparsejit generated kernel: sparsejit_merge for gfx942 (do not edit; `sparsejit emit` reproduces it)
+// config: {"arch":"gfx942","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","scale_mode":"none","sub_k":0,"topk":0}
+// config-key: 2cabedbf2b39dc8c
+// template: merge.cu + prelude_hip.cuh (configs/archs/gfx942.json)
+// ---- vendor primitives: AMD (HIPRTC or Clang -nogpuinc; compiler builtins only) ----
+#define SJ_GLOBAL extern "C" __attribute__((global)) __attribute__((visibility("default")))
+#define SJ_DEVICE static __attribute__((device)) __attribute__((always_inline)) inline
+#define SJ_SHARED __attribute__((shared))
+#define SJ_KERNEL_ATTRS(threads, waves_per_eu) \
+  __attribute__((amdgpu_flat_work_group_size(1, threads))) __attribute__((amdgpu_waves_per_eu(waves_per_eu)))
+typedef unsigned short sj_u16;
+typedef unsigned char sj_u8;
+
+SJ_DEVICE int sj_tid() { return (int)__builtin_amdgcn_workitem_id_x(); }
+SJ_DEVICE long long sj_bid_x() { return (long long)__builtin_amdgcn_workgroup_id_x(); }
+SJ_DEVICE long long sj_bid_y() { return (long long)__builtin_amdgcn_workgroup_id_y(); }
+SJ_DEVICE long long sj_bid_z() { return (long long)__builtin_amdgcn_workgroup_id_z(); }
+SJ_DEVICE void sj_sync() {
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "workgroup");
+  __builtin_amdgcn_s_barrier();
+  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
+}
+SJ_DEVICE float sj_exp2(float x) { return __builtin_exp2f(x); }
+SJ_DEVICE float sj_log2(float x) { return __builtin_log2f(x); }
+SJ_DEVICE float sj_bits_to_float(unsigned u) { return __builtin_bit_cast(float, u); }
+SJ_DEVICE unsigned sj_float_to_bits(float f) { return __builtin_bit_cast(unsigned, f); }
+SJ_DEVICE float sj_neg_inf() { return sj_bits_to_float(0xff800000u); }
+SJ_DEVICE float sj_f16_to_f32(sj_u16 h) { return (float)__builtin_bit_cast(_Float16, h); }
+SJ_DEVICE sj_u16 sj_f32_to_f16(float f) { return __builtin_bit_cast(sj_u16, (_Float16)f); }
+
+// Kernel parameter blocks, shared verbatim by the host (included) and the
+// device (embedded into every rendered source), so their layouts cannot drift.
+// Only 8-byte members before the trailing floats: identical layout under every
+// host and device compiler. No placeholders in this file.
+#ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
+#define SPARSEJIT_SPARSE_ATTN_PARAMS_H
+
+struct SjAttnParams {
+  const void* q;             // [total_q, num_heads, head_dim]
+  const void* kv;            // K at kv, V at kv + v_offset (elements)
+  const void* topk;          // int32 [num_kv_heads, total_q, topk]
+  const void* block_table;   // int32 [batch, max_blocks]
+  const void* seq_lens;      // int32 [batch]
+  const void* prefix_lens;   // int32 [batch] (prefill)
+  const void* cu_seqlens_q;  // int32 [batch + 1] (prefill)
+  const void* k_scale;       // float: scalar, or [num_kv_heads, tokens] per token/head
+  const void* v_scale;
+  void* out;                 // prefill: output [total_q, num_heads, head_dim]; decode: float partials
+  void* lse;                 // decode: float [chunks, total_q, num_heads]
+  long long q_stride[3];     // token, head, dim (elements)
+  long long out_stride[3];   // token, head, dim (prefill only)
+  long long kv_stride[4];    // page, kv head, position, dim
+  long long v_offset;        // elements from a K element to its V element
+  long long topk_stride[3];  // kv head, token, k
+  long long bt_stride;       // block_table row stride
+  long long ks_stride[2];    // k_scale kv head, token
+  long long vs_stride[2];    // v_scale kv head, token
+  long long total_q;
+  long long decode_query_len;
+  long long num_heads;
+  long long max_blocks;      // block_table row length (bounds for logical block ids)
+  float sm_scale_log2;       // sm_scale * log2(e)
+  float reserved;
+};
+
+struct SjMergeParams {
+  const float* o_part;       // [chunks, total_q, num_heads, head_dim]
+  const float* lse;          // [chunks, total_q, num_heads]
+  void* out;                 // [total_q, num_heads, head_dim]
+  long long out_stride[3];
+  long long total_q;
+  long long num_heads;
+};
+
+#endif
+
+// ---- shared algorithm layer (every vendor): dtypes, dequantization, rounding ----
+// dtype codes: must match sparsejit::DType on the host.
+#define SJ_BF16 0
+#define SJ_FP16 1
+#define SJ_FP8_E4M3FN 2
+#define SJ_FP8_E5M2 3
+#define SJ_FP8_E4M3FNUZ 4
+#define SJ_FP8_E5M2FNUZ 5
+#define SJ_SCALE_NONE 0
+#define SJ_SCALE_SCALAR 1
+#define SJ_SCALE_PER_TOKEN_HEAD 2
+
+SJ_DEVICE float sj_bf16_to_f32(sj_u16 h) { return sj_bits_to_float(((unsigned)h) << 16); }
+SJ_DEVICE sj_u16 sj_f32_to_bf16(float f) {
+  unsigned u = sj_float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (sj_u16)((u >> 16) | 0x40u);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                           // round to nearest even
+  return (sj_u16)(u >> 16);
+}
+
+template <int DT>
+SJ_DEVICE float sj_half_to_f32(sj_u16 h) {
+  if (DT == SJ_BF16) return sj_bf16_to_f32(h);
+  return sj_f16_to_f32(h);
+}
+template <int DT>
+SJ_DEVICE sj_u16 sj_f32_to_half(float f) {
+  if (DT == SJ_BF16) return sj_f32_to_bf16(f);
+  return sj_f32_to_f16(f);
+}
+
+// fp8 -> float, exact. EB exponent bits, MB mantissa bits, BIAS, FNUZ: 0x80 is the
+// only NaN and there is no -0/inf; IEEE_SPECIALS: all-ones exponent is inf/NaN (e5m2).
+template <int EB, int MB, int BIAS, bool FNUZ, bool IEEE_SPECIALS>
+SJ_DEVICE float sj_fp8_decode(sj_u8 v) {
+  const unsigned sign = (v >> 7) & 1u;
+  const unsigned exp = (v >> MB) & ((1u << EB) - 1u);
+  const unsigned man = v & ((1u << MB) - 1u);
+  if (FNUZ && v == 0x80u) return sj_bits_to_float(0x7fc00000u);
+  if (!FNUZ && !IEEE_SPECIALS && exp == ((1u << EB) - 1u) && man == ((1u << MB) - 1u))
+    return sj_bits_to_float(0x7fc00000u);  // e4m3fn: S.1111.111 is NaN, no inf
+  if (IEEE_SPECIALS && exp == ((1u << EB) - 1u))
+    return sj_bits_to_float(man ? 0x7fc00000u : ((sign << 31) | 0x7f800000u));
+  float mag;
+  if (exp == 0) {
+    // subnormal: man * 2^(1 - BIAS - MB), built exactly from float bits
+    mag = (float)man * sj_bits_to_float((unsigned)(127 + 1 - BIAS - MB) << 23);
+  } else {
+    mag = sj_bits_to_float(((exp + 127u - (unsigned)BIAS) << 23) | (man << (23 - MB)));
+  }
+  return sign ? -mag : mag;
+}
+
+template <int DT>
+SJ_DEVICE float sj_fp8_to_f32(sj_u8 v) {
+  if (DT == SJ_FP8_E4M3FN) return sj_fp8_decode<4, 3, 7, false, false>(v);
+  if (DT == SJ_FP8_E5M2) return sj_fp8_decode<5, 2, 15, false, true>(v);
+  if (DT == SJ_FP8_E4M3FNUZ) return sj_fp8_decode<4, 3, 8, true, false>(v);
+  return sj_fp8_decode<5, 2, 16, true, false>(v);
+}
+
+// Rounds through q's dtype (the reference dequantizes K/V "to q.dtype").
+template <int QDT>
+SJ_DEVICE float sj_round_q(float f) {
+  return sj_half_to_f32<QDT>(sj_f32_to_half<QDT>(f));
+}
+
+// Loads one K or V element as q's dtype (bits), dequantizing and scaling fp8.
+template <int QDT, int KVDT, int SCALE>
+SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale, long long scale_off) {
+  if (KVDT == SJ_BF16 || KVDT == SJ_FP16) {
+    const sj_u16 raw = ((const sj_u16*)base)[off];
+    if (KVDT == QDT) return raw;
+    return sj_f32_to_half<QDT>(sj_half_to_f32<KVDT>(raw));
+  } else {
+    float f = sj_fp8_to_f32<KVDT>(((const sj_u8*)base)[off]);  // exact in bf16/fp16
+    if (SCALE == SJ_SCALE_SCALAR) f = f * scale[0];
+    if (SCALE == SJ_SCALE_PER_TOKEN_HEAD) f = f * scale[scale_off];
+    return sj_f32_to_half<QDT>(f);
+  }
+}
+
+// ---- split-K merge: out = sum_c 2^(lse_c - M) o_c / sum_c 2^(lse_c - M) ----
+// grid: (total_q, num_heads). Rows whose chunks are all empty (padded requests) get zeros, never NaN.
+namespace {
+constexpr int kHeadDim = 128;
+constexpr int kChunks = 4;
+constexpr int kThreads = 128;
+constexpr int kQDtype = 0;
+}  // namespace
+
+SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_merge(SjMergeParams p) {
+  const long long token = sj_bid_x(), head = sj_bid_y();
+  const long long row_stride = p.total_q * p.num_heads;
+  const long long row = token * p.num_heads + head;
+  float mx = sj_neg_inf();
+  for (int c = 0; c < kChunks; ++c) {
+    const float v = p.lse[c * row_stride + row];
+    mx = v > mx ? v : mx;
+  }
+  for (int d = sj_tid(); d < kHeadDim; d += kThreads) {
+    float num = 0.f, den = 0.f;
+    if (mx != sj_neg_inf()) {
+      for (int c = 0; c < kChunks; ++c) {
+        const float v = p.lse[c * row_stride + row];
+        const float w = (v == sj_neg_inf()) ? 0.f : sj_exp2(v - mx);
+        num += w * p.o_part[(c * row_stride + row) * kHeadDim + d];
+        den += w;
+      }
+    }
+    const float o = den > 0.f ? num / den : 0.f;
+    ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
+  }
+}

@@ -1,0 +1,340 @@
+// sparsejit generated kernel: sparsejit_decode for sm_90 (do not edit; `sparsejit emit` reproduces it)
+// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","scale_mode":"none","sub_k":64,"topk":16}
+// config-key: 3285670b1ab3c746
+// template: attention.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
+// ---- vendor primitives: NVIDIA (NVRTC) ----
+#define SJ_GLOBAL extern "C" __global__
+#define SJ_DEVICE static __device__ __forceinline__
+#define SJ_SHARED __shared__
+#define SJ_KERNEL_ATTRS(threads, waves_per_eu) __launch_bounds__(threads)
+typedef unsigned short sj_u16;
+typedef unsigned char sj_u8;
+
+SJ_DEVICE int sj_tid() { return (int)threadIdx.x; }
+SJ_DEVICE long long sj_bid_x() { return (long long)blockIdx.x; }
+SJ_DEVICE long long sj_bid_y() { return (long long)blockIdx.y; }
+SJ_DEVICE long long sj_bid_z() { return (long long)blockIdx.z; }
+SJ_DEVICE void sj_sync() { __syncthreads(); }
+SJ_DEVICE float sj_exp2(float x) { return exp2f(x); }
+SJ_DEVICE float sj_log2(float x) { return log2f(x); }
+SJ_DEVICE float sj_neg_inf() { return __int_as_float(0xff800000); }
+SJ_DEVICE float sj_bits_to_float(unsigned u) { return __uint_as_float(u); }
+SJ_DEVICE unsigned sj_float_to_bits(float f) { return __float_as_uint(f); }
+SJ_DEVICE float sj_f16_to_f32(sj_u16 h) {
+  float f;
+  asm("{ .reg .f16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+  return f;
+}
+SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
+  sj_u16 h;
+  asm("{ .reg .f16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+  return h;
+}
+
+// Kernel parameter blocks, shared verbatim by the host (included) and the
+// device (embedded into every rendered source), so their layouts cannot drift.
+// Only 8-byte members before the trailing floats: identical layout under every
+// host and device compiler. No placeholders in this file.
+#ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
+#define SPARSEJIT_SPARSE_ATTN_PARAMS_H
+
+struct SjAttnParams {
+  const void* q;             // [total_q, num_heads, head_dim]
+  const void* kv;            // K at kv, V at kv + v_offset (elements)
+  const void* topk;          // int32 [num_kv_heads, total_q, topk]
+  const void* block_table;   // int32 [batch, max_blocks]
+  const void* seq_lens;      // int32 [batch]
+  const void* prefix_lens;   // int32 [batch] (prefill)
+  const void* cu_seqlens_q;  // int32 [batch + 1] (prefill)
+  const void* k_scale;       // float: scalar, or [num_kv_heads, tokens] per token/head
+  const void* v_scale;
+  void* out;                 // prefill: output [total_q, num_heads, head_dim]; decode: float partials
+  void* lse;                 // decode: float [chunks, total_q, num_heads]
+  long long q_stride[3];     // token, head, dim (elements)
+  long long out_stride[3];   // token, head, dim (prefill only)
+  long long kv_stride[4];    // page, kv head, position, dim
+  long long v_offset;        // elements from a K element to its V element
+  long long topk_stride[3];  // kv head, token, k
+  long long bt_stride;       // block_table row stride
+  long long ks_stride[2];    // k_scale kv head, token
+  long long vs_stride[2];    // v_scale kv head, token
+  long long total_q;
+  long long decode_query_len;
+  long long num_heads;
+  long long max_blocks;      // block_table row length (bounds for logical block ids)
+  float sm_scale_log2;       // sm_scale * log2(e)
+  float reserved;
+};
+
+struct SjMergeParams {
+  const float* o_part;       // [chunks, total_q, num_heads, head_dim]
+  const float* lse;          // [chunks, total_q, num_heads]
+  void* out;                 // [total_q, num_heads, head_dim]
+  long long out_stride[3];
+  long long total_q;
+  long long num_heads;
+};
+
+#endif
+
+// ---- shared algorithm layer (every vendor): dtypes, dequantization, rounding ----
+// dtype codes: must match sparsejit::DType on the host.
+#define SJ_BF16 0
+#define SJ_FP16 1
+#define SJ_FP8_E4M3FN 2
+#define SJ_FP8_E5M2 3
+#define SJ_FP8_E4M3FNUZ 4
+#define SJ_FP8_E5M2FNUZ 5
+#define SJ_SCALE_NONE 0
+#define SJ_SCALE_SCALAR 1
+#define SJ_SCALE_PER_TOKEN_HEAD 2
+
+SJ_DEVICE float sj_bf16_to_f32(sj_u16 h) { return sj_bits_to_float(((unsigned)h) << 16); }
+SJ_DEVICE sj_u16 sj_f32_to_bf16(float f) {
+  unsigned u = sj_float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (sj_u16)((u >> 16) | 0x40u);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                           // round to nearest even
+  return (sj_u16)(u >> 16);
+}
+
+template <int DT>
+SJ_DEVICE float sj_half_to_f32(sj_u16 h) {
+  if (DT == SJ_BF16) return sj_bf16_to_f32(h);
+  return sj_f16_to_f32(h);
+}
+template <int DT>
+SJ_DEVICE sj_u16 sj_f32_to_half(float f) {
+  if (DT == SJ_BF16) return sj_f32_to_bf16(f);
+  return sj_f32_to_f16(f);
+}
+
+// fp8 -> float, exact. EB exponent bits, MB mantissa bits, BIAS, FNUZ: 0x80 is the
+// only NaN and there is no -0/inf; IEEE_SPECIALS: all-ones exponent is inf/NaN (e5m2).
+template <int EB, int MB, int BIAS, bool FNUZ, bool IEEE_SPECIALS>
+SJ_DEVICE float sj_fp8_decode(sj_u8 v) {
+  const unsigned sign = (v >> 7) & 1u;
+  const unsigned exp = (v >> MB) & ((1u << EB) - 1u);
+  const unsigned man = v & ((1u << MB) - 1u);
+  if (FNUZ && v == 0x80u) return sj_bits_to_float(0x7fc00000u);
+  if (!FNUZ && !IEEE_SPECIALS && exp == ((1u << EB) - 1u) && man == ((1u << MB) - 1u))
+    return sj_bits_to_float(0x7fc00000u);  // e4m3fn: S.1111.111 is NaN, no inf
+  if (IEEE_SPECIALS && exp == ((1u << EB) - 1u))
+    return sj_bits_to_float(man ? 0x7fc00000u : ((sign << 31) | 0x7f800000u));
+  float mag;
+  if (exp == 0) {
+    // subnormal: man * 2^(1 - BIAS - MB), built exactly from float bits
+    mag = (float)man * sj_bits_to_float((unsigned)(127 + 1 - BIAS - MB) << 23);
+  } else {
+    mag = sj_bits_to_float(((exp + 127u - (unsigned)BIAS) << 23) | (man << (23 - MB)));
+  }
+  return sign ? -mag : mag;
+}
+
+template <int DT>
+SJ_DEVICE float sj_fp8_to_f32(sj_u8 v) {
+  if (DT == SJ_FP8_E4M3FN) return sj_fp8_decode<4, 3, 7, false, false>(v);
+  if (DT == SJ_FP8_E5M2) return sj_fp8_decode<5, 2, 15, false, true>(v);
+  if (DT == SJ_FP8_E4M3FNUZ) return sj_fp8_decode<4, 3, 8, true, false>(v);
+  return sj_fp8_decode<5, 2, 16, true, false>(v);
+}
+
+// Rounds through q's dtype (the reference dequantizes K/V "to q.dtype").
+template <int QDT>
+SJ_DEVICE float sj_round_q(float f) {
+  return sj_half_to_f32<QDT>(sj_f32_to_half<QDT>(f));
+}
+
+// Loads one K or V element as q's dtype (bits), dequantizing and scaling fp8.
+template <int QDT, int KVDT, int SCALE>
+SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale, long long scale_off) {
+  if (KVDT == SJ_BF16 || KVDT == SJ_FP16) {
+    const sj_u16 raw = ((const sj_u16*)base)[off];
+    if (KVDT == QDT) return raw;
+    return sj_f32_to_half<QDT>(sj_half_to_f32<KVDT>(raw));
+  } else {
+    float f = sj_fp8_to_f32<KVDT>(((const sj_u8*)base)[off]);  // exact in bf16/fp16
+    if (SCALE == SJ_SCALE_SCALAR) f = f * scale[0];
+    if (SCALE == SJ_SCALE_PER_TOKEN_HEAD) f = f * scale[scale_off];
+    return sj_f32_to_half<QDT>(f);
+  }
+}
+
+// ---- block-sparse GQA attention: one workgroup = one (query, kv head, top-k chunk) ----
+// Each selected 128-token block is walked in SUB_K-token sub-tiles; the online
+// softmax (base 2) runs per sub-tile. Prefill and decode differ only in how a
+// query finds its position and its visibility limit, and in what they store.
+namespace {
+constexpr int kHeadDim = 128;
+constexpr int kGroup = 16;
+constexpr int kTopk = 16;
+constexpr int kChunks = 4;
+constexpr int kSubK = 64;
+constexpr int kThreads = 128;
+constexpr int kQDtype = 0;
+constexpr int kKvDtype = 0;
+constexpr int kScaleMode = 0;
+constexpr int kBlock = 128;
+constexpr int kAccPerThread = (kGroup * kHeadDim + kThreads - 1) / kThreads;
+constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
+static_assert(kBlock % kSubK == 0, "SUB_K must divide the 128-token block");
+static_assert(kGroup <= kThreads, "one thread per head for the softmax statistics");
+
+struct Shared {
+  sj_u16 q[kGroup][kHeadDim];    // q in its own dtype (exact)
+  sj_u16 kv[kSubK][kHeadDim];    // K, then V, of the current sub-tile, dequantized to q's dtype
+  float s[kGroup][kSubK];        // scores, then probabilities
+  float m[kGroup];
+  float l[kGroup];
+  float alpha[kGroup];
+};
+
+// Attends query `token` (absolute position `pos`, keys visible below `limit` and
+// at most `pos`) of request `req` to the top-k entries [t_begin, t_end) of kv head `kvh`.
+// On return acc holds the unnormalized output and sh.m / sh.l the statistics.
+SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPerThread], long long token, long long req,
+                         long long kvh, long long pos, long long limit, int t_begin, int t_end) {
+  const int tid = sj_tid();
+  const long long h0 = kvh * kGroup;
+  for (int i = tid; i < kGroup * kHeadDim; i += kThreads) {
+    const int g = i / kHeadDim, d = i % kHeadDim;
+    sh.q[g][d] = ((const sj_u16*)p.q)[token * p.q_stride[0] + (h0 + g) * p.q_stride[1] + d * p.q_stride[2]];
+  }
+  if (tid < kGroup) {
+    sh.m[tid] = sj_neg_inf();
+    sh.l[tid] = 0.f;
+  }
+#pragma unroll
+  for (int j = 0; j < kAccPerThread; ++j) acc[j] = 0.f;
+  sj_sync();
+
+  const int* topk = (const int*)p.topk + kvh * p.topk_stride[0] + token * p.topk_stride[1];
+  const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
+  const float* k_scale = (const float*)p.k_scale;
+  const float* v_scale = (const float*)p.v_scale;
+  const long long hi = pos < limit - 1 ? pos : limit - 1;  // last visible key position
+
+  for (int t = t_begin; t < t_end; ++t) {
+    const long long blk = topk[t * p.topk_stride[2]];
+    // Padding (< 0) and ids outside the block table select nothing; so does a block wholly in the future.
+    if (blk < 0 || blk >= p.max_blocks || blk * kBlock > hi) continue;
+    const long long page = bt_row[blk];
+    if (page < 0) continue;
+    const long long kv_row = page * p.kv_stride[0] + kvh * p.kv_stride[1];
+    for (int sub = 0; sub < kBlock / kSubK; ++sub) {
+      const long long n0 = blk * kBlock + sub * kSubK;  // absolute position of the sub-tile's first key
+      if (n0 > hi) break;
+      // K sub-tile -> shared (invisible keys as zeros: never read past the sequence).
+      for (int i = tid; i < kSubK * kHeadDim; i += kThreads) {
+        const int n = i / kHeadDim, d = i % kHeadDim;
+        const long long in_page = sub * kSubK + n;
+        sj_u16 v = 0;
+        if (n0 + n <= hi)
+          v = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, kv_row + in_page * p.kv_stride[2] + d * p.kv_stride[3], k_scale,
+                                                          kvh * p.ks_stride[0] + (page * kBlock + in_page) * p.ks_stride[1]);
+        sh.kv[n][d] = v;
+      }
+      sj_sync();
+      for (int i = tid; i < kGroup * kSubK; i += kThreads) {
+        const int g = i / kSubK, n = i % kSubK;
+        float s = sj_neg_inf();
+        if (n0 + n <= hi) {
+          float dot = 0.f;
+#pragma unroll 8
+          for (int d = 0; d < kHeadDim; ++d) dot += sj_half_to_f32<kQDtype>(sh.q[g][d]) * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
+          s = dot * p.sm_scale_log2;
+        }
+        sh.s[g][n] = s;
+      }
+      sj_sync();
+      if (tid < kGroup) {
+        const float m_old = sh.m[tid];
+        float mx = m_old;
+        for (int n = 0; n < kSubK; ++n) mx = sh.s[tid][n] > mx ? sh.s[tid][n] : mx;
+        float sum = 0.f;
+        for (int n = 0; n < kSubK; ++n) {
+          const float s = sh.s[tid][n];
+          const float e = (s == sj_neg_inf()) ? 0.f : sj_exp2(s - mx);
+          sh.s[tid][n] = e;
+          sum += e;
+        }
+        const float alpha = (mx == sj_neg_inf()) ? 1.f : sj_exp2(m_old - mx);
+        sh.alpha[tid] = alpha;
+        sh.l[tid] = sh.l[tid] * alpha + sum;
+        sh.m[tid] = mx;
+      }
+      // V sub-tile -> shared (the K tile is no longer needed).
+      for (int i = tid; i < kSubK * kHeadDim; i += kThreads) {
+        const int n = i / kHeadDim, d = i % kHeadDim;
+        const long long in_page = sub * kSubK + n;
+        sj_u16 v = 0;
+        if (n0 + n <= hi)
+          v = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, p.v_offset + kv_row + in_page * p.kv_stride[2] + d * p.kv_stride[3],
+                                                          v_scale, kvh * p.vs_stride[0] + (page * kBlock + in_page) * p.vs_stride[1]);
+        sh.kv[n][d] = v;
+      }
+      sj_sync();
+#pragma unroll
+      for (int j = 0; j < kAccPerThread; ++j) {
+        const int i = tid + j * kThreads;
+        if (i < kGroup * kHeadDim) {
+          const int g = i / kHeadDim, d = i % kHeadDim;
+          float a = acc[j] * sh.alpha[g];
+          for (int n = 0; n < kSubK; ++n) a += sh.s[g][n] * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
+          acc[j] = a;
+        }
+      }
+      sj_sync();
+    }
+  }
+}
+}  // namespace
+
+SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_decode(SjAttnParams p) {
+  SJ_SHARED Shared sh;
+  float acc[kAccPerThread];
+  const int tid = sj_tid();
+#if 1
+  // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+  const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
+  const long long req = token / p.decode_query_len;
+  const long long seq_len = ((const int*)p.seq_lens)[req];
+  const long long pos = seq_len - p.decode_query_len + (token - req * p.decode_query_len);
+  const int t_begin = (int)chunk * kChunkSize;
+  const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
+  sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);
+  float* o_part = (float*)p.out;
+  float* lse = (float*)p.lse;
+  const long long row = (chunk * p.total_q + token) * p.num_heads + kvh * kGroup;  // first head of this group
+#pragma unroll
+  for (int j = 0; j < kAccPerThread; ++j) {
+    const int i = tid + j * kThreads;
+    if (i < kGroup * kHeadDim) {
+      const int g = i / kHeadDim, d = i % kHeadDim;
+      const float l = sh.l[g];
+      o_part[(row + g) * kHeadDim + d] = l > 0.f ? acc[j] / l : 0.f;  // empty chunk: zeros, weight 0 via lse
+    }
+  }
+  if (tid < kGroup) lse[row + tid] = sh.l[tid] > 0.f ? sh.m[tid] + sj_log2(sh.l[tid]) : sj_neg_inf();
+#else
+  // grid: (max_query_len, num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
+  const long long i_q = sj_bid_x(), kvh = sj_bid_y(), req = sj_bid_z();
+  const long long q_start = ((const int*)p.cu_seqlens_q)[req];
+  const long long q_len = ((const int*)p.cu_seqlens_q)[req + 1] - q_start;
+  if (i_q >= q_len) return;
+  const long long token = q_start + i_q;
+  const long long pos = ((const int*)p.prefix_lens)[req] + i_q;
+  const long long seq_len = ((const int*)p.seq_lens)[req];
+  sj_attend(p, sh, acc, token, req, kvh, pos, seq_len, 0, kTopk);
+#pragma unroll
+  for (int j = 0; j < kAccPerThread; ++j) {
+    const int i = tid + j * kThreads;
+    if (i < kGroup * kHeadDim) {
+      const int g = i / kHeadDim, d = i % kHeadDim;
+      const float l = sh.l[g];
+      const float o = l > 0.f ? acc[j] / l : 0.f;  // no visible key: zeros
+      ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
+          sj_f32_to_half<kQDtype>(o);
+    }
+  }
+#endif
+}

@@ -1,0 +1,177 @@
+// The CLI as users run it, including the steps of the README's main command.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string stderr_path() { return "/tmp/sparsejit-cli-stderr-" + std::to_string(getpid()) + ".txt"; }
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+// Runs the CLI with `env` prefixed; stdout captured, stderr to a file.
+RunResult run_cli(const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " + SPARSEJIT_CLI + " " + args + " 2>" + stderr_path();
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/sparsejit-cli-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool can_build(const std::string& target) {
+  auto r = run_cli("", "archs --json");
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded()) return false;
+  for (const auto& row : j)
+    if (row.value("target", "") == target) return row.value("buildable", false);
+  return false;
+}
+
+}  // namespace
+
+TEST(Cli, ReadmeHasExactlyTheTwoSetupCommandsAndCiRunsTheTestOne) {
+  const std::string readme = read_file(fs::path(SPARSEJIT_SOURCE_DIR) / "README.md");
+  EXPECT_NE(readme.find("bash scripts/warm.sh"), std::string::npos);
+  EXPECT_NE(readme.find("bash scripts/test.sh"), std::string::npos);
+  const std::string ci = read_file(fs::path(SPARSEJIT_SOURCE_DIR) / ".ci" / "run");
+  EXPECT_NE(ci.find("bash scripts/test.sh"), std::string::npos);
+  const std::string warm = read_file(fs::path(SPARSEJIT_SOURCE_DIR) / "scripts" / "warm.sh");
+  EXPECT_NE(warm.find("warm --preset minimax-m3"), std::string::npos);
+  // Every knob of the registry is documented in the README.
+  for (const char* knob : {"SPARSEJIT_CACHE_DIR", "SPARSEJIT_SYSTEM_CACHE_DIRS", "SPARSEJIT_CACHE", "SPARSEJIT_CACHE_MAX_BYTES",
+                           "SPARSEJIT_CACHE_ALLOW_SHARED", "SPARSEJIT_TEMPLATE_DIR", "SPARSEJIT_COMPILE_ISOLATION", "SPARSEJIT_DISABLE_COMPILE",
+                           "SPARSEJIT_EXTRA_FLAGS", "SPARSEJIT_HELPER", "SPARSEJIT_CLANG_PLUGIN", "SPARSEJIT_DUMP_DIR"})
+    EXPECT_NE(readme.find(knob), std::string::npos) << knob << " is not documented in the README";
+}
+
+TEST(Cli, ArchsListsEveryKnownTargetWithBackends) {
+  auto r = run_cli("", "archs --json");
+  ASSERT_EQ(r.exit_code, 0) << read_file(stderr_path());
+  auto j = nlohmann::json::parse(r.out);
+  std::set<std::string> targets;
+  for (const auto& row : j) {
+    targets.insert(row["target"].get<std::string>());
+    EXPECT_TRUE(row.contains("backends"));
+  }
+  for (const char* t : {"sm_90", "sm_80", "gfx942", "gfx950", "gfx90a"}) EXPECT_TRUE(targets.count(t)) << t;
+}
+
+TEST(Cli, EmitPrintsTheSourceAndRejectsBadShapes) {
+  auto r = run_cli("", "emit --op decode --arch sm_90 --head-dim 128 --topk 16 --gqa-group 8 --chunks 4");
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("// sparsejit generated kernel: sparsejit_decode for sm_90", 0), 0u);
+  EXPECT_NE(r.out.find("\"num_topk_chunks\":4"), std::string::npos);
+  auto bad = run_cli("", "emit --op prefill --arch sm_90 --head-dim 100 --json");
+  EXPECT_NE(bad.exit_code, 0);
+  auto j = nlohmann::json::parse(bad.out);
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("head_dim = 100"), std::string::npos);
+  auto unknown = run_cli("", "emit --op prefill --arch tpu_v5");
+  EXPECT_NE(unknown.exit_code, 0);
+}
+
+// The README's main command, step by step, for one NVIDIA and one AMD target.
+TEST(Cli, WarmIsIdempotentAndVerifyCatchesCorruption) {
+  std::string archs;
+  for (const char* t : {"sm_90", "gfx942"})
+    if (can_build(t)) archs += std::string(archs.empty() ? "" : ",") + t;
+  if (archs.empty()) GTEST_SKIP() << "no toolchain here builds sm_90 or gfx942";
+  TempDir d;
+  const std::string env = "SPARSEJIT_CACHE_DIR=" + d.path.string();
+  auto first = run_cli(env, "warm --preset minimax-m3 --arch " + archs + " -j 2 --json");
+  ASSERT_EQ(first.exit_code, 0) << first.out << read_file(stderr_path());
+  auto j1 = nlohmann::json::parse(first.out);
+  const int n = j1["kernels"].get<int>();
+  EXPECT_GT(n, 0);
+  EXPECT_EQ(j1["compiled"].get<int>(), n);
+  EXPECT_EQ(j1["hits"].get<int>(), 0);
+  EXPECT_EQ(j1["failed"].get<int>(), 0);
+
+  // Second run: all hits, and it must not compile anything (compiles are disabled to prove it).
+  auto second = run_cli(env + " SPARSEJIT_DISABLE_COMPILE=1", "warm --preset minimax-m3 --arch " + archs + " --json");
+  ASSERT_EQ(second.exit_code, 0) << second.out;
+  auto j2 = nlohmann::json::parse(second.out);
+  EXPECT_EQ(j2["hits"].get<int>(), n);
+  EXPECT_EQ(j2["compiled"].get<int>(), 0);
+
+  auto status = run_cli(env, "cache status --json");
+  ASSERT_EQ(status.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(status.out)["entries"].get<int>(), n);
+  auto ok = run_cli(env, "cache verify");
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+
+  // Flip a byte in the middle of one entry: verify names it and fails.
+  fs::path victim;
+  for (const auto& e : fs::recursive_directory_iterator(d.path))
+    if (e.path().extension() == ".bin") victim = e.path();
+  ASSERT_FALSE(victim.empty());
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(victim) / 2));
+    char c;
+    f.seekg(static_cast<std::streamoff>(fs::file_size(victim) / 2));
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(victim) / 2));
+    f.put(static_cast<char>(c ^ 0x5a));
+  }
+  auto badv = run_cli(env, "cache verify");
+  EXPECT_NE(badv.exit_code, 0);
+  EXPECT_NE(badv.out.find(victim.stem().string()), std::string::npos) << badv.out;
+
+  // The next warm rebuilds exactly that entry.
+  auto third = run_cli(env, "warm --preset minimax-m3 --arch " + archs + " --json");
+  ASSERT_EQ(third.exit_code, 0) << third.out;
+  auto j3 = nlohmann::json::parse(third.out);
+  EXPECT_EQ(j3["compiled"].get<int>(), 1);
+  EXPECT_EQ(j3["hits"].get<int>(), n - 1);
+  EXPECT_EQ(run_cli(env, "cache verify").exit_code, 0);
+}
+
+TEST(Cli, CompileWritesACodeObject) {
+  if (!can_build("sm_90")) GTEST_SKIP() << "NVRTC cannot build sm_90 here";
+  TempDir d;
+  const fs::path out = d.path / "k.cubin";
+  auto r = run_cli("SPARSEJIT_CACHE_DIR=" + d.path.string(), "compile --op merge --arch sm_90 --chunks 4 -o " + out.string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << read_file(stderr_path());
+  const std::string bytes = read_file(out);
+  ASSERT_GT(bytes.size(), 4u);
+  EXPECT_EQ(bytes.substr(0, 4), "\x7f" "ELF");
+}
