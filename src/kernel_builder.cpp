@@ -32,13 +32,13 @@ std::shared_ptr<KernelCache> default_cache() {
 
 KernelBuilder::KernelBuilder(std::shared_ptr<KernelCache> cache) : cache_(std::move(cache)) {}
 
-Result<BuildOutcome> KernelBuilder::build(const KernelConfig& config) {
+Result<BuildOutcome> KernelBuilder::build(const KernelConfig& config, const std::string& backend) {
   const auto t0 = std::chrono::steady_clock::now();
   auto arch = load_arch_table(config.arch);
   if (!arch) return arch.error();
   auto rendered = render_kernel(config, *arch);
   if (!rendered) return rendered.error();
-  auto compiler = CompilerRegistry::instance().choose(config.arch, arch->backends);
+  auto compiler = CompilerRegistry::instance().choose(config.arch, backend.empty() ? arch->backends : std::vector<std::string>{backend});
   if (!compiler) return compiler.error();
   const auto extra = split_flags(knobs().extra_flags);
   auto options = (*compiler)->default_options(config.arch);

@@ -22,7 +22,8 @@ struct BuildOutcome {
 class KernelBuilder {
  public:
   explicit KernelBuilder(std::shared_ptr<KernelCache> cache);
-  Result<BuildOutcome> build(const KernelConfig& config);
+  // `backend` forces one backend ("clang", "hiprtc", ...) instead of the arch table's preference order.
+  Result<BuildOutcome> build(const KernelConfig& config, const std::string& backend = "");
   KernelCache& cache() { return *cache_; }
   std::shared_ptr<KernelCache> shared_cache() { return cache_; }
 

@@ -224,16 +224,19 @@ TEST(KernelCache, SixteenThreadsCompileOnce) {
   auto k = key_for("racy");
   std::atomic<bool> go{false};
   std::vector<std::shared_ptr<const CachedObject>> got(16);
+  std::atomic<int> compiled{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 16; ++i)
     threads.emplace_back([&, i] {
       while (!go) std::this_thread::yield();
       auto r = c.get_or_build(k, kSidecar, fc.fn("R", 100ms));
       if (r.ok()) got[i] = r->object;
+      if (r.ok() && r->origin == CacheOrigin::compiled) ++compiled;
     });
   go = true;
   for (auto& th : threads) th.join();
   EXPECT_EQ(fc.calls, 1);
+  EXPECT_EQ(compiled, 1);  // waiters report a memory hit
   for (auto& o : got) {
     ASSERT_NE(o, nullptr);
     EXPECT_EQ(o.get(), got[0].get());

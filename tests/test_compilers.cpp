@@ -149,6 +149,7 @@ TEST(Hiprtc, Gfx942NeverCrashesTheProcess) {
   if (!hiprtc->available()) GTEST_SKIP() << "HIPRTC not available: " << hiprtc->unavailable_reason();
   ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
   Support s = hiprtc->supports("gfx942");
+  std::printf("[ info   ] hiprtc gfx942: %s\n", s.ok ? "supported" : s.reason.c_str());
   // Whatever the installed version, both paths must return (a value), never abort.
   auto in_process = hiprtc->compile(request(kHipKernel, "gfx942"));
   auto isolated = make_subprocess_compiler(hiprtc)->compile(request(kHipKernel, "gfx942"));
@@ -159,6 +160,19 @@ TEST(Hiprtc, Gfx942NeverCrashesTheProcess) {
   }
   EXPECT_FALSE(hiprtc->supports("sm_90").ok);
   EXPECT_FALSE(hiprtc->supports("gfx942:bogus+").ok);
+}
+
+// The helper trusts its target, so forcing a target this HIPRTC aborts on shows
+// the containment with the real toolchain: an Error naming the signal, and we live.
+TEST(Hiprtc, HelperCrashOnUnsupportedTargetIsContained) {
+  auto hiprtc = std::shared_ptr<const Compiler>(make_hiprtc_compiler());
+  if (!hiprtc->available()) GTEST_SKIP() << "HIPRTC not available: " << hiprtc->unavailable_reason();
+  ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
+  if (hiprtc->supports("gfx942").ok) GTEST_SKIP() << "this HIPRTC builds gfx942: nothing to contain";
+  // An inner that claims support: the parent spawns, the helper runs the real HIPRTC.
+  auto r = make_subprocess_compiler(std::make_shared<NamedFake>("hiprtc"))->compile(request(kHipKernel, "gfx942"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("helper crashed with SIG"), std::string::npos) << r.error().describe();
 }
 
 // ---------------------------------------------------------------- Clang plugin

@@ -339,7 +339,11 @@ Result<CacheResult> KernelCache::get_or_build(const CacheKey& key, const nlohman
     if (auto it = impl_->inflight.find(key.hex); it != impl_->inflight.end()) {
       auto fut = it->second;
       g.unlock();
-      return fut.get();  // the leader's result or its error
+      // The leader's error, or its object served from this process's memory:
+      // only the leader reports `compiled`, so callers counting compiles stay right.
+      const Result<CacheResult>& led = fut.get();
+      if (!led.ok()) return led.error();
+      return CacheResult{led->object, CacheOrigin::memory};
     }
     impl_->inflight.emplace(key.hex, promise.get_future().share());
   }

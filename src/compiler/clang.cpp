@@ -81,7 +81,7 @@ class ClangCompiler final : public Compiler {
   bool available() const override { return api().has_value(); }
   std::string unavailable_reason() const override {
     load();
-    return load_error_;
+    return load_error();
   }
   // A compiler crash must not take an engine down, and the plugin serializes
   // compiles (LLVM and lld globals): parallel builds use helper processes.
@@ -95,7 +95,7 @@ class ClangCompiler final : public Compiler {
 
   Support supports(const std::string& target) const override {
     const auto& a = api();
-    if (!a) return {false, load_error_};
+    if (!a) return {false, load_error()};
     if (target.rfind("gfx", 0) != 0) return {false, "not an AMD target (expected gfxNNN[:feature+-...])"};
     PluginBuffer<char> reason(a->free);
     if (a->supports(target.c_str(), reason.out(), reason.len()) == 1) return {true, ""};
@@ -117,7 +117,7 @@ class ClangCompiler final : public Compiler {
       return e;
     };
     const auto& a = api();
-    if (!a) return fail("Clang plugin unavailable: " + load_error_, "");
+    if (!a) return fail("Clang plugin unavailable: " + load_error(), "");
 
     std::vector<const char*> argv;
     for (const auto& o : options) argv.push_back(o.c_str());
@@ -139,8 +139,15 @@ class ClangCompiler final : public Compiler {
   }
 
  private:
+  // Loaded on first use. A failed load is retried when its knob changes
+  // (ScopedKnob in tests); a loaded library stays for the process.
   void load() const {
-    std::call_once(load_once_, [&] {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (api_ || (attempted_ && tried_knob_ == knobs().clang_plugin)) return;
+    attempted_ = true;
+    tried_knob_ = knobs().clang_plugin;
+    load_error_.clear();
+    [&] {
       auto lib = DynamicLibrary::open(plugin_candidates());
       if (!lib) {
         load_error_ = std::string(kPluginFile) + " not found (set SPARSEJIT_CLANG_PLUGIN):\n" + lib.error().log;
@@ -163,14 +170,20 @@ class ClangCompiler final : public Compiler {
         return;
       }
       api_ = std::move(a);
-    });
+    }();
+  }
+  std::string load_error() const {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    return load_error_;
   }
   const std::optional<PluginApi>& api() const {
     load();
     return api_;
   }
 
-  mutable std::once_flag load_once_;
+  mutable std::mutex load_mu_;
+  mutable bool attempted_ = false;
+  mutable std::string tried_knob_;
   mutable std::optional<PluginApi> api_;
   mutable std::string load_error_;
 };

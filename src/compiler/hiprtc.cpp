@@ -145,7 +145,7 @@ class HiprtcCompiler final : public Compiler {
   bool available() const override { return api().has_value(); }
   std::string unavailable_reason() const override {
     load();
-    return load_error_;
+    return load_error();
   }
   bool prefers_isolation() const override { return true; }
 
@@ -156,7 +156,7 @@ class HiprtcCompiler final : public Compiler {
 
   Support supports(const std::string& target) const override {
     const auto& a = api();
-    if (!a) return {false, load_error_};
+    if (!a) return {false, load_error()};
     if (target.rfind("gfx", 0) != 0) return {false, "not an AMD target (expected gfxNNN[:feature+-...])"};
     std::string arch = base_arch(target);
     if (arch.empty()) return {false, "malformed target id '" + target + "' (features: sramecc+/-, xnack+/-)"};
@@ -194,7 +194,7 @@ class HiprtcCompiler final : public Compiler {
       e.source_path = dump_source(req.source, req.name_hint);
       return e;
     };
-    if (!api()) return fail("HIPRTC unavailable: " + load_error_, "");
+    if (!api()) return fail("HIPRTC unavailable: " + load_error(), "");
     // Inside the helper the parent has already checked the table, and a crash
     // here is contained: skip the (compile-costing) probe.
     if (!running_as_helper())
@@ -209,8 +209,15 @@ class HiprtcCompiler final : public Compiler {
   }
 
  private:
+  // Loaded on first use. A failed load is retried when its knob changes
+  // (ScopedKnob in tests); a loaded library stays for the process.
   void load() const {
-    std::call_once(load_once_, [&] {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (api_ || (attempted_ && tried_knob_ == knobs().hiprtc_library)) return;
+    attempted_ = true;
+    tried_knob_ = knobs().hiprtc_library;
+    load_error_.clear();
+    [&] {
       std::vector<std::string> candidates;
       if (!knobs().hiprtc_library.empty()) candidates.push_back(knobs().hiprtc_library);
       for (const char* c : {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", "libamdhip64.so.6", "libamdhip64.so.5"})
@@ -235,7 +242,11 @@ class HiprtcCompiler final : public Compiler {
         return;
       }
       api_ = std::move(a);
-    });
+    }();
+  }
+  std::string load_error() const {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    return load_error_;
   }
   const std::optional<HiprtcApi>& api() const {
     load();
@@ -291,13 +302,18 @@ class HiprtcCompiler final : public Compiler {
     auto b = bytes.find("SJPROBE:");
     auto end = b == std::string::npos ? b : bytes.find(";SJEND", b);
     if (end == std::string::npos) return make_error("compile", "probe marker not found in the HIPRTC code object");
-    return "hiprtc " + bytes.substr(b + 8, end - b - 8) + " (" + api()->lib.path() + ")";
+    // Single spaces: __clang_version__ ends with one, and this text is part of cache keys.
+    std::string text;
+    for (char c : bytes.substr(b + 8, end - b - 8))
+      if (c != ' ' || (!text.empty() && text.back() != ' ')) text.push_back(c);
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    return "hiprtc " + text + " (" + api()->lib.path() + ")";
   }
 
   // Memoized per process and per (library, helper): a probe costs a compile.
   Result<std::string> probe() const {
     const auto& a = api();
-    if (!a) return make_error("compile", load_error_);
+    if (!a) return make_error("compile", load_error());
     bool in_helper = running_as_helper();
     std::string helper = in_helper || knobs().isolation == Isolation::inprocess ? "" : find_helper_executable();
     std::string key = a->lib.path() + "|" + helper;
@@ -318,7 +334,9 @@ class HiprtcCompiler final : public Compiler {
     return r;
   }
 
-  mutable std::once_flag load_once_;
+  mutable std::mutex load_mu_;
+  mutable bool attempted_ = false;
+  mutable std::string tried_knob_;
   mutable std::optional<HiprtcApi> api_;
   mutable std::string load_error_;
 };

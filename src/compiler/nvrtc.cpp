@@ -81,7 +81,7 @@ class NvrtcCompiler final : public Compiler {
   bool available() const override { return api().has_value(); }
   std::string unavailable_reason() const override {
     load();
-    return load_error_;
+    return load_error();
   }
 
   std::string version() const override {
@@ -97,7 +97,7 @@ class NvrtcCompiler final : public Compiler {
 
   Support supports(const std::string& target) const override {
     const auto& a = api();
-    if (!a) return {false, load_error_};
+    if (!a) return {false, load_error()};
     std::string suffix;
     int sm = parse_sm(target, &suffix);
     if (sm < 0) return {false, "not an NVIDIA target (expected sm_XX, sm_XXa)"};
@@ -131,7 +131,7 @@ class NvrtcCompiler final : public Compiler {
     };
 
     const auto& a = api();
-    if (!a) return fail("NVRTC unavailable: " + load_error_, "");
+    if (!a) return fail("NVRTC unavailable: " + load_error(), "");
     if (Support s = supports(req.target); !s.ok) return fail(s.reason, "");
 
     NvrtcProgram prog(*a);
@@ -165,9 +165,15 @@ class NvrtcCompiler final : public Compiler {
   }
 
  private:
-  // Loaded on first use: constructing the registry must not touch a 100 MB library.
+  // Loaded on first use. A failed load is retried when its knob changes
+  // (ScopedKnob in tests); a loaded library stays for the process.
   void load() const {
-    std::call_once(load_once_, [&] {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (api_ || (attempted_ && tried_knob_ == knobs().nvrtc_library)) return;
+    attempted_ = true;
+    tried_knob_ = knobs().nvrtc_library;
+    load_error_.clear();
+    [&] {
       std::vector<std::string> candidates;
       if (!knobs().nvrtc_library.empty()) candidates.push_back(knobs().nvrtc_library);
       // The toolkit lib dir is often not on the loader path: try it explicitly after the sonames.
@@ -198,7 +204,11 @@ class NvrtcCompiler final : public Compiler {
         return;
       }
       api_ = std::move(a);
-    });
+    }();
+  }
+  std::string load_error() const {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    return load_error_;
   }
   const std::optional<NvrtcApi>& api() const {
     load();
@@ -216,7 +226,10 @@ class NvrtcCompiler final : public Compiler {
     return archs_;
   }
 
-  mutable std::once_flag load_once_, version_once_, archs_once_;
+  mutable std::once_flag version_once_, archs_once_;
+  mutable std::mutex load_mu_;
+  mutable bool attempted_ = false;
+  mutable std::string tried_knob_;
   mutable std::optional<NvrtcApi> api_;
   mutable std::string load_error_;
   mutable std::string version_;

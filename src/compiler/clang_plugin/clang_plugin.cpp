@@ -195,6 +195,7 @@ bool compile_to_object(const std::string& source, const TargetId& target, const 
   clang::CompilerInstance ci(invocation);
   ci.createVirtualFileSystem();
   ci.createDiagnostics(new clang::TextDiagnosticPrinter(log_os, invocation->getDiagnosticOpts()), true);
+  ci.setVerboseOutputStream(log_os);  // "N errors generated" belongs in the log, not on our stderr
   ci.setOutputStream(std::make_unique<llvm::raw_svector_ostream>(*object));
   clang::EmitObjAction action;
   bool ok = ci.ExecuteAction(action) && !ci.getDiagnostics().hasErrorOccurred();
