@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "util/hash.h"
@@ -72,6 +74,27 @@ int dtype_bytes(DType t) {
 
 Status KernelConfig::validate() const {
   if (arch.empty()) return field_error("arch", "\"\"", "a target id such as sm_90 or gfx942 is required");
+  // Target ids are plain ASCII (sm_90, gfx942:sramecc+:xnack-); anything else cannot name a real
+  // target and would not survive JSON (invalid UTF-8), so it is rejected without being echoed.
+  for (char ch : arch)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == ':' || ch == '+' || ch == '-'))
+      return make_error("config", "arch is invalid: a target id may only contain letters, digits, '_', ':', '+' and '-'");
+  if (arch.size() > 64) return field_error("arch", arch.substr(0, 64) + "...", "a target id is at most 64 characters");
+  // The arch lands in the generated source's header comment, in file names and in JSON (canonical(),
+  // the cache key): a newline would inject source lines, invalid UTF-8 would make canonical() throw.
+  {
+    std::string shown;  // the value with every disallowed byte as '?', so the message itself is safe
+    bool bad = arch.size() > 64;
+    for (char ch : arch.substr(0, 64)) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                      ch == ':' || ch == '+' || ch == '-' || ch == '.';
+      bad = bad || !ok;
+      shown.push_back(ok ? ch : '?');
+    }
+    if (bad)
+      return field_error("arch", "\"" + shown + (arch.size() > 64 ? "...\"" : "\""),
+                         "must be a target id of at most 64 characters [A-Za-z0-9_:+-.] such as sm_90 or gfx942:sramecc+:xnack-");
+  }
   if (head_dim <= 0 || head_dim % 16 != 0 || head_dim > 256)
     return field_error("head_dim", std::to_string(head_dim), "must be a multiple of 16 in [16, 256]");
   if (q_dtype != DType::bf16 && q_dtype != DType::fp16)
@@ -109,9 +132,9 @@ Status KernelConfig::validate() const {
 
 std::size_t KernelConfig::shared_bytes() const {
   if (op == Op::merge) return 0;
-  // Mirrors struct Shared in templates/attention.cu.
-  const std::size_t g = gqa_group, d = head_dim, s = sub_k;
-  return g * d * 2 + s * d * 2 + g * s * 4 + 3 * g * 4;
+  // Mirrors struct Shared in templates/attention.cu: per-head arrays padded to the 16 rows of one MMA tile.
+  const std::size_t rows = 16, d = head_dim, s = sub_k;
+  return rows * d * 2 + s * d * 2 + rows * s * 4 + rows * s * 2 + 3 * rows * 4;
 }
 
 std::string KernelConfig::kernel_name() const { return std::string("sparsejit_") + to_string(op); }
@@ -143,7 +166,10 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
   KernelConfig c;
   auto get_str = [&](const char* k, std::string& out) -> Status {
     if (!j.contains(k)) return make_error("config", std::string("missing field \"") + k + "\"");
-    if (!j[k].is_string()) return make_error("config", std::string(k) + " must be a string, got " + j[k].dump());
+    // dump() throws on invalid UTF-8 (a json built in code, not parsed): replace it, never throw from here.
+    if (!j[k].is_string())
+      return make_error("config", std::string(k) + " must be a string, got " +
+                                      j[k].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     out = j[k].get<std::string>();
     return ok_status();
   };
@@ -154,7 +180,8 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
     }
     const auto& v = obj[k];
     if (!v.is_number_integer() || v.get<long long>() < -(1ll << 31) || v.get<long long>() >= (1ll << 31))
-      return make_error("config", std::string(k) + " must be a 32-bit integer, got " + v.dump());
+      return make_error("config", std::string(k) + " must be a 32-bit integer, got " +
+                                      v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     out = v.get<int>();
     return ok_status();
   };

@@ -1,6 +1,7 @@
 // Runtime: the engine-facing entry points. The hot path (a kernel already
 // loaded for these shapes) is a shared-lock hash lookup plus the launch.
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -8,9 +9,12 @@
 #include "arch_table.h"
 #include "device/device.h"
 #include "kernel_builder.h"
+#include "knobs.h"
 #include "log.h"
+#include "manifest.h"
 #include "ops/config_select.h"
 #include "ops/validate.h"
+#include "runtime_internal.h"
 #include "sparse_attn_params.h"
 #include "sparsejit/sparsejit.hpp"
 
@@ -51,6 +55,8 @@ struct Runtime::Impl {
   DeviceInfo info;
   ArchTable arch;
   KernelBuilder builder{default_cache()};
+  // Tests and the host-overhead benchmark: replaces build + load (runtime_internal.h).
+  std::function<Result<std::shared_ptr<Kernel>>(const KernelConfig&)> make_kernel_for_testing;
 
   struct Loaded {
     std::unique_ptr<Module> module;
@@ -61,28 +67,60 @@ struct Runtime::Impl {
   std::unordered_map<HotKey, std::shared_ptr<Loaded>, HotKeyHash> loaded;
   std::mutex build_mu;  // one build+load per Runtime at a time (the cache merges across runtimes)
 
-  Result<const Kernel*> kernel_for(const HotKey& hk, const KernelConfig& config) {
+  // The hot path is the first block: a shared-lock lookup, no allocation. On a
+  // miss `make_config` gives the config, which is recorded (SPARSEJIT_RECORD),
+  // then built and loaded unless `stream` is capturing a graph.
+  template <class MakeConfig>
+  Result<const Kernel*> kernel_for(const HotKey& hk, MakeConfig&& make_config, void* stream, bool check_capture) {
     {
       std::shared_lock<std::shared_mutex> lock(mu);
       auto it = loaded.find(hk);
       if (it != loaded.end()) return it->second->kernel.get();
     }
+    return load_missing(hk, make_config(), stream, check_capture);
+  }
+
+  Result<const Kernel*> load_missing(const HotKey& hk, const KernelConfig& config, void* stream, bool check_capture) {
     std::lock_guard<std::mutex> build_lock(build_mu);
     {
       std::shared_lock<std::shared_mutex> lock(mu);
       auto it = loaded.find(hk);
       if (it != loaded.end()) return it->second->kernel.get();
     }
-    auto built = builder.build(config);
-    if (!built) return built.error();
-    auto module = driver->load(device, built->object->binary);
-    if (!module) return module.error();
-    auto fn = (*module)->function(built->kernel_name);
-    if (!fn) return fn.error();
+    if (const std::string& manifest = knobs().record; !manifest.empty()) {
+      // Recorded when needed, before building: a config that could not be built
+      // (e.g. refused during a capture) is exactly what ops must warm.
+      if (auto st = record_config(manifest, config); !st) log::warn_once("record:" + manifest, st.error().describe(false));
+    }
+    if (check_capture) {
+      // Compiling is slow and loading a module inside a capture invalidates it:
+      // refuse, and say how to avoid it.
+      auto capturing = driver->stream_is_capturing(stream);
+      if (!capturing || *capturing) {
+        std::string why = capturing ? "the stream is capturing a CUDA/HIP graph"
+                                    : "cannot tell whether the stream is capturing (" + capturing.error().message + ")";
+        return make_error("capture", "kernel " + config.kernel_name() + " " + config.canonical() + " is not loaded and " + why +
+                                         ": building it now would break the capture. Warm it before capturing: run the call once "
+                                         "outside the capture, Runtime::warm_prefill/warm_decode, sj_warm_prefill/sj_warm_decode, "
+                                         "or `sparsejit warm --manifest` with a SPARSEJIT_RECORD manifest");
+      }
+    }
     auto entry = std::make_shared<Loaded>();
-    entry->module = std::move(*module);
-    entry->kernel = *fn;
     entry->config = config;
+    if (make_kernel_for_testing) {
+      auto k = make_kernel_for_testing(config);
+      if (!k) return k.error();
+      entry->kernel = std::move(*k);
+    } else {
+      auto built = builder.build(config);
+      if (!built) return built.error();
+      auto module = driver->load(device, built->object->binary);
+      if (!module) return module.error();
+      auto fn = (*module)->function(built->kernel_name);
+      if (!fn) return fn.error();
+      entry->module = std::move(*module);
+      entry->kernel = *fn;
+    }
     const Kernel* k = entry->kernel.get();
     std::unique_lock<std::shared_mutex> lock(mu);
     loaded.emplace(hk, std::move(entry));
@@ -100,13 +138,32 @@ struct Runtime::Impl {
     s.scale_mode = sm;
     return s;
   }
+
+  HotKey decode_key(const KernelShape& s, int chunks) const {
+    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode);
+  }
+  HotKey merge_key(const KernelShape& s, int chunks) const {
+    return hot_key(Op::merge, s.head_dim, 0, 0, chunks, s.q_dtype, s.q_dtype, ScaleMode::none);
+  }
+  AttnShape attn_shape(const KernelShape& s) const {
+    return shape_of(s.num_heads, s.num_kv_heads, s.head_dim, s.topk, s.q_dtype, s.kv_dtype, s.scale_mode);
+  }
 };
 
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
 
 std::unique_ptr<Runtime> Runtime::create(const RuntimeOptions& options) {
-  auto impl = std::make_unique<Impl>();
+  auto rt = RuntimeAccess::create(options);
+  if (!rt) {
+    log::error(rt.error().describe(false));
+    return nullptr;
+  }
+  return std::move(*rt);
+}
+
+Result<std::unique_ptr<Runtime>> RuntimeAccess::create(const RuntimeOptions& options) {
+  auto impl = std::make_unique<Runtime::Impl>();
   for (const Driver* d : {&cuda_driver(), &hip_driver()}) {
     if (d->available() && d->device_count() > 0) {
       impl->driver = d;
@@ -114,29 +171,103 @@ std::unique_ptr<Runtime> Runtime::create(const RuntimeOptions& options) {
     }
   }
   if (!impl->driver) {
-    log::error("no GPU: " + cuda_driver().unavailable_reason() + "; " + hip_driver().unavailable_reason());
-    return nullptr;
+    return make_error("driver", "no GPU: CUDA: " + cuda_driver().unavailable_reason() + "; HIP: " + hip_driver().unavailable_reason());
   }
   if (options.device >= 0) {
+    if (options.device >= impl->driver->device_count())
+      return make_error("driver", "device ordinal " + std::to_string(options.device) + " out of range (" +
+                                      std::to_string(impl->driver->device_count()) + " devices)");
     impl->device = options.device;
   } else {
     auto cur = impl->driver->current_device();
     impl->device = cur ? *cur : 0;
   }
   auto info = impl->driver->device_info(impl->device);
-  if (!info) {
-    log::error(info.error().describe());
-    return nullptr;
-  }
+  if (!info) return info.error();
   impl->info = *info;
   auto arch = load_arch_table(impl->info.target);
-  if (!arch) {
-    log::error(arch.error().describe());
-    return nullptr;
-  }
+  if (!arch) return arch.error();
   impl->arch = *arch;
   log::info("runtime on device " + std::to_string(impl->device) + ": " + impl->info.name + " (" + impl->info.target + ")");
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+Result<std::unique_ptr<Runtime>> RuntimeAccess::create_for_testing(RuntimeTestHooks hooks) {
+  if (!hooks.driver || !hooks.make_kernel) return make_error("driver", "create_for_testing needs a driver and make_kernel");
+  auto impl = std::make_unique<Runtime::Impl>();
+  impl->driver = hooks.driver;
+  impl->device = hooks.device;
+  impl->info = hooks.info;
+  impl->make_kernel_for_testing = std::move(hooks.make_kernel);
+  auto arch = load_arch_table(impl->info.target);
+  if (!arch) return arch.error();
+  impl->arch = *arch;
+  return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+std::size_t RuntimeAccess::loaded_kernels(const Runtime& rt) {
+  std::shared_lock<std::shared_mutex> lock(rt.impl_->mu);
+  return rt.impl_->loaded.size();
+}
+
+const Driver& RuntimeAccess::driver(const Runtime& rt) { return *rt.impl_->driver; }
+
+int Runtime::device() const { return impl_->device; }
+
+std::string Runtime::cache_status_json() const {
+  const CacheStatus st = impl_->builder.cache().status();
+  nlohmann::json j = {{"user_dir", st.user_dir},     {"system_dirs", st.system_dirs}, {"mode", st.mode},
+                      {"entries", st.entries},       {"bytes", st.bytes},             {"max_bytes", st.max_bytes},
+                      {"memory_entries", st.memory_entries}, {"device", impl_->device}, {"target", impl_->info.target},
+                      {"loaded_kernels", RuntimeAccess::loaded_kernels(*this)}, {"record", knobs().record}};
+  return j.dump();
+}
+
+namespace {
+Status check_warm_shape(const char* fn, const KernelShape& s) {
+  if (s.num_kv_heads < 1 || s.num_heads < 1 || s.num_heads % s.num_kv_heads != 0 || s.topk < 1)
+    return make_error("validate", std::string(fn) + ": num_heads must be a positive multiple of num_kv_heads >= 1 and topk >= 1, got num_heads " +
+                                      std::to_string(s.num_heads) + ", num_kv_heads " + std::to_string(s.num_kv_heads) + ", topk " +
+                                      std::to_string(s.topk));
+  return ok_status();
+}
+}  // namespace
+
+CallStatus Runtime::warm_prefill(const KernelShape& sh) {
+  if (auto st = check_warm_shape("warm_prefill", sh); !st) return to_call_status(st.error());
+  const KernelConfig config = prefill_config(impl_->arch, impl_->attn_shape(sh));
+  if (auto st = config.validate(); !st) return to_call_status(st.error());
+  const HotKey hk = hot_key(Op::prefill, sh.head_dim, sh.topk, sh.num_heads / sh.num_kv_heads, 1, sh.q_dtype, sh.kv_dtype, sh.scale_mode);
+  auto k = impl_->kernel_for(hk, [&] { return config; }, nullptr, /*check_capture=*/false);
+  if (!k) return to_call_status(k.error());
+  return {};
+}
+
+CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
+  if (auto st = check_warm_shape("warm_decode", sh); !st) return to_call_status(st.error());
+  // The chunk counts decode can pick: decode_chunks is non-increasing in total_q
+  // and reaches its floor (1) by total_q = target_grid.
+  std::vector<int> chunk_counts;
+  if (total_q > 0) {
+    chunk_counts.push_back(decode_num_chunks(total_q, sh.num_kv_heads, sh.topk));
+  } else {
+    const std::int64_t last = std::max<std::int64_t>(1, impl_->arch.decode.target_grid) + 1;
+    for (std::int64_t t = 1; t <= last; ++t) {
+      const int c = decode_num_chunks(t, sh.num_kv_heads, sh.topk);
+      if (chunk_counts.empty() || chunk_counts.back() != c) chunk_counts.push_back(c);
+    }
+  }
+  const AttnShape as = impl_->attn_shape(sh);
+  for (int chunks : chunk_counts) {
+    const KernelConfig attn = decode_config(impl_->arch, as, chunks);
+    if (auto st = attn.validate(); !st) return to_call_status(st.error());
+    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks), [&] { return attn; }, nullptr, false);
+    if (!a) return to_call_status(a.error());
+    const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
+    auto m = impl_->kernel_for(impl_->merge_key(sh, chunks), [&] { return merge; }, nullptr, false);
+    if (!m) return to_call_status(m.error());
+  }
+  return {};
 }
 
 int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const {
@@ -154,10 +285,14 @@ std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t n
 CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
   if (auto st = validate_prefill(a); !st) return to_call_status(st.error());
   if (a.total_q == 0 || a.max_query_len == 0) return {};
-  const AttnShape s = impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
   const HotKey hk = hot_key(Op::prefill, a.head_dim, a.topk, group, 1, a.q_dtype, a.kv_dtype, a.scale_mode);
-  auto kernel = impl_->kernel_for(hk, prefill_config(impl_->arch, s));
+  auto kernel = impl_->kernel_for(
+      hk,
+      [&] {
+        return prefill_config(impl_->arch, impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode));
+      },
+      stream, /*check_capture=*/true);
   if (!kernel) return to_call_status(kernel.error());
 
   SjAttnParams p;
@@ -188,6 +323,7 @@ CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
   p.decode_query_len = 0;
   p.num_heads = a.num_heads;
   p.max_blocks = a.max_blocks;
+  p.num_pages = a.num_pages;
   p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
   void* args[] = {&p};
   const Dim3 grid{unsigned(a.max_query_len), unsigned(a.num_kv_heads), unsigned(a.batch)};
@@ -201,13 +337,17 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   if (auto st = validate_decode(a, need); !st) return to_call_status(st.error());
   if (a.total_q == 0) return {};
   const int chunks = decode_num_chunks(a.total_q, a.num_kv_heads, a.topk);
-  const AttnShape s = impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
-  auto attn = impl_->kernel_for(hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode),
-                                decode_config(impl_->arch, s, chunks));
+  auto attn = impl_->kernel_for(
+      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode),
+      [&] {
+        return decode_config(impl_->arch, impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode),
+                             chunks);
+      },
+      stream, /*check_capture=*/true);
   if (!attn) return to_call_status(attn.error());
   auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
-                                 merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks));
+                                 [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
   if (!merge) return to_call_status(merge.error());
 
   const std::size_t rows = std::size_t(chunks) * std::size_t(a.total_q) * std::size_t(a.num_heads);
@@ -240,6 +380,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   p.decode_query_len = a.decode_query_len;
   p.num_heads = a.num_heads;
   p.max_blocks = a.max_blocks;
+  p.num_pages = a.num_pages;
   p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
   void* args[] = {&p};
   if (auto st = (*attn)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)},

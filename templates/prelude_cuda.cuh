@@ -26,3 +26,25 @@ SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
   asm("{ .reg .f16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
   return h;
 }
+
+// Tensor-core tile product: one warp computes c += a * b for an m16n8k16 tile.
+// Fragments are per-lane element arrays in the order of SjMmaNvM16N8K16
+// (mma_layout.h); pairs pack low half first, as the PTX fragments specify.
+#define SJ_WARP 32
+#define SJ_MMA SjMmaNvM16N8K16
+template <bool kBf16>
+SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[8], const sj_u16 (&b)[4]) {
+  unsigned ra[4], rb[2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) ra[i] = (unsigned)a[2 * i] | ((unsigned)a[2 * i + 1] << 16);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) rb[i] = (unsigned)b[2 * i] | ((unsigned)b[2 * i + 1] << 16);
+  if constexpr (kBf16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+}

@@ -29,6 +29,7 @@ struct SjAttnParams {
   long long decode_query_len;
   long long num_heads;
   long long max_blocks;      // block_table row length (bounds for logical block ids)
+  long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
   float reserved;
 };

@@ -1,6 +1,7 @@
 // warm: compile every kernel variant a deployment needs, for every target, in parallel.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "cli.h"
 #include "compiler/registry.h"
 #include "kernel_builder.h"
+#include "manifest.h"
 #include "preset.h"
 
 namespace sparsejit::cli {
@@ -57,18 +59,32 @@ void add_warm(CLI::App& app, Globals& g) {
     std::string preset = "minimax-m3";
     std::string archs;
     int jobs = 0;
+    std::string manifest;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--preset", o->preset, "Model preset (configs/models/<name>.json)");
   cmd->add_option("--arch", o->archs, "Comma-separated targets (default: every known target this machine can build)");
   cmd->add_option("-j,--jobs", o->jobs, "Parallel compiles (default: number of CPUs)");
+  cmd->add_option("--manifest", o->manifest,
+                  "Warm exactly the configs of a manifest recorded with SPARSEJIT_RECORD (JSON lines; --preset and --arch are ignored)");
   cmd->callback([&g, o] {
     const auto t0 = std::chrono::steady_clock::now();
-    auto preset = load_preset(o->preset);
-    if (!preset) throw CLI::RuntimeError(fail(g, preset.error()));
     std::vector<std::string> archs = split_list(o->archs);
     nlohmann::json skipped = nlohmann::json::array();
-    if (archs.empty()) {
+    std::vector<Job> jobs;
+    if (!o->manifest.empty()) {
+      // Exactly what production recorded: each config carries its own arch.
+      auto configs = read_manifest(o->manifest);
+      if (!configs) throw CLI::RuntimeError(fail(g, configs.error()));
+      archs.clear();
+      for (auto& c : *configs) {
+        if (std::find(archs.begin(), archs.end(), c.arch) == archs.end()) archs.push_back(c.arch);
+        jobs.push_back({c});
+      }
+    }
+    auto preset = o->manifest.empty() ? load_preset(o->preset) : Result<Preset>(Preset{});
+    if (!preset) throw CLI::RuntimeError(fail(g, preset.error()));
+    if (archs.empty() && o->manifest.empty()) {
       for (const auto& t : known_targets()) {
         auto table = load_arch_table(t);
         if (!table) continue;
@@ -77,8 +93,7 @@ void add_warm(CLI::App& app, Globals& g) {
         else skipped.push_back({{"target", t}, {"reason", c.error().message}});
       }
     }
-    std::vector<Job> jobs;
-    for (const auto& a : archs) {
+    for (const auto& a : o->manifest.empty() ? archs : std::vector<std::string>{}) {
       auto configs = expand_preset(*preset, a);
       if (!configs) throw CLI::RuntimeError(fail(g, configs.error()));
       for (auto& c : *configs) jobs.push_back({c});
@@ -111,13 +126,15 @@ void add_warm(CLI::App& app, Globals& g) {
     for (auto& t : threads) t.join();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const auto st = cache->status();
-    nlohmann::json summary = {{"preset", o->preset}, {"archs", archs},       {"kernels", jobs.size()}, {"compiled", compiled.load()},
+    const std::string source = o->manifest.empty() ? o->preset : o->manifest;
+    nlohmann::json summary = {{"preset", o->manifest.empty() ? nlohmann::json(o->preset) : nlohmann::json(nullptr)}, {"archs", archs},       {"kernels", jobs.size()}, {"compiled", compiled.load()},
                               {"hits", hits.load()}, {"failed", failed.load()}, {"seconds", secs},    {"jobs", n},
                               {"cache_dir", st.user_dir}, {"cache_mode", st.mode}, {"failures", failures}, {"skipped_archs", skipped}};
+    if (!o->manifest.empty()) summary["manifest"] = o->manifest;
     if (g.json) {
       print_json(summary);
     } else {
-      std::cout << "warm " << o->preset << ": " << jobs.size() << " kernels for";
+      std::cout << "warm " << source << ": " << jobs.size() << " kernels for";
       for (const auto& a : archs) std::cout << " " << a;
       std::cout << "\n  compiled " << compiled << ", hits " << hits << ", failed " << failed << " in " << std::fixed
                 << std::setprecision(1) << secs << " s (-j " << n << ")\n"

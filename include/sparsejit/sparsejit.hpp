@@ -83,6 +83,14 @@ struct DecodeArgs {
   std::size_t workspace_bytes = 0;
 };
 
+// The shapes that select a call's kernels: what warm_prefill/warm_decode build
+// ahead of time (e.g. before a CUDA/HIP graph capture).
+struct KernelShape {
+  std::int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, topk = 0;
+  DType q_dtype = DType::bf16, kv_dtype = DType::bf16;
+  ScaleMode scale_mode = ScaleMode::none;
+};
+
 struct RuntimeOptions {
   int device = -1;  // -1: the calling thread's current device
 };
@@ -100,9 +108,21 @@ class Runtime {
   // The split-K chunk count decode uses for these shapes (a pure function of them).
   int decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const;
 
+  // Builds and loads the kernels a call with these shapes needs, so the call (or
+  // a graph capture of it) later finds them in memory. A kernel that is not warm
+  // when a capturing stream needs it is refused (stage "capture"), never built.
+  CallStatus warm_prefill(const KernelShape& shape);
+  // Decode's kernels depend on total_q through the split-K chunk count;
+  // total_q <= 0 warms every chunk count decode can pick for these shapes.
+  CallStatus warm_decode(const KernelShape& shape, std::int64_t total_q = 0);
+  // The kernel cache (path, mode, entries, bytes) and this runtime's loaded kernels, as a JSON object.
+  std::string cache_status_json() const;
+  int device() const;
+
   struct Impl;
 
  private:
+  friend struct RuntimeAccess;  // src/runtime_internal.h: the C ABI and test hooks
   explicit Runtime(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

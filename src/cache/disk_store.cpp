@@ -45,6 +45,17 @@ bool exists_nofollow(const std::string& p) {
   return ::lstat(p.c_str(), &st) == 0;
 }
 
+// Removes temp files (write_file_atomic's) older than kStaleTempNs in `dir`:
+// those of writers killed mid-write, which no live writer owns any more.
+void sweep_stale_temps(const std::string& dir, std::int64_t now) {
+  for (const auto& n : fs::list_dir(dir)) {
+    if (!fs::starts_with(n, fs::kTempPrefix)) continue;
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && now - fs::mtime_ns(st) > kStaleTempNs) ::unlink(p.c_str());
+  }
+}
+
 }  // namespace
 
 std::optional<std::string> unsafe_dir_reason(const std::string& dir, bool require_owner, bool allow_shared,
@@ -204,6 +215,13 @@ std::uint64_t DiskStore::remove_entry(const EntryStat& e) const {
 
 std::uint64_t DiskStore::evict_to(std::uint64_t max_bytes, const std::string& keep) const {
   if (!writable_) return 0;
+  // Temp files left by killed writers are invisible to the size cap: without
+  // this sweep a crash-looping process grows the dir without bound until
+  // someone runs `cache verify --fix`.
+  const std::int64_t now = now_ns();
+  sweep_stale_temps(root_, now);
+  for (const auto& shard : fs::list_dir(version_dir()))
+    if (is_shard_name(shard)) sweep_stale_temps(version_dir() + "/" + shard, now);
   auto entries = scan();
   std::uint64_t total = 0;
   for (const auto& e : entries) total += e.bytes;

@@ -65,6 +65,7 @@ struct CudaApi {
   CUresult (*cuMemcpyHtoD_v2)(CUdeviceptr, const void*, std::size_t) = nullptr;
   CUresult (*cuMemcpyDtoH_v2)(void*, CUdeviceptr, std::size_t) = nullptr;
   CUresult (*cuMemsetD8_v2)(CUdeviceptr, unsigned char, std::size_t) = nullptr;
+  CUresult (*cuStreamIsCapturing)(CUstream, int*) = nullptr;  // optional (CUDA >= 10)
 };
 
 // "CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is detected"
@@ -389,6 +390,16 @@ class CudaDriver final : public Driver {
     return std::unique_ptr<Module>(std::make_unique<CudaModule>(std::move(loaded)));
   }
 
+  Result<bool> stream_is_capturing(void* stream) const override {
+    const State& s = init();
+    if (!s.available || !s.api.cuStreamIsCapturing) return false;
+    int status = 0;  // CU_STREAM_CAPTURE_STATUS_NONE / ACTIVE / INVALIDATED
+    if (CUresult rc = s.api.cuStreamIsCapturing(static_cast<CUstream>(stream), &status); rc != kCudaSuccess) {
+      return cuda_error(s.api, "capture", "cuStreamIsCapturing", rc);
+    }
+    return status != 0;
+  }
+
   Result<void*> malloc(int ordinal, std::size_t bytes) const override {
     CUdeviceptr ptr = 0;
     Status st = in_context(ordinal, "cuMemAlloc", [&](const CudaApi& api) { return api.cuMemAlloc_v2(&ptr, bytes); });
@@ -470,6 +481,7 @@ class CudaDriver final : public Driver {
     need("cuMemcpyDtoH_v2", a.cuMemcpyDtoH_v2);
     need("cuMemsetD8_v2", a.cuMemsetD8_v2);
     a.cuModuleLoadDataEx = s.library.function<decltype(a.cuModuleLoadDataEx)>("cuModuleLoadDataEx");
+    a.cuStreamIsCapturing = s.library.function<decltype(a.cuStreamIsCapturing)>("cuStreamIsCapturing");
     if (missing) {
       s.reason = s.library.path() + " lacks " + missing + " (driver too old?)";
       return;

@@ -59,6 +59,14 @@ class Driver {
   virtual Result<int> current_device() const = 0;
   // Loads a code object into `ordinal`'s (primary) context.
   virtual Result<std::unique_ptr<Module>> load(int ordinal, const std::vector<std::uint8_t>& code_object) const = 0;
+  // Whether `stream` is capturing a graph (cuStreamIsCapturing / hipStreamIsCapturing).
+  // The runtime asks before building a kernel: loading a module inside a capture
+  // would invalidate it. An Error when the driver cannot tell (e.g. the legacy
+  // stream during a global-mode capture elsewhere). Drivers without the query: false.
+  virtual Result<bool> stream_is_capturing(void* stream) const {
+    (void)stream;
+    return false;
+  }
 
   // Memory helpers for tests, benchmarks and the examples (not on the hot path).
   virtual Result<void*> malloc(int ordinal, std::size_t bytes) const = 0;

@@ -73,6 +73,7 @@ struct HipApi {
   hipError (*hipMemcpy)(void*, const void*, std::size_t, int) = nullptr;
   hipError (*hipMemset)(void*, int, std::size_t) = nullptr;
   hipError (*hipDeviceSynchronize)() = nullptr;
+  hipError (*hipStreamIsCapturing)(hipStream, int*) = nullptr;  // optional (ROCm >= 5.0)
 };
 
 // "hipErrorNoDevice (100): no ROCm-capable device is detected"
@@ -348,6 +349,16 @@ class HipDriver final : public Driver {
     return std::unique_ptr<Module>(std::make_unique<HipModule>(std::move(loaded)));
   }
 
+  Result<bool> stream_is_capturing(void* stream) const override {
+    const State& s = init();
+    if (!s.available || !s.api.hipStreamIsCapturing) return false;
+    int status = 0;  // hipStreamCaptureStatusNone / Active / Invalidated
+    if (hipError rc = s.api.hipStreamIsCapturing(static_cast<hipStream>(stream), &status); rc != kHipSuccess) {
+      return make_error("capture", "hipStreamIsCapturing: " + hip_error_text(s.api, rc));
+    }
+    return status != 0;
+  }
+
   Result<void*> malloc(int ordinal, std::size_t bytes) const override {
     void* ptr = nullptr;
     Status st = on_device(ordinal, "hipMalloc", [&](const HipApi& api) { return api.hipMalloc(&ptr, bytes); });
@@ -423,6 +434,7 @@ class HipDriver final : public Driver {
         s.library.function<decltype(a.hipGetDevicePropertiesR0000)>("hipGetDevicePropertiesR0000");
     a.hipGetDeviceProperties = s.library.function<decltype(a.hipGetDeviceProperties)>("hipGetDeviceProperties");
     a.hipRuntimeGetVersion = s.library.function<decltype(a.hipRuntimeGetVersion)>("hipRuntimeGetVersion");
+    a.hipStreamIsCapturing = s.library.function<decltype(a.hipStreamIsCapturing)>("hipStreamIsCapturing");
     if (!missing && !a.hipGetDevicePropertiesR0600 && !a.hipGetDevicePropertiesR0000 && !a.hipGetDeviceProperties) {
       missing = "hipGetDeviceProperties";
     }

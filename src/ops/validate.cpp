@@ -69,8 +69,12 @@ Status validate_decode(const DecodeArgs& a, std::size_t workspace_needed) {
   if (auto st = common(a); !st) return st;
   SJ_REQUIRE(a.decode_query_len >= 1, "decode_query_len", "must be >= 1, got " + std::to_string(a.decode_query_len));
   SJ_REQUIRE(a.num_reqs >= 0, "num_reqs", "must be >= 0, got " + std::to_string(a.num_reqs));
-  SJ_REQUIRE(a.total_q == a.num_reqs * a.decode_query_len, "total_q",
-             "must equal num_reqs * decode_query_len = " + std::to_string(a.num_reqs * a.decode_query_len) + ", got " +
+  // Checked multiply: a huge num_reqs must be an error, not signed-overflow UB that wraps to a "valid" total.
+  std::int64_t expected_q = 0;
+  const bool overflows = __builtin_mul_overflow(a.num_reqs, a.decode_query_len, &expected_q);
+  SJ_REQUIRE(!overflows && a.total_q == expected_q, "total_q",
+             "must equal num_reqs * decode_query_len = " +
+                 (overflows ? std::string("(overflows int64)") : std::to_string(expected_q)) + ", got " +
                  std::to_string(a.total_q));
   SJ_REQUIRE(a.num_heads <= 65535 && a.num_kv_heads <= 65535, "num_heads", "must be <= 65535 (grid y)");
   SJ_REQUIRE(a.workspace_bytes >= workspace_needed && (workspace_needed == 0 || a.workspace != nullptr), "workspace",

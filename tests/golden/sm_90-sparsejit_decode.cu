@@ -31,6 +31,28 @@ SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
   return h;
 }
 
+// Tensor-core tile product: one warp computes c += a * b for an m16n8k16 tile.
+// Fragments are per-lane element arrays in the order of SjMmaNvM16N8K16
+// (mma_layout.h); pairs pack low half first, as the PTX fragments specify.
+#define SJ_WARP 32
+#define SJ_MMA SjMmaNvM16N8K16
+template <bool kBf16>
+SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[8], const sj_u16 (&b)[4]) {
+  unsigned ra[4], rb[2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) ra[i] = (unsigned)a[2 * i] | ((unsigned)a[2 * i + 1] << 16);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) rb[i] = (unsigned)b[2 * i] | ((unsigned)b[2 * i + 1] << 16);
+  if constexpr (kBf16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+}
+
 // Kernel parameter blocks, shared verbatim by the host (included) and the
 // device (embedded into every rendered source), so their layouts cannot drift.
 // Only 8-byte members before the trailing floats: identical layout under every
@@ -62,6 +84,7 @@ struct SjAttnParams {
   long long decode_query_len;
   long long num_heads;
   long long max_blocks;      // block_table row length (bounds for logical block ids)
+  long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
   float reserved;
 };
@@ -159,10 +182,69 @@ SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale,
   }
 }
 
+// Element -> (lane, register) maps of the matrix instructions the attention
+// kernel uses, written once: the device templates embed this file and the host
+// tests (tests/test_mma_layout.cpp) include it and check it against software
+// models of the instructions. Each map goes from (lane, element i of that lane's
+// fragment) to the matrix coordinate; fragments are the instruction's 16-bit
+// inputs (A, B) and 32-bit float accumulators (C = D), element i of a fragment
+// sitting in bits [16*(i%2), 16*(i%2)+16) of register i/2 for A and B, and in
+// register i for C. No placeholders and no includes: rendered sources stay
+// self-contained. Plain constexpr works everywhere (NVRTC runs with
+// -default-device, HIP treats constexpr as host+device).
+#ifndef SPARSEJIT_MMA_LAYOUT_H
+#define SPARSEJIT_MMA_LAYOUT_H
+
+// NVIDIA mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 (sm_80+),
+// from the PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type":
+// groupID = lane / 4, threadID_in_group = lane % 4. A is 16x16 (row-major), B is
+// 16x8 (K x N, "col"), C/D 16x8.
+struct SjMmaNvM16N8K16 {
+  static constexpr int kM = 16, kN = 8, kK = 16, kLanes = 32;
+  static constexpr int kA = 8, kB = 4, kC = 4;  // elements per lane
+  // a0,a1: row g; a2,a3: row g+8; a4..a7 repeat that 8 columns to the right.
+  static constexpr int a_row(int lane, int i) { return (lane >> 2) + ((i >> 1) & 1) * 8; }
+  static constexpr int a_col(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 2) * 8; }
+  // b0,b1: k = 2t, 2t+1; b2,b3: k + 8; column n = g.
+  static constexpr int b_row(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 1) * 8; }
+  static constexpr int b_col(int lane, int) { return lane >> 2; }
+  // c0,c1: row g; c2,c3: row g+8; columns 2t, 2t+1.
+  static constexpr int c_row(int lane, int i) { return (lane >> 2) + (i >> 1) * 8; }
+  static constexpr int c_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
+};
+
+// AMD v_mfma_f32_16x16x16_bf16 (bf16_1k on gfx90a) and v_mfma_f32_16x16x16_f16
+// on wave64 (gfx90a/gfx942/gfx950), as in AMD's CDNA3 ISA guide ("Dependency
+// and layout of MFMA operands"), the AMD Matrix Instruction Calculator and AMD's
+// lab-notes example matrix-cores/src/mfma_fp32_16x16x16fp16.cpp: lane l holds
+// 4 consecutive k of A row l%16 and of B column l%16, starting at k = 4*(l/16);
+// D column l%16, rows 4*(l/16) .. +3.
+struct SjMmaAmd16x16x16 {
+  static constexpr int kM = 16, kN = 16, kK = 16, kLanes = 64;
+  static constexpr int kA = 4, kB = 4, kC = 4;
+  static constexpr int a_row(int lane, int) { return lane & 15; }
+  static constexpr int a_col(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int b_row(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int b_col(int lane, int) { return lane & 15; }
+  static constexpr int c_row(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int c_col(int lane, int) { return lane & 15; }
+};
+
+#ifdef SPARSEJIT_MMA_LAYOUT_HOST
+// Host only: the layouts by name, for test messages.
+inline const char* sj_mma_layout_name(const SjMmaNvM16N8K16*) { return "nvidia mma.m16n8k16"; }
+inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfma 16x16x16"; }
+#endif
+
+#endif
+
 // ---- block-sparse GQA attention: one workgroup = one (query, kv head, top-k chunk) ----
 // Each selected 128-token block is walked in SUB_K-token sub-tiles; the online
 // softmax (base 2) runs per sub-tile. Prefill and decode differ only in how a
 // query finds its position and its visibility limit, and in what they store.
+// The two products per sub-tile, S = Q K^T and O += P V, are tile products of the
+// vendor's matrix instruction (SJ_MMA, sj_mma in the prelude): the G query heads
+// of the kv head are the M rows, padded to 16 with zeros and never stored.
 namespace {
 constexpr int kHeadDim = 128;
 constexpr int kGroup = 16;
@@ -174,19 +256,125 @@ constexpr int kQDtype = 0;
 constexpr int kKvDtype = 0;
 constexpr int kScaleMode = 0;
 constexpr int kBlock = 128;
-constexpr int kAccPerThread = (kGroup * kHeadDim + kThreads - 1) / kThreads;
 constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
 static_assert(kBlock % kSubK == 0, "SUB_K must divide the 128-token block");
 static_assert(kGroup <= kThreads, "one thread per head for the softmax statistics");
 
+using Mma = SJ_MMA;
+// Tile products need whole warps/waves; other thread counts keep scalar loops.
+constexpr bool kUseMma = kThreads % SJ_WARP == 0;
+constexpr int kWarps = kThreads / SJ_WARP > 0 ? kThreads / SJ_WARP : 1;
+constexpr bool kBf16 = kQDtype == SJ_BF16;
+constexpr int kOutTiles = kHeadDim / Mma::kN;  // N tiles of O (head_dim is a multiple of 16)
+constexpr int kOutTilesPerWarp = (kOutTiles + kWarps - 1) / kWarps;
+// Output elements per thread: MMA accumulators (tile t of this warp, register r at t * kC + r), or scalar.
+constexpr int kAccPerThread = kUseMma ? kOutTilesPerWarp * Mma::kC : (kGroup * kHeadDim + kThreads - 1) / kThreads;
+static_assert(kGroup <= Mma::kM, "the G heads of a kv head must fit the 16 rows of one tile");
+static_assert(kSubK % Mma::kN == 0 && kSubK % Mma::kK == 0 && kHeadDim % Mma::kK == 0, "tile shapes");
+
+// Per-head arrays have kRows = 16 rows: rows >= G hold zeros (q, p) or finite
+// don't-cares, so fragment loads and score stores need no per-lane row test
+// (on AMD such tests pinned exec masks in SGPRs and made the G = 8 kernels spill).
+constexpr int kRows = 16;
+static_assert(kGroup <= kRows, "G <= 16");
 struct Shared {
-  sj_u16 q[kGroup][kHeadDim];    // q in its own dtype (exact)
+  sj_u16 q[kRows][kHeadDim];     // q in its own dtype (exact); zero rows >= G
   sj_u16 kv[kSubK][kHeadDim];    // K, then V, of the current sub-tile, dequantized to q's dtype
-  float s[kGroup][kSubK];        // scores, then probabilities
-  float m[kGroup];
-  float l[kGroup];
-  float alpha[kGroup];
+  float s[kRows][kSubK];         // scores, then probabilities
+  sj_u16 p[kRows][kSubK];        // probabilities in q's dtype: the A operand of P V; zero rows >= G
+  float m[kRows];
+  float l[kRows];
+  float alpha[kRows];
 };
+
+// Which output element (head g, dim d) acc[j] of this thread holds; false if none.
+SJ_DEVICE bool sj_acc_coord(int j, int& g, int& d) {
+  if constexpr (kUseMma) {
+    const int lane = sj_tid() % SJ_WARP;
+    const int tile = sj_tid() / SJ_WARP + (j / Mma::kC) * kWarps;
+    g = Mma::c_row(lane, j % Mma::kC);
+    d = tile * Mma::kN + Mma::c_col(lane, j % Mma::kC);
+    return tile < kOutTiles && g < kGroup;
+  } else {
+    const int i = sj_tid() + j * kThreads;
+    g = i / kHeadDim;
+    d = i % kHeadDim;
+    return i < kGroup * kHeadDim;
+  }
+}
+
+// sh.s = base-2 scores of the sub-tile in sh.kv (keys at n0 + n); -inf where invisible (n0 + n > hi).
+SJ_DEVICE void sj_scores(Shared& sh, long long n0, long long hi, float scale) {
+  const int tid = sj_tid();
+  if constexpr (kUseMma) {
+    const int warp = tid / SJ_WARP, lane = tid % SJ_WARP;
+    for (int nt = warp; nt < kSubK / Mma::kN; nt += kWarps) {  // warp-uniform: every lane takes part in each MMA
+      float c[Mma::kC] = {};
+#pragma unroll 4
+      for (int k0 = 0; k0 < kHeadDim; k0 += Mma::kK) {
+        sj_u16 a[Mma::kA], b[Mma::kB];
+#pragma unroll
+        for (int i = 0; i < Mma::kA; ++i) a[i] = sh.q[Mma::a_row(lane, i)][k0 + Mma::a_col(lane, i)];
+#pragma unroll
+        for (int i = 0; i < Mma::kB; ++i) b[i] = sh.kv[nt * Mma::kN + Mma::b_col(lane, i)][k0 + Mma::b_row(lane, i)];
+        sj_mma<kBf16>(c, a, b);
+      }
+#pragma unroll
+      for (int i = 0; i < Mma::kC; ++i) {
+        const int n = nt * Mma::kN + Mma::c_col(lane, i);
+        sh.s[Mma::c_row(lane, i)][n] = n0 + n <= hi ? c[i] * scale : sj_neg_inf();
+      }
+    }
+  } else {
+    for (int i = tid; i < kGroup * kSubK; i += kThreads) {
+      const int g = i / kSubK, n = i % kSubK;
+      float s = sj_neg_inf();
+      if (n0 + n <= hi) {
+        float dot = 0.f;
+#pragma unroll 8
+        for (int d = 0; d < kHeadDim; ++d) dot += sj_half_to_f32<kQDtype>(sh.q[g][d]) * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
+        s = dot * scale;
+      }
+      sh.s[g][n] = s;
+    }
+  }
+}
+
+// acc = acc * alpha + P V for the sub-tile whose V is in sh.kv.
+SJ_DEVICE void sj_accumulate_pv(const Shared& sh, float (&acc)[kAccPerThread]) {
+  if constexpr (kUseMma) {
+    const int warp = sj_tid() / SJ_WARP, lane = sj_tid() % SJ_WARP;
+#pragma unroll
+    for (int t = 0; t < kOutTilesPerWarp; ++t) {
+      const int tile = warp + t * kWarps;
+      if (tile >= kOutTiles) continue;  // warp-uniform
+      float c[Mma::kC];
+#pragma unroll
+      for (int i = 0; i < Mma::kC; ++i) c[i] = acc[t * Mma::kC + i] * sh.alpha[Mma::c_row(lane, i)];
+#pragma unroll
+      for (int k0 = 0; k0 < kSubK; k0 += Mma::kK) {
+        sj_u16 a[Mma::kA], b[Mma::kB];
+#pragma unroll
+        for (int i = 0; i < Mma::kA; ++i) a[i] = sh.p[Mma::a_row(lane, i)][k0 + Mma::a_col(lane, i)];
+#pragma unroll
+        for (int i = 0; i < Mma::kB; ++i) b[i] = sh.kv[k0 + Mma::b_row(lane, i)][tile * Mma::kN + Mma::b_col(lane, i)];
+        sj_mma<kBf16>(c, a, b);
+      }
+#pragma unroll
+      for (int i = 0; i < Mma::kC; ++i) acc[t * Mma::kC + i] = c[i];
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kAccPerThread; ++j) {
+      int g, d;
+      if (sj_acc_coord(j, g, d)) {
+        float a = acc[j] * sh.alpha[g];
+        for (int n = 0; n < kSubK; ++n) a += sh.s[g][n] * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
+        acc[j] = a;
+      }
+    }
+  }
+}
 
 // Attends query `token` (absolute position `pos`, keys visible below `limit` and
 // at most `pos`) of request `req` to the top-k entries [t_begin, t_end) of kv head `kvh`.
@@ -195,13 +383,15 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
                          long long kvh, long long pos, long long limit, int t_begin, int t_end) {
   const int tid = sj_tid();
   const long long h0 = kvh * kGroup;
-  for (int i = tid; i < kGroup * kHeadDim; i += kThreads) {
+  for (int i = tid; i < kRows * kHeadDim; i += kThreads) {
     const int g = i / kHeadDim, d = i % kHeadDim;
-    sh.q[g][d] = ((const sj_u16*)p.q)[token * p.q_stride[0] + (h0 + g) * p.q_stride[1] + d * p.q_stride[2]];
+    sh.q[g][d] = g < kGroup ? ((const sj_u16*)p.q)[token * p.q_stride[0] + (h0 + g) * p.q_stride[1] + d * p.q_stride[2]] : (sj_u16)0;
   }
-  if (tid < kGroup) {
+  for (int i = tid + kGroup * kSubK; i < kRows * kSubK; i += kThreads) sh.p[i / kSubK][i % kSubK] = 0;  // padded rows of P
+  if (tid < kRows) {
     sh.m[tid] = sj_neg_inf();
     sh.l[tid] = 0.f;
+    sh.alpha[tid] = 1.f;
   }
 #pragma unroll
   for (int j = 0; j < kAccPerThread; ++j) acc[j] = 0.f;
@@ -218,7 +408,7 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
     // Padding (< 0) and ids outside the block table select nothing; so does a block wholly in the future.
     if (blk < 0 || blk >= p.max_blocks || blk * kBlock > hi) continue;
     const long long page = bt_row[blk];
-    if (page < 0) continue;
+    if (page < 0 || page >= p.num_pages) continue;  // unmapped or beyond the KV cache: masked
     const long long kv_row = page * p.kv_stride[0] + kvh * p.kv_stride[1];
     for (int sub = 0; sub < kBlock / kSubK; ++sub) {
       const long long n0 = blk * kBlock + sub * kSubK;  // absolute position of the sub-tile's first key
@@ -234,17 +424,7 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
         sh.kv[n][d] = v;
       }
       sj_sync();
-      for (int i = tid; i < kGroup * kSubK; i += kThreads) {
-        const int g = i / kSubK, n = i % kSubK;
-        float s = sj_neg_inf();
-        if (n0 + n <= hi) {
-          float dot = 0.f;
-#pragma unroll 8
-          for (int d = 0; d < kHeadDim; ++d) dot += sj_half_to_f32<kQDtype>(sh.q[g][d]) * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
-          s = dot * p.sm_scale_log2;
-        }
-        sh.s[g][n] = s;
-      }
+      sj_scores(sh, n0, hi, p.sm_scale_log2);
       sj_sync();
       if (tid < kGroup) {
         const float m_old = sh.m[tid];
@@ -255,6 +435,7 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
           const float s = sh.s[tid][n];
           const float e = (s == sj_neg_inf()) ? 0.f : sj_exp2(s - mx);
           sh.s[tid][n] = e;
+          sh.p[tid][n] = sj_f32_to_half<kQDtype>(e);
           sum += e;
         }
         const float alpha = (mx == sj_neg_inf()) ? 1.f : sj_exp2(m_old - mx);
@@ -273,16 +454,7 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
         sh.kv[n][d] = v;
       }
       sj_sync();
-#pragma unroll
-      for (int j = 0; j < kAccPerThread; ++j) {
-        const int i = tid + j * kThreads;
-        if (i < kGroup * kHeadDim) {
-          const int g = i / kHeadDim, d = i % kHeadDim;
-          float a = acc[j] * sh.alpha[g];
-          for (int n = 0; n < kSubK; ++n) a += sh.s[g][n] * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
-          acc[j] = a;
-        }
-      }
+      sj_accumulate_pv(sh, acc);
       sj_sync();
     }
   }
@@ -307,9 +479,8 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_decode(SjAttnParams p) {
   const long long row = (chunk * p.total_q + token) * p.num_heads + kvh * kGroup;  // first head of this group
 #pragma unroll
   for (int j = 0; j < kAccPerThread; ++j) {
-    const int i = tid + j * kThreads;
-    if (i < kGroup * kHeadDim) {
-      const int g = i / kHeadDim, d = i % kHeadDim;
+    int g, d;
+    if (sj_acc_coord(j, g, d)) {
       const float l = sh.l[g];
       o_part[(row + g) * kHeadDim + d] = l > 0.f ? acc[j] / l : 0.f;  // empty chunk: zeros, weight 0 via lse
     }
@@ -325,11 +496,11 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_decode(SjAttnParams p) {
   const long long pos = ((const int*)p.prefix_lens)[req] + i_q;
   const long long seq_len = ((const int*)p.seq_lens)[req];
   sj_attend(p, sh, acc, token, req, kvh, pos, seq_len, 0, kTopk);
+  (void)tid;
 #pragma unroll
   for (int j = 0; j < kAccPerThread; ++j) {
-    const int i = tid + j * kThreads;
-    if (i < kGroup * kHeadDim) {
-      const int g = i / kHeadDim, d = i % kHeadDim;
+    int g, d;
+    if (sj_acc_coord(j, g, d)) {
       const float l = sh.l[g];
       const float o = l > 0.f ? acc[j] / l : 0.f;  // no visible key: zeros
       ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =

@@ -31,6 +31,28 @@ SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
   return h;
 }
 
+// Tensor-core tile product: one warp computes c += a * b for an m16n8k16 tile.
+// Fragments are per-lane element arrays in the order of SjMmaNvM16N8K16
+// (mma_layout.h); pairs pack low half first, as the PTX fragments specify.
+#define SJ_WARP 32
+#define SJ_MMA SjMmaNvM16N8K16
+template <bool kBf16>
+SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[8], const sj_u16 (&b)[4]) {
+  unsigned ra[4], rb[2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) ra[i] = (unsigned)a[2 * i] | ((unsigned)a[2 * i + 1] << 16);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) rb[i] = (unsigned)b[2 * i] | ((unsigned)b[2 * i + 1] << 16);
+  if constexpr (kBf16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+}
+
 // Kernel parameter blocks, shared verbatim by the host (included) and the
 // device (embedded into every rendered source), so their layouts cannot drift.
 // Only 8-byte members before the trailing floats: identical layout under every
@@ -62,6 +84,7 @@ struct SjAttnParams {
   long long decode_query_len;
   long long num_heads;
   long long max_blocks;      // block_table row length (bounds for logical block ids)
+  long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
   float reserved;
 };

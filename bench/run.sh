@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the whole benchmark on a CUDA machine: sparsejit's kernels (C++ API),
+# the Triton port of vLLM's reference algorithm on the same inputs, float64
+# checks of both, and the pictures.
+#
+#   bash bench/run.sh [OUTDIR]         (default bench/results)
+#
+# Environment: SPARSEJIT_BENCH_BIN (default: .benchbin/sparsejit_bench, else
+# build-bench/sparsejit_bench), BENCH_DUMP_DIR (inputs, several hundred MiB;
+# default a temp dir, removed at the end), BENCH_QUICK=1 (fewer repetitions),
+# BENCH_FILTER=substring (a subset of the cases).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR=${1:-bench/results}
+mkdir -p "$OUTDIR"
+BIN=${SPARSEJIT_BENCH_BIN:-}
+if [[ -z "$BIN" ]]; then
+  for b in .benchbin/sparsejit_bench build-bench/sparsejit_bench build/sparsejit_bench; do
+    [[ -x "$b" ]] && BIN=$b && break
+  done
+fi
+[[ -n "$BIN" ]] || { echo "no sparsejit_bench binary (build it: ninja -C build-bench sparsejit_bench)" >&2; exit 1; }
+DUMP=${BENCH_DUMP_DIR:-$(mktemp -d /tmp/sjbench-dump.XXXXXX)}
+export SPARSEJIT_CACHE_DIR=${SPARSEJIT_CACHE_DIR:-$(mktemp -d /tmp/sjbench-cache.XXXXXX)}
+EXTRA=()
+[[ "${BENCH_QUICK:-0}" == 1 ]] && EXTRA+=(--quick)
+[[ -n "${BENCH_FILTER:-}" ]] && EXTRA+=(--filter "$BENCH_FILTER")
+
+{
+  date -u +"date %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader 2>/dev/null || true
+  python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' 2>/dev/null || true
+} >"$OUTDIR/card.txt"
+
+t0=$SECONDS
+"$BIN" --out "$OUTDIR/ours.jsonl" --dump-dir "$DUMP" "${EXTRA[@]}" 2>"$OUTDIR/ours.log" || echo "sparsejit_bench exit $?" >>"$OUTDIR/ours.log"
+echo "sparsejit_bench: $((SECONDS - t0)) s" >>"$OUTDIR/card.txt"
+t1=$SECONDS
+python3 bench/triton_baseline.py --dump-dir "$DUMP" --ours "$OUTDIR/ours.jsonl" --out "$OUTDIR/triton.jsonl" "${EXTRA[@]}" \
+  2>"$OUTDIR/triton.log" || echo "triton_baseline exit $?" >>"$OUTDIR/triton.log"
+echo "triton_baseline: $((SECONDS - t1)) s" >>"$OUTDIR/card.txt"
+python3 bench/plot.py --ours "$OUTDIR/ours.jsonl" --triton "$OUTDIR/triton.jsonl" --outdir "$OUTDIR" >/dev/null
+[[ -n "${BENCH_DUMP_DIR:-}" ]] || rm -rf "$DUMP"
+echo "results in $OUTDIR (results.md, *.png, *.jsonl)"

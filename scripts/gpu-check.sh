@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every GPU check in one go, for an NVIDIA machine (the device tool's H100):
+# C++ GPU tests (correctness vs float64, device layer, C ABI), the C example,
+# host overhead, the Python/torch tests, and compute-sanitizer on the
+# out-of-range tests. Usage: bash scripts/gpu-check.sh BIN_DIR [OUT_DIR]
+# BIN_DIR holds sparsejit_tests, sparsejit, libsparsejit.so,
+# sparsejit_example_minimal and sparsejit_host_overhead (stripped copies are fine).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:?bin dir}")
+out=${2:-/tmp/sparsejit-gpu-check}
+mkdir -p "$out"
+export SPARSEJIT_CACHE_DIR=$(mktemp -d)
+status=0
+step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/gpu-check.log"; local rc=${PIPESTATUS[0]}; echo "== rc=$rc"; [ "$rc" -eq 0 ] || status=1; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
+git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
+step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter='Cases/*:DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:Targets/*sm_90*:Reference*'
+step "C example" "$bin/sparsejit_example_minimal"
+step "host overhead" "$bin/sparsejit_host_overhead"
+step "python" env SPARSEJIT_LIBRARY="$bin/libsparsejit.so" PYTHONPATH="$PWD/python" python3 -m pytest -q -rs -s python/tests
+if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+  mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
+  step "compute-sanitizer" bash scripts/gpu-sanitize.sh "$out/san" 'GpuOutOfRange*'
+fi
+exit $status

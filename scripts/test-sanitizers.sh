@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# CI variant: the unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+# (build-asan) and under ThreadSanitizer (build-tsan). No GPU tests (they skip
+# anyway) and no Clang plugin (LLVM is not instrumented). Any sanitizer report
+# fails the run. .ci/run calls this only with SPARSEJIT_CI_SANITIZERS=1 (it
+# roughly triples CI time on 2 cores; see docs/RELIABILITY.md for the figures).
+#   SPARSEJIT_SANITIZERS="asan tsan"  which variants (default both)
+#   SPARSEJIT_SANITIZER_JOBS=N        build/test parallelism (default nproc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="${SPARSEJIT_SANITIZER_JOBS:-$(nproc)}"
+variants="${SPARSEJIT_SANITIZERS:-asan tsan}"
+root="$(pwd)"
+
+# GPU tests skip without a GPU; the real-toolchain compile tests and inspect
+# only exercise uninstrumented vendor libraries (and take minutes), so they stay
+# in the plain suite.
+exclude='^(Gpu|GpuOutOfRange|KernelCompile|Clang|Hiprtc|Inspect|CAbi|Bench)'
+
+run_variant() {
+  local name="$1" sanitize="$2"
+  local dir="build-$name"
+  local t0=$SECONDS
+  echo "== $name: configure + build ($dir, -fsanitize=$sanitize)"
+  cmake -S . -B "$dir" -G Ninja -DSPARSEJIT_SANITIZE="$sanitize" -DSPARSEJIT_WITH_CLANG=OFF >/dev/null
+  ninja -C "$dir" -j "$jobs" sparsejit sparsejit_tests sparsejit_helper_test sparsejit_fake_helper
+  local built=$SECONDS
+  echo "== $name: tests (excluding $exclude)"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "$exclude")
+  echo "== $name: build $((built - t0)) s, tests $((SECONDS - built)) s"
+}
+
+# Vendor libraries (NVRTC, HIPRTC) leak by design; our own code must not.
+export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+
+for v in $variants; do
+  case "$v" in
+    asan) run_variant asan "address,undefined" ;;
+    tsan) run_variant tsan "thread" ;;
+    *) echo "unknown sanitizer variant '$v' (asan, tsan)" >&2; exit 2 ;;
+  esac
+done
