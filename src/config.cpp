@@ -133,8 +133,9 @@ Status KernelConfig::validate() const {
 std::size_t KernelConfig::shared_bytes() const {
   if (op == Op::merge) return 0;
   // Mirrors struct Shared in templates/attention.cu: per-head arrays padded to the 16 rows of one MMA tile.
-  const std::size_t rows = 16, d = head_dim, s = sub_k;
-  return rows * d * 2 + s * d * 2 + rows * s * 4 + rows * s * 2 + 3 * rows * 4;
+  // Rows padded by 8 halves / 1 float against shared-memory bank conflicts.
+  const std::size_t rows = 16, d = head_dim + 8, s = sub_k;
+  return rows * d * 2 + s * d * 2 + rows * (s + 1) * 4 + rows * (s + 8) * 2 + 3 * rows * 4;
 }
 
 std::string KernelConfig::kernel_name() const { return std::string("sparsejit_") + to_string(op); }

@@ -277,11 +277,16 @@ static_assert(kSubK % Mma::kN == 0 && kSubK % Mma::kK == 0 && kHeadDim % Mma::kK
 // (on AMD such tests pinned exec masks in SGPRs and made the G = 8 kernels spill).
 constexpr int kRows = 16;
 static_assert(kGroup <= kRows, "G <= 16");
+// Rows are padded (16 bytes for the 16-bit tiles, 4 bytes for the scores) so the
+// fragment loads of 8 consecutive rows at one column hit 8 different bank groups
+// instead of one: unpadded power-of-two rows serialize them 8 ways.
+constexpr int kPadHalf = 8;
+constexpr int kPadFloat = 1;
 struct Shared {
-  sj_u16 q[kRows][kHeadDim];     // q in its own dtype (exact); zero rows >= G
-  sj_u16 kv[kSubK][kHeadDim];    // K, then V, of the current sub-tile, dequantized to q's dtype
-  float s[kRows][kSubK];         // scores, then probabilities
-  sj_u16 p[kRows][kSubK];        // probabilities in q's dtype: the A operand of P V; zero rows >= G
+  sj_u16 q[kRows][kHeadDim + kPadHalf];   // q in its own dtype (exact); zero rows >= G
+  sj_u16 kv[kSubK][kHeadDim + kPadHalf];  // K, then V, of the current sub-tile, dequantized to q's dtype
+  float s[kRows][kSubK + kPadFloat];      // scores, then probabilities
+  sj_u16 p[kRows][kSubK + kPadHalf];      // probabilities in q's dtype: the A operand of P V; zero rows >= G
   float m[kRows];
   float l[kRows];
   float alpha[kRows];
