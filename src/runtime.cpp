@@ -44,6 +44,34 @@ HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t gro
   return k;
 }
 
+// The parameter fields prefill and decode share (pointers, strides, bounds, scale).
+template <class Args>
+void pack_common(const Args& a, SjAttnParams& p) {
+  p.q = a.q;
+  p.kv = a.kv_cache;
+  p.topk = a.topk_idx;
+  p.block_table = a.block_table;
+  p.seq_lens = a.seq_lens;
+  p.k_scale = a.k_scale;
+  p.v_scale = a.v_scale;
+  for (int i = 0; i < 3; ++i) {
+    p.q_stride[i] = a.q_stride[i];
+    p.topk_stride[i] = a.topk_stride[i];
+  }
+  for (int i = 0; i < 4; ++i) p.kv_stride[i] = a.kv_stride[i];
+  for (int i = 0; i < 2; ++i) {
+    p.ks_stride[i] = a.k_scale_stride[i];
+    p.vs_stride[i] = a.v_scale_stride[i];
+  }
+  p.v_offset = a.v_offset;
+  p.bt_stride = a.block_table_stride;
+  p.total_q = a.total_q;
+  p.num_heads = a.num_heads;
+  p.max_blocks = a.max_blocks;
+  p.num_pages = a.num_pages;
+  p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
+}
+
 constexpr std::size_t kAlign = 256;
 std::size_t align_up(std::size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
@@ -297,34 +325,12 @@ CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
 
   SjAttnParams p;
   std::memset(&p, 0, sizeof p);
-  p.q = a.q;
-  p.kv = a.kv_cache;
-  p.topk = a.topk_idx;
-  p.block_table = a.block_table;
-  p.seq_lens = a.seq_lens;
+  pack_common(a, p);
   p.prefix_lens = a.prefix_lens;
   p.cu_seqlens_q = a.cu_seqlens_q;
-  p.k_scale = a.k_scale;
-  p.v_scale = a.v_scale;
   p.out = a.output;
-  for (int i = 0; i < 3; ++i) {
-    p.q_stride[i] = a.q_stride[i];
-    p.out_stride[i] = a.output_stride[i];
-    p.topk_stride[i] = a.topk_stride[i];
-  }
-  for (int i = 0; i < 4; ++i) p.kv_stride[i] = a.kv_stride[i];
-  for (int i = 0; i < 2; ++i) {
-    p.ks_stride[i] = a.k_scale_stride[i];
-    p.vs_stride[i] = a.v_scale_stride[i];
-  }
-  p.v_offset = a.v_offset;
-  p.bt_stride = a.block_table_stride;
-  p.total_q = a.total_q;
+  for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
   p.decode_query_len = 0;
-  p.num_heads = a.num_heads;
-  p.max_blocks = a.max_blocks;
-  p.num_pages = a.num_pages;
-  p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
   void* args[] = {&p};
   const Dim3 grid{unsigned(a.max_query_len), unsigned(a.num_kv_heads), unsigned(a.batch)};
   const Dim3 block{unsigned(impl_->arch.prefill.launch.threads), 1, 1};
@@ -356,32 +362,10 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
 
   SjAttnParams p;
   std::memset(&p, 0, sizeof p);
-  p.q = a.q;
-  p.kv = a.kv_cache;
-  p.topk = a.topk_idx;
-  p.block_table = a.block_table;
-  p.seq_lens = a.seq_lens;
-  p.k_scale = a.k_scale;
-  p.v_scale = a.v_scale;
+  pack_common(a, p);
   p.out = o_part;
   p.lse = lse;
-  for (int i = 0; i < 3; ++i) {
-    p.q_stride[i] = a.q_stride[i];
-    p.topk_stride[i] = a.topk_stride[i];
-  }
-  for (int i = 0; i < 4; ++i) p.kv_stride[i] = a.kv_stride[i];
-  for (int i = 0; i < 2; ++i) {
-    p.ks_stride[i] = a.k_scale_stride[i];
-    p.vs_stride[i] = a.v_scale_stride[i];
-  }
-  p.v_offset = a.v_offset;
-  p.bt_stride = a.block_table_stride;
-  p.total_q = a.total_q;
   p.decode_query_len = a.decode_query_len;
-  p.num_heads = a.num_heads;
-  p.max_blocks = a.max_blocks;
-  p.num_pages = a.num_pages;
-  p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
   void* args[] = {&p};
   if (auto st = (*attn)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)},
                                 Dim3{unsigned(impl_->arch.decode.launch.threads), 1, 1}, 0, stream, args);
