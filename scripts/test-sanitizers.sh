@@ -15,7 +15,7 @@ root="$(pwd)"
 # GPU tests skip without a GPU; the real-toolchain compile tests and inspect
 # only exercise uninstrumented vendor libraries (and take minutes), so they stay
 # in the plain suite.
-exclude='^(Gpu|GpuOutOfRange|KernelCompile|Clang|Hiprtc|Inspect|CAbi|Bench)'
+exclude='(^|/)(Gpu|GpuOutOfRange|KernelCompile|AmdGates|Clang|Hiprtc|Inspect|CAbi|Bench)'
 
 run_variant() {
   local name="$1" sanitize="$2"

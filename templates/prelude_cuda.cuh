@@ -2,6 +2,8 @@
 #define SJ_GLOBAL extern "C" __global__
 #define SJ_DEVICE static __device__ __forceinline__
 #define SJ_SHARED __shared__
+// Global loads a thread batches in registers when staging a K/V tile (latency hiding).
+#define SJ_STAGE_BATCH 16
 #define SJ_KERNEL_ATTRS(threads, waves_per_eu) __launch_bounds__(threads)
 typedef unsigned short sj_u16;
 typedef unsigned char sj_u8;

@@ -144,7 +144,9 @@ TEST(ElfReader, SurvivesRandomCorruption) {
 }
 
 TEST(ElfReader, NotesAndSections) {
-  auto f = elf::File::parse(synthetic_elf(elf::kMachineAmdgpu, "Owner", 7, {1, 2, 3}));
+  // elf::File is a view: the bytes must outlive it (a temporary here was a use-after-free under ASan).
+  const auto bytes = synthetic_elf(elf::kMachineAmdgpu, "Owner", 7, {1, 2, 3});
+  auto f = elf::File::parse(bytes);
   ASSERT_TRUE(f.ok()) << f.error().describe();
   EXPECT_EQ(f->machine(), elf::kMachineAmdgpu);
   EXPECT_EQ(f->flags(), 0x54cu);

@@ -6,6 +6,8 @@
 #define SJ_GLOBAL extern "C" __global__
 #define SJ_DEVICE static __device__ __forceinline__
 #define SJ_SHARED __shared__
+// Global loads a thread batches in registers when staging a K/V tile (latency hiding).
+#define SJ_STAGE_BATCH 16
 #define SJ_KERNEL_ATTRS(threads, waves_per_eu) __launch_bounds__(threads)
 typedef unsigned short sj_u16;
 typedef unsigned char sj_u8;
@@ -308,6 +310,36 @@ SJ_DEVICE bool sj_acc_coord(int j, int& g, int& d) {
   }
 }
 
+// Stages one K or V sub-tile (keys n0 .. n0 + SUB_K - 1 of the page at `base`) in
+// shared memory, dequantized to q's dtype. Loads are batched in registers before
+// the shared stores so each thread keeps kStageBatch global loads in flight: one
+// dependent load->store per element serialized on memory latency (~120 us per
+// 128-token block on the H100).
+constexpr int kTileElems = kSubK * kHeadDim;
+constexpr int kStageBatch = SJ_STAGE_BATCH;
+SJ_DEVICE void sj_stage_tile(const SjAttnParams& p, Shared& sh, long long base, const float* scale, long long scale_base,
+                             long long scale_stride_t, int sub, long long n0, long long hi) {
+  const int tid = sj_tid();
+  for (int i0 = tid; i0 < kTileElems; i0 += kThreads * kStageBatch) {
+    sj_u16 v[kStageBatch];
+#pragma unroll
+    for (int u = 0; u < kStageBatch; ++u) {
+      const int i = i0 + u * kThreads;
+      const int n = i / kHeadDim, d = i % kHeadDim;
+      const long long in_page = sub * kSubK + n;
+      v[u] = 0;
+      if (i < kTileElems && n0 + n <= hi)
+        v[u] = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, base + in_page * p.kv_stride[2] + d * p.kv_stride[3], scale,
+                                                         scale_base + in_page * scale_stride_t);
+    }
+#pragma unroll
+    for (int u = 0; u < kStageBatch; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i < kTileElems) sh.kv[i / kHeadDim][i % kHeadDim] = v[u];
+    }
+  }
+}
+
 // sh.s = base-2 scores of the sub-tile in sh.kv (keys at n0 + n); -inf where invisible (n0 + n > hi).
 SJ_DEVICE void sj_scores(Shared& sh, long long n0, long long hi, float scale) {
   const int tid = sj_tid();
@@ -419,15 +451,7 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
       const long long n0 = blk * kBlock + sub * kSubK;  // absolute position of the sub-tile's first key
       if (n0 > hi) break;
       // K sub-tile -> shared (invisible keys as zeros: never read past the sequence).
-      for (int i = tid; i < kSubK * kHeadDim; i += kThreads) {
-        const int n = i / kHeadDim, d = i % kHeadDim;
-        const long long in_page = sub * kSubK + n;
-        sj_u16 v = 0;
-        if (n0 + n <= hi)
-          v = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, kv_row + in_page * p.kv_stride[2] + d * p.kv_stride[3], k_scale,
-                                                          kvh * p.ks_stride[0] + (page * kBlock + in_page) * p.ks_stride[1]);
-        sh.kv[n][d] = v;
-      }
+      sj_stage_tile(p, sh, kv_row, k_scale, kvh * p.ks_stride[0] + page * kBlock * p.ks_stride[1], p.ks_stride[1], sub, n0, hi);
       sj_sync();
       sj_scores(sh, n0, hi, p.sm_scale_log2);
       sj_sync();
@@ -449,15 +473,8 @@ SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPer
         sh.m[tid] = mx;
       }
       // V sub-tile -> shared (the K tile is no longer needed).
-      for (int i = tid; i < kSubK * kHeadDim; i += kThreads) {
-        const int n = i / kHeadDim, d = i % kHeadDim;
-        const long long in_page = sub * kSubK + n;
-        sj_u16 v = 0;
-        if (n0 + n <= hi)
-          v = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, p.v_offset + kv_row + in_page * p.kv_stride[2] + d * p.kv_stride[3],
-                                                          v_scale, kvh * p.vs_stride[0] + (page * kBlock + in_page) * p.vs_stride[1]);
-        sh.kv[n][d] = v;
-      }
+      sj_stage_tile(p, sh, p.v_offset + kv_row, v_scale, kvh * p.vs_stride[0] + page * kBlock * p.vs_stride[1], p.vs_stride[1], sub,
+                    n0, hi);
       sj_sync();
       sj_accumulate_pv(sh, acc);
       sj_sync();
