@@ -52,6 +52,26 @@ class Compiler {
   virtual Result<CodeObject> compile(const CompileRequest& request) const = 0;
 };
 
+// Base of wrappers that change only how compile() runs (helper process, policy):
+// everything that identifies the compiler forwards to the wrapped one, so cache
+// keys never depend on the wrapper.
+class ForwardingCompiler : public Compiler {
+ public:
+  explicit ForwardingCompiler(std::shared_ptr<const Compiler> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  bool available() const override { return inner_->available(); }
+  std::string unavailable_reason() const override { return inner_->unavailable_reason(); }
+  std::string version() const override { return inner_->version(); }
+  Support supports(const std::string& target) const override { return inner_->supports(target); }
+  std::vector<std::string> default_options(const std::string& target) const override {
+    return inner_->default_options(target);
+  }
+  bool prefers_isolation() const override { return inner_->prefers_isolation(); }
+
+ protected:
+  std::shared_ptr<const Compiler> inner_;
+};
+
 std::unique_ptr<Compiler> make_nvrtc_compiler();
 std::unique_ptr<Compiler> make_hiprtc_compiler();
 std::unique_ptr<Compiler> make_clang_compiler();

@@ -10,18 +10,9 @@ namespace {
 
 // Fails every compile while SPARSEJIT_DISABLE_COMPILE is set (read at compile
 // time, so a long-lived compiler honours a later change).
-class CompileGuard final : public Compiler {
+class CompileGuard final : public ForwardingCompiler {
  public:
-  explicit CompileGuard(std::shared_ptr<const Compiler> inner) : inner_(std::move(inner)) {}
-  std::string name() const override { return inner_->name(); }
-  bool available() const override { return inner_->available(); }
-  std::string unavailable_reason() const override { return inner_->unavailable_reason(); }
-  std::string version() const override { return inner_->version(); }
-  Support supports(const std::string& target) const override { return inner_->supports(target); }
-  std::vector<std::string> default_options(const std::string& target) const override {
-    return inner_->default_options(target);
-  }
-  bool prefers_isolation() const override { return inner_->prefers_isolation(); }
+  using ForwardingCompiler::ForwardingCompiler;
   Result<CodeObject> compile(const CompileRequest& req) const override {
     if (knobs().disable_compile) {
       Error e = make_error("compile", "compilation disabled by SPARSEJIT_DISABLE_COMPILE=1: kernel '" +
@@ -32,9 +23,6 @@ class CompileGuard final : public Compiler {
     }
     return inner_->compile(req);
   }
-
- private:
-  std::shared_ptr<const Compiler> inner_;
 };
 
 }  // namespace

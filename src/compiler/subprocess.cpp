@@ -253,21 +253,12 @@ Result<Frame> run_helper(const std::vector<std::string>& argv, const std::string
   return std::move(frame).value();
 }
 
-class SubprocessCompiler final : public Compiler {
+// Identity (name, version, options) forwards to the inner backend: the cache key
+// must not depend on where the compile ran. Backends that must not probe
+// in-process (HIPRTC) route their probe through probe_version_in_helper() themselves.
+class SubprocessCompiler final : public ForwardingCompiler {
  public:
-  explicit SubprocessCompiler(std::shared_ptr<const Compiler> inner) : inner_(std::move(inner)) {}
-  // The inner name: the cache key must not depend on where the compile ran.
-  std::string name() const override { return inner_->name(); }
-  bool available() const override { return inner_->available(); }
-  std::string unavailable_reason() const override { return inner_->unavailable_reason(); }
-  // Backends that must not probe in-process (HIPRTC) route their probe through
-  // probe_version_in_helper() themselves, so plain delegation is enough here.
-  std::string version() const override { return inner_->version(); }
-  Support supports(const std::string& target) const override { return inner_->supports(target); }
-  std::vector<std::string> default_options(const std::string& target) const override {
-    return inner_->default_options(target);
-  }
-  bool prefers_isolation() const override { return inner_->prefers_isolation(); }
+  using ForwardingCompiler::ForwardingCompiler;
 
   Result<CodeObject> compile(const CompileRequest& req) const override {
     auto start = std::chrono::steady_clock::now();
@@ -299,9 +290,6 @@ class SubprocessCompiler final : public Compiler {
     obj.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return obj;
   }
-
- private:
-  std::shared_ptr<const Compiler> inner_;
 };
 
 bool is_executable_file(const std::string& p) {
