@@ -17,6 +17,7 @@ Result<nlohmann::json> parse(const std::string& path) {
 }
 
 Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const std::string& path) {
+  const std::string default_template = std::string(name) == "merge" ? kTemplateMerge : kTemplateAttention;
   if (!ops.contains(name) || !ops[name].is_object()) return make_error("arch", path + ": ops." + name + " is missing");
   const auto& o = ops[name];
   try {
@@ -24,6 +25,10 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.launch.waves_per_eu = o.value("waves_per_eu", 1);
     t.sub_k = o.value("sub_k", 0);
     t.target_grid = o.value("target_grid", 256);
+    t.launch.stages = o.value("stages", 1);
+    t.templ = o.value("template", default_template);
+    t.q_row_groups = o.value("q_row_groups", 1);
+    t.union_entries = o.value("union_entries", 256);
   } catch (const std::exception& e) {
     return make_error("arch", path + ": ops." + name + ": " + e.what());
   }
@@ -39,6 +44,7 @@ Status fill(const nlohmann::json& j, ArchTable& a, const std::string& path) {
     a.wave_size = j.value("wave_size", 32);
     a.max_shared_bytes = j.value("max_shared_bytes", 49152);
     a.max_vgprs = j.value("max_vgprs", 0);
+    a.max_dynamic_shared_bytes = j.value("max_dynamic_shared_bytes", a.max_shared_bytes);
   } catch (const std::exception& e) {
     return make_error("arch", path + ": " + e.what());
   }

@@ -12,9 +12,12 @@
 namespace sparsejit {
 
 struct OpTuning {
-  LaunchParams launch;
+  LaunchParams launch;  // launch.stages: the most the op uses (fewer when shared memory runs short)
   int sub_k = 0;
   int target_grid = 256;  // decode: workgroups the split-K aims for
+  std::string templ;      // kernel template ("template"); default by op
+  int q_row_groups = 1;   // prefill, attention_nv.cu: 16-row query groups per workgroup (query union)
+  int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup
 };
 
 struct ArchTable {
@@ -25,7 +28,8 @@ struct ArchTable {
   std::string prelude;    // template with the vendor primitives
   std::vector<std::string> backends;  // compiler preference order
   int wave_size = 32;
-  std::size_t max_shared_bytes = 49152;
+  std::size_t max_shared_bytes = 49152;          // static shared memory / LDS per workgroup
+  std::size_t max_dynamic_shared_bytes = 49152;  // dynamic shared memory per workgroup (opt-in limit)
   int max_vgprs = 0;
   OpTuning prefill, decode, merge;
   bool from_fallback = false;

@@ -288,6 +288,7 @@ sj_status sj_device_malloc(sj_runtime* runtime, size_t bytes, void** ptr) {
     if (!runtime) return null_arg("sj_device_malloc", "runtime");
     if (!ptr) return null_arg("sj_device_malloc", "ptr");
     *ptr = nullptr;
+    if (bytes == 0) return SJ_OK;  // nothing to allocate (e.g. a one-chunk decode's workspace): NULL, freed as a no-op
     auto p = RuntimeAccess::driver(*runtime->rt).malloc(runtime->rt->device(), bytes);
     if (!p) return fail(SJ_ERROR_INTERNAL, p.error().describe(false));
     *ptr = *p;

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include <nlohmann/json.hpp>
@@ -103,6 +104,15 @@ Status KernelConfig::validate() const {
     return field_error("launch.threads", std::to_string(launch.threads), "must be a multiple of 32 in [32, 1024]");
   if (launch.waves_per_eu < 1 || launch.waves_per_eu > 10)
     return field_error("launch.waves_per_eu", std::to_string(launch.waves_per_eu), "must be in [1, 10]");
+  if (launch.stages < 1 || launch.stages > 8)
+    return field_error("launch.stages", std::to_string(launch.stages), "must be in [1, 8]");
+  if (op == Op::merge ? templ != kTemplateMerge : (templ != kTemplateAttention && templ != kTemplateAttentionNv))
+    return field_error("template", templ,
+                       op == Op::merge ? std::string("must be ") + kTemplateMerge
+                                       : std::string("must be ") + kTemplateAttention + " or " + kTemplateAttentionNv);
+  if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1))
+    return field_error("launch.stages/q_tile", std::to_string(launch.stages) + "/" + std::to_string(q_tile),
+                       "must be 1/1 unless template is " + std::string(kTemplateAttentionNv));
   if (!is_pow2(num_topk_chunks))
     return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be a power of two (>= 1)");
   if (op == Op::merge) {
@@ -127,11 +137,48 @@ Status KernelConfig::validate() const {
     return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be <= topk (" + std::to_string(topk) + ")");
   if (!is_fp8(kv_dtype) && scale_mode != ScaleMode::none)
     return field_error("scale_mode", to_string(scale_mode), "must be none unless kv_dtype is an fp8 type (scales dequantize fp8)");
+  if (templ == kTemplateAttentionNv) {
+    // Mirrors the static_asserts of templates/attention_nv.cu.
+    const int warps = launch.threads / 32, q_per_group = 16 / gqa_group;
+    if (q_tile < 1 || q_tile > 16 || (op == Op::decode && q_tile != 1))
+      return field_error("q_tile", std::to_string(q_tile), op == Op::decode ? "must be 1 for decode" : "must be in [1, 16]");
+    const int row_groups = (q_tile + q_per_group - 1) / q_per_group;
+    if (warps > 32 || warps % row_groups != 0)
+      return field_error("q_tile", std::to_string(q_tile),
+                         "needs " + std::to_string(row_groups) + " row groups of 16 rows (G = " + std::to_string(gqa_group) +
+                             "), which must divide the " + std::to_string(warps) + " warps of launch.threads");
+    const int key_split = warps / row_groups;
+    if (sub_k % (16 * key_split) != 0)
+      return field_error("sub_k", std::to_string(sub_k),
+                         "must be a multiple of 16 x " + std::to_string(key_split) + " (the warps that split each sub-tile's keys)");
+    const int chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
+    if (q_tile > 1 && chunk > 255)
+      return field_error("q_tile", std::to_string(q_tile), "must be 1 when topk / num_topk_chunks exceeds 255");
+  } else if (q_tile != 1) {
+    return field_error("q_tile", std::to_string(q_tile), "must be 1");
+  }
   return ok_status();
 }
 
+std::size_t KernelConfig::dynamic_shared_bytes() const {
+  if (op == Op::merge || templ != kTemplateAttentionNv) return 0;
+  if (gqa_group < 1 || gqa_group > 16 || q_tile < 1 || launch.threads < 32 || num_topk_chunks < 1 || topk < 1 || head_dim < 1 || sub_k < 1)
+    return 0;  // not a valid config (validate() says why); nothing to mirror
+  // Mirrors the layout constants of templates/attention_nv.cu.
+  const std::size_t warps = launch.threads / 32, q_per_group = 16 / gqa_group;
+  const std::size_t row_groups = (q_tile + q_per_group - 1) / q_per_group, key_split = std::max<std::size_t>(1, warps / row_groups);
+  const std::size_t ld = head_dim + 8, chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
+  const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
+  const std::size_t q_bytes = row_groups * 16 * ld * 2;
+  const std::size_t tiles = launch.stages * 2 * sub_k * ld * 2;
+  const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 2) * 4 : 0;
+  const std::size_t list = (5 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
+  const std::size_t misc = 16 * 8 * 2 + 32 * 4;
+  return q_bytes + std::max(tiles, scratch) + list + misc;
+}
+
 std::size_t KernelConfig::shared_bytes() const {
-  if (op == Op::merge) return 0;
+  if (op == Op::merge || templ != kTemplateAttention) return 0;
   // Mirrors struct Shared in templates/attention.cu: per-head arrays padded to the 16 rows of one MMA tile.
   // Rows padded by 8 halves / 1 float against shared-memory bank conflicts.
   const std::size_t rows = 16, d = head_dim + 8, s = sub_k;
@@ -152,13 +199,15 @@ nlohmann::json KernelConfig::to_json() const {
   j["q_dtype"] = to_string(q_dtype);
   j["kv_dtype"] = to_string(kv_dtype);
   j["scale_mode"] = to_string(scale_mode);
-  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}};
+  j["template"] = templ;
+  j["q_tile"] = q_tile;
+  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}};
   return j;
 }
 
 Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) return make_error("config", "a kernel config must be a JSON object");
-  static const char* known[] = {"op", "arch", "head_dim", "topk", "gqa_group", "num_topk_chunks", "sub_k", "q_dtype", "kv_dtype", "scale_mode", "launch"};
+  static const char* known[] = {"op", "arch", "head_dim", "topk", "gqa_group", "num_topk_chunks", "sub_k", "q_dtype", "kv_dtype", "scale_mode", "template", "q_tile", "launch"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
@@ -209,11 +258,17 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
   auto sm = parse_scale_mode(s);
   if (!sm) return field_error("scale_mode", s, "must be none, scalar or per_token_head");
   c.scale_mode = *sm;
+  // template and q_tile: optional (manifests written before they existed), defaults by op.
+  c.templ = c.op == Op::merge ? kTemplateMerge : kTemplateAttention;
+  if (j.contains("template"))
+    if (auto st = get_str("template", c.templ); !st) return st.error();
+  if (auto st = get_int(j, "q_tile", c.q_tile, false); !st) return st.error();
   if (j.contains("launch")) {
     const auto& l = j["launch"];
     if (!l.is_object()) return make_error("config", "launch must be an object");
     if (auto st = get_int(l, "threads", c.launch.threads, false); !st) return st.error();
     if (auto st = get_int(l, "waves_per_eu", c.launch.waves_per_eu, false); !st) return st.error();
+    if (auto st = get_int(l, "stages", c.launch.stages, false); !st) return st.error();
   }
   if (auto st = c.validate(); !st) return st.error();
   return c;

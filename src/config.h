@@ -30,7 +30,13 @@ inline constexpr int kSparseBlock = 128;  // one selected block == one KV page
 struct LaunchParams {
   int threads = 128;
   int waves_per_eu = 1;  // AMD occupancy hint (amdgpu_waves_per_eu); ignored on NVIDIA
+  int stages = 1;        // K/V sub-tiles in flight (pipelined templates; 1 for the others)
 };
+
+// The kernel templates (templates/<name>) and what each supports.
+inline constexpr const char* kTemplateAttention = "attention.cu";       // every vendor: one query per workgroup, single stage
+inline constexpr const char* kTemplateAttentionNv = "attention_nv.cu";  // NVIDIA sm_80+: query union, cp.async pipeline
+inline constexpr const char* kTemplateMerge = "merge.cu";
 
 struct KernelConfig {
   Op op = Op::prefill;
@@ -43,12 +49,16 @@ struct KernelConfig {
   DType q_dtype = DType::bf16;
   DType kv_dtype = DType::bf16;  // merge: equal to q_dtype
   ScaleMode scale_mode = ScaleMode::none;
+  std::string templ = kTemplateAttention;  // "template" in JSON; merge.cu for merge
+  int q_tile = 1;  // prefill: consecutive queries per workgroup, walking the union of their blocks
   LaunchParams launch;
 
   // Field-by-field check; the message names the field, its value and what is allowed.
   Status validate() const;
   // Static shared memory (LDS) the kernel declares, in bytes.
   std::size_t shared_bytes() const;
+  // Dynamic shared memory the launch must pass (mirrors the template's layout; the kernel traps on less).
+  std::size_t dynamic_shared_bytes() const;
   std::string kernel_name() const;  // lowered (extern "C") name of the entry point
   nlohmann::json to_json() const;
   static Result<KernelConfig> from_json(const nlohmann::json& j);

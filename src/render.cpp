@@ -88,10 +88,8 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
       {"Q_DTYPE", std::to_string(static_cast<int>(c.q_dtype))},
       {"KERNEL_NAME", r.kernel_name},
   };
-  if (c.op == Op::merge) {
-    r.template_name = "merge.cu";
-  } else {
-    r.template_name = "attention.cu";
+  r.template_name = c.templ;
+  if (c.op != Op::merge) {
     v["GQA_GROUP"] = std::to_string(c.gqa_group);
     v["TOPK"] = std::to_string(c.topk);
     v["SUB_K"] = std::to_string(c.sub_k);
@@ -99,6 +97,17 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
     v["SCALE_MODE"] = std::to_string(static_cast<int>(c.scale_mode));
     v["IS_DECODE"] = c.op == Op::decode ? "1" : "0";
   }
+  if (c.templ == kTemplateAttentionNv) {
+    if (arch.vendor != "nvidia")
+      return make_error("config", std::string("template ") + kTemplateAttentionNv + " needs an NVIDIA target (sm_80+), not " + c.arch);
+    v["STAGES"] = std::to_string(c.launch.stages);
+    v["Q_TILE"] = std::to_string(c.q_tile);
+    v.erase("WAVES_PER_EU");
+  }
+  if (c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes)
+    return make_error("config", "the kernel needs " + std::to_string(c.dynamic_shared_bytes()) + " bytes of dynamic shared memory but " +
+                                    arch.processor + " allows " + std::to_string(arch.max_dynamic_shared_bytes) +
+                                    " (reduce launch.stages, q_tile or sub_k)");
   auto prelude = read_resource("templates/" + arch.prelude);
   if (!prelude) return prelude.error();
   auto body = render_template(r.template_name, v);

@@ -70,6 +70,14 @@ void pack_common(const Args& a, SjAttnParams& p) {
   p.max_blocks = a.max_blocks;
   p.num_pages = a.num_pages;
   p.sm_scale_log2 = a.sm_scale * 1.4426950408889634f;
+  // 16-byte K/V copies need unit dim stride and 16-byte aligned rows, pages, heads and V offset.
+  const std::int64_t esize = dtype_bytes(a.kv_dtype);
+  bool vec16 = a.kv_stride[3] == 1 && (a.head_dim * esize) % 16 == 0 && (a.v_offset * esize) % 16 == 0 &&
+               reinterpret_cast<std::uintptr_t>(a.kv_cache) % 16 == 0;
+  for (int i = 0; i < 3; ++i) vec16 = vec16 && (a.kv_stride[i] * esize) % 16 == 0;
+  bool q_vec16 = a.q_stride[2] == 1 && (a.q_stride[0] * 2) % 16 == 0 && (a.q_stride[1] * 2) % 16 == 0 &&
+                 reinterpret_cast<std::uintptr_t>(a.q) % 16 == 0;
+  p.flags = (vec16 ? SJ_FLAG_KV_VEC16 : 0) | (q_vec16 ? SJ_FLAG_Q_VEC16 : 0);
 }
 
 constexpr std::size_t kAlign = 256;
@@ -90,6 +98,8 @@ struct Runtime::Impl {
     std::unique_ptr<Module> module;
     std::shared_ptr<Kernel> kernel;
     KernelConfig config;
+    unsigned dynamic_shared = 0;  // config.dynamic_shared_bytes(), computed once
+    unsigned threads = 0;
   };
   mutable std::shared_mutex mu;
   std::unordered_map<HotKey, std::shared_ptr<Loaded>, HotKeyHash> loaded;
@@ -99,21 +109,21 @@ struct Runtime::Impl {
   // miss `make_config` gives the config, which is recorded (SPARSEJIT_RECORD),
   // then built and loaded unless `stream` is capturing a graph.
   template <class MakeConfig>
-  Result<const Kernel*> kernel_for(const HotKey& hk, MakeConfig&& make_config, void* stream, bool check_capture) {
+  Result<const Loaded*> kernel_for(const HotKey& hk, MakeConfig&& make_config, void* stream, bool check_capture) {
     {
       std::shared_lock<std::shared_mutex> lock(mu);
       auto it = loaded.find(hk);
-      if (it != loaded.end()) return it->second->kernel.get();
+      if (it != loaded.end()) return it->second.get();
     }
     return load_missing(hk, make_config(), stream, check_capture);
   }
 
-  Result<const Kernel*> load_missing(const HotKey& hk, const KernelConfig& config, void* stream, bool check_capture) {
+  Result<const Loaded*> load_missing(const HotKey& hk, const KernelConfig& config, void* stream, bool check_capture) {
     std::lock_guard<std::mutex> build_lock(build_mu);
     {
       std::shared_lock<std::shared_mutex> lock(mu);
       auto it = loaded.find(hk);
-      if (it != loaded.end()) return it->second->kernel.get();
+      if (it != loaded.end()) return it->second.get();
     }
     if (const std::string& manifest = knobs().record; !manifest.empty()) {
       // Recorded when needed, before building: a config that could not be built
@@ -149,7 +159,10 @@ struct Runtime::Impl {
       entry->module = std::move(*module);
       entry->kernel = *fn;
     }
-    const Kernel* k = entry->kernel.get();
+    entry->dynamic_shared = static_cast<unsigned>(config.dynamic_shared_bytes());
+    entry->threads = static_cast<unsigned>(config.launch.threads);
+    if (auto st = entry->kernel->set_max_dynamic_shared_bytes(entry->dynamic_shared); !st) return st.error();
+    const Loaded* k = entry.get();
     std::unique_lock<std::shared_mutex> lock(mu);
     loaded.emplace(hk, std::move(entry));
     return k;
@@ -291,6 +304,7 @@ CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
     if (auto st = attn.validate(); !st) return to_call_status(st.error());
     auto a = impl_->kernel_for(impl_->decode_key(sh, chunks), [&] { return attn; }, nullptr, false);
     if (!a) return to_call_status(a.error());
+    if (chunks == 1) continue;  // one chunk writes the output itself
     const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
     auto m = impl_->kernel_for(impl_->merge_key(sh, chunks), [&] { return merge; }, nullptr, false);
     if (!m) return to_call_status(m.error());
@@ -306,6 +320,7 @@ std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t n
                                             std::int64_t head_dim, std::int64_t topk) const {
   if (total_q <= 0 || num_heads <= 0 || head_dim <= 0) return 0;
   const std::size_t chunks = decode_num_chunks(total_q, num_kv_heads, topk);
+  if (chunks == 1) return 0;  // one chunk: the attention kernel writes the output, no partials
   const std::size_t rows = chunks * std::size_t(total_q) * std::size_t(num_heads);
   return align_up(rows * std::size_t(head_dim) * sizeof(float)) + align_up(rows * sizeof(float));
 }
@@ -332,9 +347,10 @@ CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
   for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
   p.decode_query_len = 0;
   void* args[] = {&p};
-  const Dim3 grid{unsigned(a.max_query_len), unsigned(a.num_kv_heads), unsigned(a.batch)};
-  const Dim3 block{unsigned(impl_->arch.prefill.launch.threads), 1, 1};
-  if (auto st = (*kernel)->launch(grid, block, 0, stream, args); !st) return to_call_status(st.error());
+  const auto& k = **kernel;
+  const std::int64_t q_tile = k.config.q_tile;
+  const Dim3 grid{unsigned((a.max_query_len + q_tile - 1) / q_tile), unsigned(a.num_kv_heads), unsigned(a.batch)};
+  if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
   return {};
 }
 
@@ -352,25 +368,28 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
       },
       stream, /*check_capture=*/true);
   if (!attn) return to_call_status(attn.error());
-  auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
-                                 [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
-  if (!merge) return to_call_status(merge.error());
-
-  const std::size_t rows = std::size_t(chunks) * std::size_t(a.total_q) * std::size_t(a.num_heads);
-  float* o_part = static_cast<float*>(a.workspace);
-  float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + align_up(rows * std::size_t(a.head_dim) * sizeof(float)));
-
   SjAttnParams p;
   std::memset(&p, 0, sizeof p);
   pack_common(a, p);
-  p.out = o_part;
-  p.lse = lse;
   p.decode_query_len = a.decode_query_len;
   void* args[] = {&p};
-  if (auto st = (*attn)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)},
-                                Dim3{unsigned(impl_->arch.decode.launch.threads), 1, 1}, 0, stream, args);
-      !st)
-    return to_call_status(st.error());
+  const auto& k = **attn;
+  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
+  if (chunks == 1) {  // one launch: the kernel normalizes and writes the output
+    p.out = a.output;
+    for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
+    if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
+    return {};
+  }
+  auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
+                                 [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
+  if (!merge) return to_call_status(merge.error());
+  const std::size_t rows = std::size_t(chunks) * std::size_t(a.total_q) * std::size_t(a.num_heads);
+  float* o_part = static_cast<float*>(a.workspace);
+  float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + align_up(rows * std::size_t(a.head_dim) * sizeof(float)));
+  p.out = o_part;
+  p.lse = lse;
+  if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
 
   SjMergeParams m;
   std::memset(&m, 0, sizeof m);
@@ -381,8 +400,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   m.total_q = a.total_q;
   m.num_heads = a.num_heads;
   void* margs[] = {&m};
-  if (auto st = (*merge)->launch(Dim3{unsigned(a.total_q), unsigned(a.num_heads), 1}, Dim3{unsigned(impl_->arch.merge.launch.threads), 1, 1},
-                                 0, stream, margs);
+  if (auto st = (*merge)->kernel->launch(Dim3{unsigned(a.total_q), unsigned(a.num_heads), 1}, Dim3{(*merge)->threads, 1, 1}, 0, stream, margs);
       !st)
     return to_call_status(st.error());
   return {};

@@ -257,6 +257,18 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(Sj
   const int t_begin = (int)chunk * kChunkSize;
   const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);
+  if (kChunks == 1) {  // one chunk: the final output, no merge
+#pragma unroll
+    for (int j = 0; j < kAccPerThread; ++j) {
+      int g, d;
+      if (sj_acc_coord(j, g, d)) {
+        const float l = sh.l[g];
+        ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
+            sj_f32_to_half<kQDtype>(l > 0.f ? acc[j] / l : 0.f);
+      }
+    }
+    return;
+  }
   float* o_part = (float*)p.out;
   float* lse = (float*)p.lse;
   const long long row = (chunk * p.total_q + token) * p.num_heads + kvh * kGroup;  // first head of this group

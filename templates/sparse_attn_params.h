@@ -5,6 +5,10 @@
 #ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
 #define SPARSEJIT_SPARSE_ATTN_PARAMS_H
 
+// SjAttnParams::flags
+#define SJ_FLAG_KV_VEC16 1  // K/V: unit dim stride and 16-byte aligned rows, pages, heads and v_offset
+#define SJ_FLAG_Q_VEC16 2   // q: unit dim stride and 16-byte aligned tokens and heads
+
 struct SjAttnParams {
   const void* q;             // [total_q, num_heads, head_dim]
   const void* kv;            // K at kv, V at kv + v_offset (elements)
@@ -31,7 +35,7 @@ struct SjAttnParams {
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
-  float reserved;
+  int flags;                 // SJ_FLAG_* (set by the host from the arguments)
 };
 
 struct SjMergeParams {

@@ -357,6 +357,7 @@ struct CaseSpec {
   Io io = Io::contiguous;
   bool scales_token_major = false;  // per-token-head scales stored [tokens, KVH] instead of [KVH, tokens]
   bool junk_ids = false;            // some top-k ids >= max_blocks
+  bool dup_ids = false;             // some rows select a block twice (it then counts twice, like the reference's entry-by-entry walk)
   bool unmapped_block = false;      // one mapped block of one request set to -1 in the block table
   int short_seq = 0;                // prefill: request 0's seq_len is prefix + q_len - short_seq (its last queries see keys < seq_len only)
   // prefill
@@ -387,7 +388,7 @@ struct Problem {
   std::int64_t out_stride[3] = {};
   float sm_scale = 0.f;
   // What the random top-k rows contain (coverage facts).
-  int rows_all_padding = 0, rows_padding_not_last = 0, rows_unsorted = 0, rows_future_only = 0, rows_junk = 0;
+  int rows_all_padding = 0, rows_padding_not_last = 0, rows_unsorted = 0, rows_future_only = 0, rows_junk = 0, rows_dup = 0;
 };
 
 using Rng = std::mt19937_64;
@@ -611,6 +612,10 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
           row.push_back(static_cast<std::int32_t>(p.max_blocks + uniform_int(rng, 0, 1000)));  // outside the table
           ++p.rows_junk;
         }
+        if (s.dup_ids && !row.empty() && static_cast<std::int64_t>(row.size()) < K && chance(rng, 0.5)) {
+          row.push_back(row[uniform_int(rng, 0, static_cast<std::int64_t>(row.size()) - 1)]);
+          ++p.rows_dup;
+        }
       }
       any_padding = static_cast<std::int64_t>(row.size()) < K;
       while (static_cast<std::int64_t>(row.size()) < K) row.push_back(padding_value(rng));
@@ -697,7 +702,7 @@ std::vector<CaseSpec> prefill_cases() {
   // MiniMax-M3 at TP4: 16 heads, 1 kv head (G 16), D 128, topk 16. Ragged, prefixes, an empty request.
   c = {};
   c.name = "m3tp4_G16_D128_k16_bf16_bf16_A", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16;
-  c.q_lens = {7, 40, 1, 0, 22}, c.prefix_lens = {0, 900, 4999, 128, 1663}, c.junk_ids = true;
+  c.q_lens = {7, 40, 1, 0, 22}, c.prefix_lens = {0, 900, 4999, 128, 1663}, c.junk_ids = true, c.dup_ids = true;
   add(c);
   // TP8 shape (G 8), layout B, q a slice of a fused qkv buffer, padded output/top-k/block-table rows.
   c = {};
@@ -761,7 +766,7 @@ std::vector<CaseSpec> decode_cases() {
   // TP4 shape, one query per request, a padded request row, chunks > 1.
   c = {};
   c.name = "m3tp4_G16_D128_k16_bf16_bf16_A_q1_split", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
-  c.seq_lens = {4000, 0, 129, 1000, 2047, 5}, c.chunks = CaseSpec::Chunks::many, c.junk_ids = true;
+  c.seq_lens = {4000, 0, 129, 1000, 2047, 5}, c.chunks = CaseSpec::Chunks::many, c.junk_ids = true, c.dup_ids = true;
   add(c);
   // TP1 shape, two queries per request (one request shorter than that), fp8 per-token-head, layout B.
   c = {};
@@ -806,14 +811,14 @@ std::vector<CaseSpec> decode_cases() {
 TEST(GpuCaseGenerator, ProblemsCoverTheContract) {
   // The random rows really contain what the GPU cases claim to test, and the
   // reference accepts them. Small fixed seeds: this runs everywhere.
-  int all_padding = 0, padding_not_last = 0, unsorted = 0, future_only = 0, junk = 0;
+  int all_padding = 0, padding_not_last = 0, unsorted = 0, future_only = 0, junk = 0, dup = 0;
   const CaseSpec specs[] = {prefill_cases()[0], prefill_cases()[3], decode_cases()[0]};
   for (const CaseSpec& s : specs) {
     const bool decode = !s.seq_lens.empty();
     Rng rng(7);
     const Problem p = make_problem(s, decode, rng);
     all_padding += p.rows_all_padding, padding_not_last += p.rows_padding_not_last, unsorted += p.rows_unsorted;
-    future_only += p.rows_future_only, junk += p.rows_junk;
+    future_only += p.rows_future_only, junk += p.rows_junk, dup += p.rows_dup;
     const Pointers hp = host_pointers(p);
     const ref::Result r = decode ? ref::decode(decode_args(s, p, hp)) : ref::prefill(prefill_args(s, p, hp));
     int zero_rows = 0, nonzero_rows = 0;
@@ -827,6 +832,7 @@ TEST(GpuCaseGenerator, ProblemsCoverTheContract) {
   EXPECT_GT(unsorted, 0);
   EXPECT_GT(future_only, 0);
   EXPECT_GT(junk, 0);
+  EXPECT_GT(dup, 0);
 }
 
 TEST(GpuCaseGenerator, ReferenceAgreesAcrossKvLayoutsAndIoStrides) {

@@ -770,9 +770,9 @@ TEST(ReliabilityUpgrade, ChangedTemplateOrFlagsNeverReuseAnEntry) {
   ScratchDir t("upgrade");
   const std::string tdir = t.sub("templates");
   stdfs::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/templates", tdir, stdfs::copy_options::recursive);
-  testing_util::write_text(tdir + "/attention.cu",
-                           testing_util::read_text(tdir + "/attention.cu") + "\n// template v2: one more comment\n");
   const auto config = six_sm90_configs().front();
+  testing_util::write_text(tdir + "/" + config.templ,
+                           testing_util::read_text(tdir + "/" + config.templ) + "\n// template v2: one more comment\n");
   auto cache = std::make_shared<KernelCache>(settings_for(t.sub("cache")));
   KernelBuilder builder(cache);
   auto first = builder.build(config, "nvrtc");

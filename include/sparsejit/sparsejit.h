@@ -158,7 +158,8 @@ SJ_API int sj_runtime_device(const sj_runtime* runtime);
 
 SJ_API sj_status sj_sparse_attn_prefill(sj_runtime* runtime, const sj_prefill_args* args, void* stream);
 SJ_API sj_status sj_sparse_attn_decode(sj_runtime* runtime, const sj_decode_args* args, void* stream);
-/* Bytes of decode scratch for these shapes (a pure function of them). */
+/* Bytes of decode scratch for these shapes (a pure function of them); 0 when decode runs in one
+ * chunk (the attention kernel then writes the output itself and the workspace may be NULL). */
 SJ_API sj_status sj_decode_workspace_bytes(const sj_runtime* runtime, int64_t total_q, int64_t num_heads, int64_t num_kv_heads,
                                            int64_t head_dim, int64_t topk, uint64_t* bytes);
 
@@ -174,6 +175,7 @@ SJ_API sj_status sj_cache_status_json(const sj_runtime* runtime, char* buf, size
 
 /* Device memory helpers on the runtime's device, for examples and tests (an
  * engine uses its own allocator; none of these is on the launch path). */
+/* bytes == 0 gives *ptr = NULL and SJ_OK (a one-chunk decode needs no workspace). */
 SJ_API sj_status sj_device_malloc(sj_runtime* runtime, size_t bytes, void** ptr);
 SJ_API sj_status sj_device_free(sj_runtime* runtime, void* ptr);
 SJ_API sj_status sj_copy_to_device(sj_runtime* runtime, void* dst, const void* src, size_t bytes);

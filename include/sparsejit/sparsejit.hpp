@@ -102,7 +102,7 @@ class Runtime {
 
   CallStatus sparse_attn_prefill(const PrefillArgs& args, void* stream);
   CallStatus sparse_attn_decode(const DecodeArgs& args, void* stream);
-  // Scratch bytes sparse_attn_decode needs for these shapes (a pure function of them).
+  // Scratch bytes sparse_attn_decode needs for these shapes (a pure function of them); 0 for one chunk.
   std::size_t decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads, std::int64_t head_dim,
                                      std::int64_t topk) const;
   // The split-K chunk count decode uses for these shapes (a pure function of them).

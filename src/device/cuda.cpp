@@ -36,6 +36,8 @@ constexpr int kFuncMaxThreadsPerBlock = 0;
 constexpr int kFuncSharedSizeBytes = 1;
 constexpr int kFuncLocalSizeBytes = 3;
 constexpr int kFuncNumRegs = 4;
+constexpr int kFuncMaxDynamicSharedSizeBytes = 8;
+constexpr int kFuncPreferredSharedMemoryCarveout = 9;
 constexpr int kJitErrorLogBuffer = 5;
 constexpr int kJitErrorLogBufferSizeBytes = 6;
 
@@ -60,6 +62,7 @@ struct CudaApi {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                              void**, void**) = nullptr;
   CUresult (*cuFuncGetAttribute)(int*, int, CUfunction) = nullptr;
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
   CUresult (*cuMemAlloc_v2)(CUdeviceptr*, std::size_t) = nullptr;
   CUresult (*cuMemFree_v2)(CUdeviceptr) = nullptr;
   CUresult (*cuMemcpyHtoD_v2)(CUdeviceptr, const void*, std::size_t) = nullptr;
@@ -211,6 +214,20 @@ class CudaKernel final : public Kernel {
       j[key] = value;
     }
     return j.dump();
+  }
+
+  Status set_max_dynamic_shared_bytes(unsigned bytes) override {
+    if (bytes <= 48 * 1024) return ok_status();  // within the default limit
+    const CudaApi& api = *module_->api;
+    CUresult rc = api.cuFuncSetAttribute(fn_, kFuncMaxDynamicSharedSizeBytes, static_cast<int>(bytes));
+    if (rc != kCudaSuccess)
+      return cuda_error(api, "load", "cuFuncSetAttribute(" + name_ + ", MAX_DYNAMIC_SHARED_SIZE_BYTES, " + std::to_string(bytes) + ")", rc);
+    // All of L1 as shared memory: left to itself the driver picked a 135 KiB
+    // carveout for a 124 KiB kernel on the H100, one workgroup per SM.
+    rc = api.cuFuncSetAttribute(fn_, kFuncPreferredSharedMemoryCarveout, 100);
+    if (rc != kCudaSuccess)
+      return cuda_error(api, "load", "cuFuncSetAttribute(" + name_ + ", PREFERRED_SHARED_MEMORY_CARVEOUT, 100)", rc);
+    return ok_status();
   }
 
  private:
@@ -475,6 +492,7 @@ class CudaDriver final : public Driver {
     need("cuModuleGetFunction", a.cuModuleGetFunction);
     need("cuLaunchKernel", a.cuLaunchKernel);
     need("cuFuncGetAttribute", a.cuFuncGetAttribute);
+    need("cuFuncSetAttribute", a.cuFuncSetAttribute);
     need("cuMemAlloc_v2", a.cuMemAlloc_v2);
     need("cuMemFree_v2", a.cuMemFree_v2);
     need("cuMemcpyHtoD_v2", a.cuMemcpyHtoD_v2);

@@ -1,5 +1,7 @@
 #include "ops/config_select.h"
 
+#include <algorithm>
+
 namespace sparsejit {
 namespace {
 
@@ -16,7 +18,13 @@ KernelConfig attention_config(Op op, const ArchTable& arch, const AttnShape& s) 
   const OpTuning& t = arch.tuning(op);
   c.launch = t.launch;
   c.sub_k = t.sub_k;
+  c.templ = t.templ;
   return c;
+}
+
+// Pipelined template: the deepest pipeline (up to the table's stages) that fits the shared memory.
+void fit_stages(const ArchTable& arch, KernelConfig& c) {
+  while (c.launch.stages > 1 && c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes) --c.launch.stages;
 }
 
 }  // namespace
@@ -32,12 +40,25 @@ int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_
 KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
   KernelConfig c = attention_config(Op::prefill, arch, s);
   c.num_topk_chunks = 1;
+  if (c.templ == kTemplateAttentionNv) {
+    // Query union: as many 16-row groups (G heads of 16 / G queries each) as
+    // the table asks and the warps allow, while q_tile x topk stays within the
+    // entries one workgroup deduplicates.
+    const int warps = c.launch.threads / 32, per_group = std::max(1, 16 / std::max(1, c.gqa_group));
+    int groups = std::max(1, arch.prefill.q_row_groups);
+    while (groups > 1 && (warps % groups != 0 || static_cast<std::int64_t>(groups) * per_group * s.topk > arch.prefill.union_entries)) --groups;
+    int q_tile = groups * per_group;
+    while (q_tile > 1 && static_cast<std::int64_t>(q_tile) * s.topk > arch.prefill.union_entries) --q_tile;
+    c.q_tile = q_tile;
+    fit_stages(arch, c);
+  }
   return c;
 }
 
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks) {
   KernelConfig c = attention_config(Op::decode, arch, s);
   c.num_topk_chunks = num_chunks;
+  if (c.templ == kTemplateAttentionNv) fit_stages(arch, c);
   return c;
 }
 
@@ -53,7 +74,9 @@ KernelConfig merge_config(const ArchTable& arch, std::int64_t head_dim, DType q_
   c.q_dtype = q_dtype;
   c.kv_dtype = q_dtype;
   c.scale_mode = ScaleMode::none;
+  c.templ = kTemplateMerge;
   c.launch = arch.merge.launch;
+  c.launch.stages = 1;
   return c;
 }
 

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_decode for gfx942 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"gfx942","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"threads":256,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","scale_mode":"none","sub_k":32,"topk":16}
-// config-key: 191c396373dffa96
+// config: {"arch":"gfx942","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":1,"threads":256,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":32,"template":"attention.cu","topk":16}
+// config-key: 13de031ebd41ce62
 // template: attention.cu + prelude_hip.cuh (configs/archs/gfx942.json)
 // ---- vendor primitives: AMD (HIPRTC or Clang -nogpuinc; compiler builtins only) ----
 #define SJ_GLOBAL extern "C" __attribute__((global)) __attribute__((visibility("default")))
@@ -65,6 +65,10 @@ SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[4], const sj_u16 (&b)[4])
 #ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
 #define SPARSEJIT_SPARSE_ATTN_PARAMS_H
 
+// SjAttnParams::flags
+#define SJ_FLAG_KV_VEC16 1  // K/V: unit dim stride and 16-byte aligned rows, pages, heads and v_offset
+#define SJ_FLAG_Q_VEC16 2   // q: unit dim stride and 16-byte aligned tokens and heads
+
 struct SjAttnParams {
   const void* q;             // [total_q, num_heads, head_dim]
   const void* kv;            // K at kv, V at kv + v_offset (elements)
@@ -91,7 +95,7 @@ struct SjAttnParams {
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
-  float reserved;
+  int flags;                 // SJ_FLAG_* (set by the host from the arguments)
 };
 
 struct SjMergeParams {
@@ -499,6 +503,18 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(256, 1) sparsejit_decode(SjAttnParams p) {
   const int t_begin = (int)chunk * kChunkSize;
   const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);
+  if (kChunks == 1) {  // one chunk: the final output, no merge
+#pragma unroll
+    for (int j = 0; j < kAccPerThread; ++j) {
+      int g, d;
+      if (sj_acc_coord(j, g, d)) {
+        const float l = sh.l[g];
+        ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
+            sj_f32_to_half<kQDtype>(l > 0.f ? acc[j] / l : 0.f);
+      }
+    }
+    return;
+  }
   float* o_part = (float*)p.out;
   float* lse = (float*)p.lse;
   const long long row = (chunk * p.total_q + token) * p.num_heads + kvh * kGroup;  // first head of this group

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_merge for gfx942 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"gfx942","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","scale_mode":"none","sub_k":0,"topk":0}
-// config-key: 2cabedbf2b39dc8c
+// config: {"arch":"gfx942","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":0,"template":"merge.cu","topk":0}
+// config-key: c65070ba6ed0659c
 // template: merge.cu + prelude_hip.cuh (configs/archs/gfx942.json)
 // ---- vendor primitives: AMD (HIPRTC or Clang -nogpuinc; compiler builtins only) ----
 #define SJ_GLOBAL extern "C" __attribute__((global)) __attribute__((visibility("default")))
@@ -65,6 +65,10 @@ SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[4], const sj_u16 (&b)[4])
 #ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
 #define SPARSEJIT_SPARSE_ATTN_PARAMS_H
 
+// SjAttnParams::flags
+#define SJ_FLAG_KV_VEC16 1  // K/V: unit dim stride and 16-byte aligned rows, pages, heads and v_offset
+#define SJ_FLAG_Q_VEC16 2   // q: unit dim stride and 16-byte aligned tokens and heads
+
 struct SjAttnParams {
   const void* q;             // [total_q, num_heads, head_dim]
   const void* kv;            // K at kv, V at kv + v_offset (elements)
@@ -91,7 +95,7 @@ struct SjAttnParams {
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
-  float reserved;
+  int flags;                 // SJ_FLAG_* (set by the host from the arguments)
 };
 
 struct SjMergeParams {

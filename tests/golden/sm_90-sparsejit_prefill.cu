@@ -1,7 +1,7 @@
 // sparsejit generated kernel: sparsejit_prefill for sm_90 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","scale_mode":"none","sub_k":64,"topk":16}
-// config-key: 4110887218264a42
-// template: attention.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
+// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":3,"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","q_tile":4,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
+// config-key: 159f2bbd75a47c74
+// template: attention_nv.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
 // ---- vendor primitives: NVIDIA (NVRTC) ----
 #define SJ_GLOBAL extern "C" __global__
 #define SJ_DEVICE static __device__ __forceinline__
@@ -55,12 +55,70 @@ SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[8], const sj_u16 (&b)[4])
                  : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
 }
 
+// ---- sm_80+ data movement for the pipelined kernel (attention_nv.cu) ----
+SJ_DEVICE unsigned sj_smem_addr(const void* p) {
+  unsigned a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+SJ_DEVICE unsigned sj_dynamic_smem_bytes() {
+  unsigned r;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+  return r;
+}
+// 16 bytes global -> shared, asynchronously; src_bytes 0 writes zeros and reads nothing.
+SJ_DEVICE void sj_cp_async16(unsigned dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+SJ_DEVICE void sj_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int kPending>
+SJ_DEVICE void sj_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+// Four 8x8 16-bit matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8.
+SJ_DEVICE void sj_ldsm_x4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+SJ_DEVICE void sj_ldsm_x4_trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// m16n8k16 on packed registers (a: 4, b: 2), c += a * b.
+template <bool kBf16>
+SJ_DEVICE void sj_mma_u32(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  if constexpr (kBf16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> packed bf16/fp16 (round to nearest even), lo in the low half.
+template <bool kBf16>
+SJ_DEVICE unsigned sj_pack_half2(float lo, float hi) {
+  unsigned r;
+  if constexpr (kBf16)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 // Kernel parameter blocks, shared verbatim by the host (included) and the
 // device (embedded into every rendered source), so their layouts cannot drift.
 // Only 8-byte members before the trailing floats: identical layout under every
 // host and device compiler. No placeholders in this file.
 #ifndef SPARSEJIT_SPARSE_ATTN_PARAMS_H
 #define SPARSEJIT_SPARSE_ATTN_PARAMS_H
+
+// SjAttnParams::flags
+#define SJ_FLAG_KV_VEC16 1  // K/V: unit dim stride and 16-byte aligned rows, pages, heads and v_offset
+#define SJ_FLAG_Q_VEC16 2   // q: unit dim stride and 16-byte aligned tokens and heads
 
 struct SjAttnParams {
   const void* q;             // [total_q, num_heads, head_dim]
@@ -88,7 +146,7 @@ struct SjAttnParams {
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
-  float reserved;
+  int flags;                 // SJ_FLAG_* (set by the host from the arguments)
 };
 
 struct SjMergeParams {
@@ -184,69 +242,22 @@ SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale,
   }
 }
 
-// Element -> (lane, register) maps of the matrix instructions the attention
-// kernel uses, written once: the device templates embed this file and the host
-// tests (tests/test_mma_layout.cpp) include it and check it against software
-// models of the instructions. Each map goes from (lane, element i of that lane's
-// fragment) to the matrix coordinate; fragments are the instruction's 16-bit
-// inputs (A, B) and 32-bit float accumulators (C = D), element i of a fragment
-// sitting in bits [16*(i%2), 16*(i%2)+16) of register i/2 for A and B, and in
-// register i for C. No placeholders and no includes: rendered sources stay
-// self-contained. Plain constexpr works everywhere (NVRTC runs with
-// -default-device, HIP treats constexpr as host+device).
-#ifndef SPARSEJIT_MMA_LAYOUT_H
-#define SPARSEJIT_MMA_LAYOUT_H
-
-// NVIDIA mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 (sm_80+),
-// from the PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type":
-// groupID = lane / 4, threadID_in_group = lane % 4. A is 16x16 (row-major), B is
-// 16x8 (K x N, "col"), C/D 16x8.
-struct SjMmaNvM16N8K16 {
-  static constexpr int kM = 16, kN = 8, kK = 16, kLanes = 32;
-  static constexpr int kA = 8, kB = 4, kC = 4;  // elements per lane
-  // a0,a1: row g; a2,a3: row g+8; a4..a7 repeat that 8 columns to the right.
-  static constexpr int a_row(int lane, int i) { return (lane >> 2) + ((i >> 1) & 1) * 8; }
-  static constexpr int a_col(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 2) * 8; }
-  // b0,b1: k = 2t, 2t+1; b2,b3: k + 8; column n = g.
-  static constexpr int b_row(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 1) * 8; }
-  static constexpr int b_col(int lane, int) { return lane >> 2; }
-  // c0,c1: row g; c2,c3: row g+8; columns 2t, 2t+1.
-  static constexpr int c_row(int lane, int i) { return (lane >> 2) + (i >> 1) * 8; }
-  static constexpr int c_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
-};
-
-// AMD v_mfma_f32_16x16x16_bf16 (bf16_1k on gfx90a) and v_mfma_f32_16x16x16_f16
-// on wave64 (gfx90a/gfx942/gfx950), as in AMD's CDNA3 ISA guide ("Dependency
-// and layout of MFMA operands"), the AMD Matrix Instruction Calculator and AMD's
-// lab-notes example matrix-cores/src/mfma_fp32_16x16x16fp16.cpp: lane l holds
-// 4 consecutive k of A row l%16 and of B column l%16, starting at k = 4*(l/16);
-// D column l%16, rows 4*(l/16) .. +3.
-struct SjMmaAmd16x16x16 {
-  static constexpr int kM = 16, kN = 16, kK = 16, kLanes = 64;
-  static constexpr int kA = 4, kB = 4, kC = 4;
-  static constexpr int a_row(int lane, int) { return lane & 15; }
-  static constexpr int a_col(int lane, int i) { return (lane >> 4) * 4 + i; }
-  static constexpr int b_row(int lane, int i) { return (lane >> 4) * 4 + i; }
-  static constexpr int b_col(int lane, int) { return lane & 15; }
-  static constexpr int c_row(int lane, int i) { return (lane >> 4) * 4 + i; }
-  static constexpr int c_col(int lane, int) { return lane & 15; }
-};
-
-#ifdef SPARSEJIT_MMA_LAYOUT_HOST
-// Host only: the layouts by name, for test messages.
-inline const char* sj_mma_layout_name(const SjMmaNvM16N8K16*) { return "nvidia mma.m16n8k16"; }
-inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfma 16x16x16"; }
-#endif
-
-#endif
-
-// ---- block-sparse GQA attention: one workgroup = one (query, kv head, top-k chunk) ----
-// Each selected 128-token block is walked in SUB_K-token sub-tiles; the online
-// softmax (base 2) runs per sub-tile. Prefill and decode differ only in how a
-// query finds its position and its visibility limit, and in what they store.
-// The two products per sub-tile, S = Q K^T and O += P V, are tile products of the
-// vendor's matrix instruction (SJ_MMA, sj_mma in the prelude): the G query heads
-// of the kv head are the M rows, padded to 16 with zeros and never stored.
+// ---- block-sparse GQA attention, NVIDIA tensor-core kernel (sm_80+) ----
+// One workgroup = Q_TILE consecutive queries of one request (prefill) or one
+// query (decode) x one kv head x one top-k chunk. It walks the UNION of the
+// blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
+// keys are streamed into shared memory with 16-byte cp.async copies STAGES deep,
+// and every warp reads them from there with ldmatrix.
+//
+// Warps: the rows of the tile are the G heads of each query, packed 16 to a row
+// group (G = 8 packs two queries, G = 16 one); warp w owns row group
+// w % ROW_GROUPS and the key slice w / ROW_GROUPS of every sub-tile (KEY_SPLIT
+// slices). A warp keeps S, P and O in registers (the C fragments of S are the A
+// fragments of P), runs the online softmax (base 2) per sub-tile, and skips a
+// sub-tile none of its queries selected. Key slices are merged by LSE at the end.
+//
+// A query that selected a block k times weighs it k times (the reference walks
+// the top-k list entry by entry); with Q_TILE = 1 duplicates stay separate entries.
 namespace {
 constexpr int kHeadDim = 128;
 constexpr int kGroup = 16;
@@ -254,280 +265,495 @@ constexpr int kTopk = 16;
 constexpr int kChunks = 1;
 constexpr int kSubK = 64;
 constexpr int kThreads = 128;
+constexpr int kStages = 3;
+constexpr int kQTile = 4;
 constexpr int kQDtype = 0;
 constexpr int kKvDtype = 0;
 constexpr int kScaleMode = 0;
+constexpr bool kDecode = 0;
 constexpr int kBlock = 128;
+constexpr int kSubs = kBlock / kSubK;
 constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
-static_assert(kBlock % kSubK == 0, "SUB_K must divide the 128-token block");
-static_assert(kGroup <= kThreads, "one thread per head for the softmax statistics");
-
-using Mma = SJ_MMA;
-// Tile products need whole warps/waves; other thread counts keep scalar loops.
-constexpr bool kUseMma = kThreads % SJ_WARP == 0;
-constexpr int kWarps = kThreads / SJ_WARP > 0 ? kThreads / SJ_WARP : 1;
+constexpr int kWarps = kThreads / 32;
+constexpr int kQPerRG = 16 / kGroup;                       // queries per 16-row group
+constexpr int kRowGroups = (kQTile + kQPerRG - 1) / kQPerRG;
+constexpr int kKeySplit = kWarps / kRowGroups;
+constexpr int kKeysPerWarp = kSubK / kKeySplit;
+constexpr int kSNT = kKeysPerWarp / 8;                     // S n-tiles per warp and sub-tile
+constexpr int kONT = kHeadDim / 8;                         // O n-tiles
+constexpr int kLd = kHeadDim + 8;                          // padded row (halves): conflict-free ldmatrix
+constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the workgroup reads
+constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
-constexpr int kOutTiles = kHeadDim / Mma::kN;  // N tiles of O (head_dim is a multiple of 16)
-constexpr int kOutTilesPerWarp = (kOutTiles + kWarps - 1) / kWarps;
-// Output elements per thread: MMA accumulators (tile t of this warp, register r at t * kC + r), or scalar.
-constexpr int kAccPerThread = kUseMma ? kOutTilesPerWarp * Mma::kC : (kGroup * kHeadDim + kThreads - 1) / kThreads;
-static_assert(kGroup <= Mma::kM, "the G heads of a kv head must fit the 16 rows of one tile");
-static_assert(kSubK % Mma::kN == 0 && kSubK % Mma::kK == 0 && kHeadDim % Mma::kK == 0, "tile shapes");
+constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
+static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
+static_assert(kWarps % kRowGroups == 0, "Q_TILE's row groups must divide the warps");
+static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
+static_assert(kBlock % kSubK == 0 && kHeadDim % 16 == 0, "tile shapes");
+static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
+static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
+static_assert(kStages >= 1, "STAGES");
 
-// Per-head arrays have kRows = 16 rows: rows >= G hold zeros (q, p) or finite
-// don't-cares, so fragment loads and score stores need no per-lane row test
-// (on AMD such tests pinned exec masks in SGPRs and made the G = 8 kernels spill).
-constexpr int kRows = 16;
-static_assert(kGroup <= kRows, "G <= 16");
-// Rows are padded (16 bytes for the 16-bit tiles, 4 bytes for the scores) so the
-// fragment loads of 8 consecutive rows at one column hit 8 different bank groups
-// instead of one: unpadded power-of-two rows serialize them 8 ways.
-constexpr int kPadHalf = 8;
-constexpr int kPadFloat = 1;
-struct Shared {
-  sj_u16 q[kRows][kHeadDim + kPadHalf];   // q in its own dtype (exact); zero rows >= G
-  sj_u16 kv[kSubK][kHeadDim + kPadHalf];  // K, then V, of the current sub-tile, dequantized to q's dtype
-  float s[kRows][kSubK + kPadFloat];      // scores, then probabilities
-  sj_u16 p[kRows][kSubK + kPadHalf];      // probabilities in q's dtype: the A operand of P V; zero rows >= G
-  float m[kRows];
-  float l[kRows];
-  float alpha[kRows];
+// Dynamic shared memory layout; KernelConfig::dynamic_shared_bytes mirrors it
+// and the kernel traps if it was given less.
+constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
+constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
+constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 2) * 4 : 0;
+constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes ? kStages * kTileBytes : kScratchBytes;
+constexpr int kListBytes = (5 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
+constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
+constexpr int kOffTiles = kQBytes;
+constexpr int kOffList = kOffTiles + kRegionBytes;
+constexpr int kOffMisc = kOffList + kListBytes;
+constexpr int kSmemBytes = kOffMisc + kMiscBytes;
+
+// Row r of row group rg: query index in the tile, or -1 for a padding row.
+SJ_DEVICE int sj_row_query(int rg, int r) {
+  if (r >= kQPerRG * kGroup) return -1;
+  const int q = rg * kQPerRG + r / kGroup;
+  return q < kQTile ? q : -1;
+}
+
+// Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
+// 16-byte cp.async when K/V need no conversion and the strides allow it,
+// otherwise batched element loads dequantized to q's dtype. Keys past `hi` are
+// zeros (never read past the sequence; a zero V keeps 0 * garbage out of P V).
+SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kvh, long long page, int sub, long long n0,
+                               long long hi) {
+  const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
+  if (kRawCopy && (p.flags & SJ_FLAG_KV_VEC16)) {
+    constexpr int kVecPerRow = kHeadDim / 8;
+    const sj_u16* kv = (const sj_u16*)p.kv;
+#pragma unroll 4
+    for (int c = sj_tid(); c < 2 * kSubK * kVecPerRow; c += kThreads) {
+      const int is_v = c >= kSubK * kVecPerRow;
+      const int cc = c - is_v * kSubK * kVecPerRow;
+      const int n = cc / kVecPerRow, d = (cc % kVecPerRow) * 8;
+      const sj_u16* src = kv + row + is_v * p.v_offset + n * p.kv_stride[2] + d;
+      sj_cp_async16(sj_smem_addr(tile + (is_v * kSubK + n) * kLd + d), src, n0 + n <= hi ? 16 : 0);
+    }
+  } else {
+    constexpr int kElems = 2 * kSubK * kHeadDim;
+    constexpr int kBatch = SJ_STAGE_BATCH;
+    const float* k_scale = (const float*)p.k_scale;
+    const float* v_scale = (const float*)p.v_scale;
+    const long long slot0 = page * kBlock + sub * kSubK;  // physical token slot of key 0 (per-token scales)
+    for (int i0 = sj_tid(); i0 < kElems; i0 += kThreads * kBatch) {
+      sj_u16 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        const int is_v = i >= kSubK * kHeadDim;
+        const int ii = i - is_v * kSubK * kHeadDim;
+        const int n = ii / kHeadDim, d = ii % kHeadDim;
+        v[u] = 0;
+        if (i < kElems && n0 + n <= hi) {
+          const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
+          v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, kvh * p.vs_stride[0] + (slot0 + n) * p.vs_stride[1])
+                      : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, kvh * p.ks_stride[0] + (slot0 + n) * p.ks_stride[1]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i < kElems) {
+          const int is_v = i >= kSubK * kHeadDim;
+          const int ii = i - is_v * kSubK * kHeadDim;
+          tile[(is_v * kSubK + ii / kHeadDim) * kLd + ii % kHeadDim] = v[u];
+        }
+      }
+    }
+  }
+}
+
+// Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
+struct SjRowState {
+  float m_a, m_b;  // running max (base 2), equal across the quad
+  float l_a, l_b;  // this thread's part of the running sum
 };
 
-// Which output element (head g, dim d) acc[j] of this thread holds; false if none.
-SJ_DEVICE bool sj_acc_coord(int j, int& g, int& d) {
-  if constexpr (kUseMma) {
-    const int lane = sj_tid() % SJ_WARP;
-    const int tile = sj_tid() / SJ_WARP + (j / Mma::kC) * kWarps;
-    g = Mma::c_row(lane, j % Mma::kC);
-    d = tile * Mma::kN + Mma::c_col(lane, j % Mma::kC);
-    return tile < kOutTiles && g < kGroup;
+// One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
+SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
+                          long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4]) {
+  const int lane = sj_tid() % 32;
+  const long long my_n0 = n0 + ks * kKeysPerWarp;
+  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
+  const unsigned v_base = sj_smem_addr(tile + (kSubK + ks * kKeysPerWarp) * kLd);
+  float s[kSNT][4];
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+    unsigned a[4];
+    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+#pragma unroll
+    for (int j = 0; j < kSNT / 2; ++j) {
+      unsigned b[4];
+      sj_ldsm_x4(b, k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2);
+      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+    }
+  }
+  // Scale to base 2 and mask: key n is visible to a row iff n <= the row's hi and its query selected the block.
+  float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const long long n = my_n0 + j * 8 + (lane & 3) * 2 + (i & 1);
+      const bool vis = i < 2 ? (n <= hi_a && w_a > 0.f) : (n <= hi_b && w_b > 0.f);
+      s[j][i] = vis ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
+    }
+    mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
+    mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
+  }
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  const float m_new_a = fmaxf(st.m_a, mx_a), m_new_b = fmaxf(st.m_b, mx_b);
+  // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
+  const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
+  const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
+  const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+  float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    s[j][0] = w_a * sj_exp2(s[j][0] - base_a);
+    s[j][1] = w_a * sj_exp2(s[j][1] - base_a);
+    s[j][2] = w_b * sj_exp2(s[j][2] - base_b);
+    s[j][3] = w_b * sj_exp2(s[j][3] - base_b);
+    sum_a += s[j][0] + s[j][1];
+    sum_b += s[j][2] + s[j][3];
+  }
+  st.l_a = st.l_a * alpha_a + sum_a;
+  st.l_b = st.l_b * alpha_b + sum_b;
+  st.m_a = m_new_a;
+  st.m_b = m_new_b;
+#pragma unroll
+  for (int t = 0; t < kONT; ++t) {
+    acc[t][0] *= alpha_a;
+    acc[t][1] *= alpha_a;
+    acc[t][2] *= alpha_b;
+    acc[t][3] *= alpha_b;
+  }
+  // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
+#pragma unroll
+  for (int j = 0; j < kKeysPerWarp / 16; ++j) {
+    unsigned a[4];
+    a[0] = sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]);
+    a[1] = sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]);
+    a[2] = sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+    a[3] = sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+#pragma unroll
+    for (int dt = 0; dt < kHeadDim / 16; ++dt) {
+      unsigned b[4];
+      sj_ldsm_x4_trans(b, v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2);
+      sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// Stores one finished output element: bf16/fp16 into out (prefill, and decode
+// with one chunk), or the normalized float partial (decode split-K).
+SJ_DEVICE void sj_store(const SjAttnParams& p, long long token, long long head, int d, float o, long long chunk) {
+  if (kDecode && kChunks > 1) {
+    ((float*)p.out)[((chunk * p.total_q + token) * p.num_heads + head) * kHeadDim + d] = o;
   } else {
-    const int i = sj_tid() + j * kThreads;
-    g = i / kHeadDim;
-    d = i % kHeadDim;
-    return i < kGroup * kHeadDim;
+    ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
   }
 }
-
-// Stages one K or V sub-tile (keys n0 .. n0 + SUB_K - 1 of the page at `base`) in
-// shared memory, dequantized to q's dtype. Loads are batched in registers before
-// the shared stores so each thread keeps kStageBatch global loads in flight: one
-// dependent load->store per element serialized on memory latency (~120 us per
-// 128-token block on the H100).
-constexpr int kTileElems = kSubK * kHeadDim;
-constexpr int kStageBatch = SJ_STAGE_BATCH;
-SJ_DEVICE void sj_stage_tile(const SjAttnParams& p, Shared& sh, long long base, const float* scale, long long scale_base,
-                             long long scale_stride_t, int sub, long long n0, long long hi) {
-  const int tid = sj_tid();
-  for (int i0 = tid; i0 < kTileElems; i0 += kThreads * kStageBatch) {
-    sj_u16 v[kStageBatch];
-#pragma unroll
-    for (int u = 0; u < kStageBatch; ++u) {
-      const int i = i0 + u * kThreads;
-      const int n = i / kHeadDim, d = i % kHeadDim;
-      const long long in_page = sub * kSubK + n;
-      v[u] = 0;
-      if (i < kTileElems && n0 + n <= hi)
-        v[u] = sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, base + in_page * p.kv_stride[2] + d * p.kv_stride[3], scale,
-                                                         scale_base + in_page * scale_stride_t);
-    }
-#pragma unroll
-    for (int u = 0; u < kStageBatch; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i < kTileElems) sh.kv[i / kHeadDim][i % kHeadDim] = v[u];
-    }
-  }
-}
-
-// sh.s = base-2 scores of the sub-tile in sh.kv (keys at n0 + n); -inf where invisible (n0 + n > hi).
-SJ_DEVICE void sj_scores(Shared& sh, long long n0, long long hi, float scale) {
-  const int tid = sj_tid();
-  if constexpr (kUseMma) {
-    const int warp = tid / SJ_WARP, lane = tid % SJ_WARP;
-    for (int nt = warp; nt < kSubK / Mma::kN; nt += kWarps) {  // warp-uniform: every lane takes part in each MMA
-      float c[Mma::kC] = {};
-#pragma unroll 4
-      for (int k0 = 0; k0 < kHeadDim; k0 += Mma::kK) {
-        sj_u16 a[Mma::kA], b[Mma::kB];
-#pragma unroll
-        for (int i = 0; i < Mma::kA; ++i) a[i] = sh.q[Mma::a_row(lane, i)][k0 + Mma::a_col(lane, i)];
-#pragma unroll
-        for (int i = 0; i < Mma::kB; ++i) b[i] = sh.kv[nt * Mma::kN + Mma::b_col(lane, i)][k0 + Mma::b_row(lane, i)];
-        sj_mma<kBf16>(c, a, b);
-      }
-#pragma unroll
-      for (int i = 0; i < Mma::kC; ++i) {
-        const int n = nt * Mma::kN + Mma::c_col(lane, i);
-        sh.s[Mma::c_row(lane, i)][n] = n0 + n <= hi ? c[i] * scale : sj_neg_inf();
-      }
-    }
-  } else {
-    for (int i = tid; i < kGroup * kSubK; i += kThreads) {
-      const int g = i / kSubK, n = i % kSubK;
-      float s = sj_neg_inf();
-      if (n0 + n <= hi) {
-        float dot = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < kHeadDim; ++d) dot += sj_half_to_f32<kQDtype>(sh.q[g][d]) * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
-        s = dot * scale;
-      }
-      sh.s[g][n] = s;
-    }
-  }
-}
-
-// acc = acc * alpha + P V for the sub-tile whose V is in sh.kv.
-SJ_DEVICE void sj_accumulate_pv(const Shared& sh, float (&acc)[kAccPerThread]) {
-  if constexpr (kUseMma) {
-    const int warp = sj_tid() / SJ_WARP, lane = sj_tid() % SJ_WARP;
-#pragma unroll
-    for (int t = 0; t < kOutTilesPerWarp; ++t) {
-      const int tile = warp + t * kWarps;
-      if (tile >= kOutTiles) continue;  // warp-uniform
-      float c[Mma::kC];
-#pragma unroll
-      for (int i = 0; i < Mma::kC; ++i) c[i] = acc[t * Mma::kC + i] * sh.alpha[Mma::c_row(lane, i)];
-#pragma unroll
-      for (int k0 = 0; k0 < kSubK; k0 += Mma::kK) {
-        sj_u16 a[Mma::kA], b[Mma::kB];
-#pragma unroll
-        for (int i = 0; i < Mma::kA; ++i) a[i] = sh.p[Mma::a_row(lane, i)][k0 + Mma::a_col(lane, i)];
-#pragma unroll
-        for (int i = 0; i < Mma::kB; ++i) b[i] = sh.kv[k0 + Mma::b_row(lane, i)][tile * Mma::kN + Mma::b_col(lane, i)];
-        sj_mma<kBf16>(c, a, b);
-      }
-#pragma unroll
-      for (int i = 0; i < Mma::kC; ++i) acc[t * Mma::kC + i] = c[i];
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < kAccPerThread; ++j) {
-      int g, d;
-      if (sj_acc_coord(j, g, d)) {
-        float a = acc[j] * sh.alpha[g];
-        for (int n = 0; n < kSubK; ++n) a += sh.s[g][n] * sj_half_to_f32<kQDtype>(sh.kv[n][d]);
-        acc[j] = a;
-      }
-    }
-  }
-}
-
-// Attends query `token` (absolute position `pos`, keys visible below `limit` and
-// at most `pos`) of request `req` to the top-k entries [t_begin, t_end) of kv head `kvh`.
-// On return acc holds the unnormalized output and sh.m / sh.l the statistics.
-SJ_DEVICE void sj_attend(const SjAttnParams& p, Shared& sh, float (&acc)[kAccPerThread], long long token, long long req,
-                         long long kvh, long long pos, long long limit, int t_begin, int t_end) {
-  const int tid = sj_tid();
-  const long long h0 = kvh * kGroup;
-  for (int i = tid; i < kRows * kHeadDim; i += kThreads) {
-    const int g = i / kHeadDim, d = i % kHeadDim;
-    sh.q[g][d] = g < kGroup ? ((const sj_u16*)p.q)[token * p.q_stride[0] + (h0 + g) * p.q_stride[1] + d * p.q_stride[2]] : (sj_u16)0;
-  }
-  for (int i = tid + kGroup * kSubK; i < kRows * kSubK; i += kThreads) sh.p[i / kSubK][i % kSubK] = 0;  // padded rows of P
-  if (tid < kRows) {
-    sh.m[tid] = sj_neg_inf();
-    sh.l[tid] = 0.f;
-    sh.alpha[tid] = 1.f;
-  }
-#pragma unroll
-  for (int j = 0; j < kAccPerThread; ++j) acc[j] = 0.f;
-  sj_sync();
-
-  const int* topk = (const int*)p.topk + kvh * p.topk_stride[0] + token * p.topk_stride[1];
-  const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
-  const float* k_scale = (const float*)p.k_scale;
-  const float* v_scale = (const float*)p.v_scale;
-  const long long hi = pos < limit - 1 ? pos : limit - 1;  // last visible key position
-
-  for (int t = t_begin; t < t_end; ++t) {
-    const long long blk = topk[t * p.topk_stride[2]];
-    // Padding (< 0) and ids outside the block table select nothing; so does a block wholly in the future.
-    if (blk < 0 || blk >= p.max_blocks || blk * kBlock > hi) continue;
-    const long long page = bt_row[blk];
-    if (page < 0 || page >= p.num_pages) continue;  // unmapped or beyond the KV cache: masked
-    const long long kv_row = page * p.kv_stride[0] + kvh * p.kv_stride[1];
-    for (int sub = 0; sub < kBlock / kSubK; ++sub) {
-      const long long n0 = blk * kBlock + sub * kSubK;  // absolute position of the sub-tile's first key
-      if (n0 > hi) break;
-      // K sub-tile -> shared (invisible keys as zeros: never read past the sequence).
-      sj_stage_tile(p, sh, kv_row, k_scale, kvh * p.ks_stride[0] + page * kBlock * p.ks_stride[1], p.ks_stride[1], sub, n0, hi);
-      sj_sync();
-      sj_scores(sh, n0, hi, p.sm_scale_log2);
-      sj_sync();
-      if (tid < kGroup) {
-        const float m_old = sh.m[tid];
-        float mx = m_old;
-        for (int n = 0; n < kSubK; ++n) mx = sh.s[tid][n] > mx ? sh.s[tid][n] : mx;
-        float sum = 0.f;
-        for (int n = 0; n < kSubK; ++n) {
-          const float s = sh.s[tid][n];
-          const float e = (s == sj_neg_inf()) ? 0.f : sj_exp2(s - mx);
-          sh.s[tid][n] = e;
-          sh.p[tid][n] = sj_f32_to_half<kQDtype>(e);
-          sum += e;
-        }
-        const float alpha = (mx == sj_neg_inf()) ? 1.f : sj_exp2(m_old - mx);
-        sh.alpha[tid] = alpha;
-        sh.l[tid] = sh.l[tid] * alpha + sum;
-        sh.m[tid] = mx;
-      }
-      // V sub-tile -> shared (the K tile is no longer needed).
-      sj_stage_tile(p, sh, p.v_offset + kv_row, v_scale, kvh * p.vs_stride[0] + page * kBlock * p.vs_stride[1], p.vs_stride[1], sub,
-                    n0, hi);
-      sj_sync();
-      sj_accumulate_pv(sh, acc);
-      sj_sync();
-    }
-  }
+SJ_DEVICE void sj_store_lse(const SjAttnParams& p, long long token, long long head, float m, float l, long long chunk) {
+  if (kDecode && kChunks > 1)
+    ((float*)p.lse)[(chunk * p.total_q + token) * p.num_heads + head] = l > 0.f ? m + sj_log2(l) : sj_neg_inf();
 }
 }  // namespace
 
-SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_prefill(SjAttnParams p) {
-  SJ_SHARED Shared sh;
-  float acc[kAccPerThread];
-  const int tid = sj_tid();
-#if 0
-  // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
-  const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
-  const long long req = token / p.decode_query_len;
-  const long long seq_len = ((const int*)p.seq_lens)[req];
-  const long long pos = seq_len - p.decode_query_len + (token - req * p.decode_query_len);
-  const int t_begin = (int)chunk * kChunkSize;
-  const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
-  sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);
-  float* o_part = (float*)p.out;
-  float* lse = (float*)p.lse;
-  const long long row = (chunk * p.total_q + token) * p.num_heads + kvh * kGroup;  // first head of this group
-#pragma unroll
-  for (int j = 0; j < kAccPerThread; ++j) {
-    int g, d;
-    if (sj_acc_coord(j, g, d)) {
-      const float l = sh.l[g];
-      o_part[(row + g) * kHeadDim + d] = l > 0.f ? acc[j] / l : 0.f;  // empty chunk: zeros, weight 0 via lse
+SJ_GLOBAL void __launch_bounds__(128) sparsejit_prefill(SjAttnParams p) {
+  extern __shared__ __align__(16) unsigned char sj_smem[];
+  if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
+  sj_u16* sq = (sj_u16*)sj_smem;
+  sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
+  int* l_blk = (int*)(sj_smem + kOffList);
+  int* l_page = l_blk + kListCap;
+  int* l_nsub = l_page + kListCap;
+  int* l_qmask = l_nsub + kListCap;
+  int* l_raw = l_qmask + kListCap;
+  unsigned char* l_mult = (unsigned char*)(l_raw + kListCap);
+  long long* q_token = (long long*)(sj_smem + kOffMisc);  // [16]: token of each tile query, -1 if none
+  long long* q_hi = q_token + 16;                          // [16]: last visible key position (-1: none)
+  int* counts = (int*)(q_hi + 16);                         // [32]: per-warp counts for the list compaction
+
+  const int tid = sj_tid(), warp = tid / 32, lane = tid % 32;
+  const long long kvh = sj_bid_y();
+  long long req, chunk = 0;
+  int t_begin = 0, t_end = kTopk;
+  if (kDecode) {
+    // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+    const long long token = sj_bid_x();
+    chunk = sj_bid_z();
+    req = token / p.decode_query_len;
+    const long long pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+    if (tid == 0) {
+      q_token[0] = token;
+      q_hi[0] = pos;
+    }
+    t_begin = (int)chunk * kChunkSize;
+    t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
+  } else {
+    // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
+    req = sj_bid_z();
+    const long long q_start = ((const int*)p.cu_seqlens_q)[req];
+    const long long q_len = ((const int*)p.cu_seqlens_q)[req + 1] - q_start;
+    const long long i0 = sj_bid_x() * kQTile;
+    if (i0 >= q_len) return;
+    if (tid < kQTile) {
+      const long long i = i0 + tid;
+      const long long pos = ((const int*)p.prefix_lens)[req] + i;
+      const long long last = ((const int*)p.seq_lens)[req] - 1;
+      q_token[tid] = i < q_len ? q_start + i : -1;
+      q_hi[tid] = i < q_len ? (pos < last ? pos : last) : -1;
     }
   }
-  if (tid < kGroup) lse[row + tid] = sh.l[tid] > 0.f ? sh.m[tid] + sj_log2(sh.l[tid]) : sj_neg_inf();
-#else
-  // grid: (max_query_len, num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
-  const long long i_q = sj_bid_x(), kvh = sj_bid_y(), req = sj_bid_z();
-  const long long q_start = ((const int*)p.cu_seqlens_q)[req];
-  const long long q_len = ((const int*)p.cu_seqlens_q)[req + 1] - q_start;
-  if (i_q >= q_len) return;
-  const long long token = q_start + i_q;
-  const long long pos = ((const int*)p.prefix_lens)[req] + i_q;
-  const long long seq_len = ((const int*)p.seq_lens)[req];
-  sj_attend(p, sh, acc, token, req, kvh, pos, seq_len, 0, kTopk);
-  (void)tid;
+  sj_sync();
+  // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
+  // for with the first K/V sub-tile) or batched loads. Never one dependent load
+  // per element: the compiler cannot reorder global loads across shared stores.
+  if (p.flags & SJ_FLAG_Q_VEC16) {
+    constexpr int kVecPerRow = kHeadDim / 8;
+    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kThreads) {
+      const int r = c / kVecPerRow, d = (c % kVecPerRow) * 8;
+      const int q = sj_row_query(r / 16, r % 16);
+      const bool live = q >= 0 && q_token[q] >= 0;
+      const sj_u16* src = (const sj_u16*)p.q;
+      if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
+      sj_cp_async16(sj_smem_addr(sq + r * kLd + d), src, live ? 16 : 0);
+    }
+  } else {
+    constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
+    for (int i0 = tid; i0 < kElems; i0 += kThreads * kBatch) {
+      sj_u16 v[kBatch];
 #pragma unroll
-  for (int j = 0; j < kAccPerThread; ++j) {
-    int g, d;
-    if (sj_acc_coord(j, g, d)) {
-      const float l = sh.l[g];
-      const float o = l > 0.f ? acc[j] / l : 0.f;  // no visible key: zeros
-      ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
-          sj_f32_to_half<kQDtype>(o);
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads, r = i / kHeadDim, d = i % kHeadDim;
+        const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
+        v[u] = 0;
+        if (q >= 0 && q_token[q] >= 0)
+          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i < kElems) sq[(i / kHeadDim) * kLd + i % kHeadDim] = v[u];
+      }
     }
   }
-#endif
+
+  // This thread's rows, and what its warp covers.
+  const int rg = warp % kRowGroups, ks = warp / kRowGroups;
+  const int qa = sj_row_query(rg, lane / 4), qb = sj_row_query(rg, lane / 4 + 8);
+  const long long hi_a = qa >= 0 ? q_hi[qa] : -1, hi_b = qb >= 0 ? q_hi[qb] : -1;
+  int warp_qmask = 0;
+  long long warp_hi = -1, cta_hi = -1;
+  for (int q = 0; q < kQTile; ++q) {
+    if (q / kQPerRG == rg) {
+      warp_qmask |= 1 << q;
+      warp_hi = q_hi[q] > warp_hi ? q_hi[q] : warp_hi;
+    }
+    cta_hi = q_hi[q] > cta_hi ? q_hi[q] : cta_hi;
+  }
+  SjRowState st{sj_neg_inf(), sj_neg_inf(), 0.f, 0.f};
+  float acc[kONT][4];
+#pragma unroll
+  for (int t = 0; t < kONT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+
+  const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
+  for (int seg0 = 0; seg0 < kEntries; seg0 += kListCap) {
+    // 1. The segment's top-k entries: block id, or -1 (padding, out of the block
+    //    table, unmapped or beyond the cache, or wholly after the query).
+    for (int i = tid; i < kListCap; i += kThreads) {
+      const int e = seg0 + i, q = e / kChunkSize, t = t_begin + e % kChunkSize;
+      int blk = -1;
+      if (e < kEntries && t < t_end && q_token[q] >= 0) {
+        const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + q_token[q] * p.topk_stride[1] + t * p.topk_stride[2]];
+        if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) {
+          const long long page = bt_row[b];
+          if (page >= 0 && page < p.num_pages) blk = (int)b;
+        }
+      }
+      l_raw[i] = blk;
+    }
+    sj_sync();
+    // 2. Distinct blocks in first-occurrence order, with each query's multiplicity.
+    int n_list = 0;
+    for (int i0 = 0; i0 < kListCap; i0 += kThreads) {
+      const int i = i0 + tid;
+      const int b = i < kListCap ? l_raw[i] : -1;
+      bool first = b >= 0;
+      if (kQTile > 1 && first)
+        for (int j = 0; j < i; ++j)
+          if (l_raw[j] == b) {
+            first = false;
+            break;
+          }
+      const unsigned ballot = __ballot_sync(0xffffffffu, first);
+      if (lane == 0) counts[warp] = __popc(ballot);
+      sj_sync();
+      int base = n_list, total = 0;
+      for (int w = 0; w < kWarps; ++w) {
+        base += w < warp ? counts[w] : 0;
+        total += counts[w];
+      }
+      if (first) {
+        const int u = base + __popc(ballot & ((1u << lane) - 1u));
+        int qmask = 0;
+        long long bhi = -1;
+        unsigned char mult[kQTile];
+#pragma unroll
+        for (int q = 0; q < kQTile; ++q) mult[q] = 0;
+        if (kQTile == 1) {
+          mult[0] = 1;
+        } else {
+          for (int j = i; j < kListCap; ++j)
+            if (l_raw[j] == b) {
+              const int q = (seg0 + j) / kChunkSize;
+#pragma unroll
+              for (int qq = 0; qq < kQTile; ++qq) mult[qq] += qq == q;
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < kQTile; ++q) {
+          l_mult[u * kQTile + q] = mult[q];
+          if (mult[q]) {
+            qmask |= 1 << q;
+            bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
+          }
+        }
+        const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
+        l_blk[u] = b;
+        l_page[u] = bt_row[b];
+        l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
+        l_qmask[u] = qmask;
+      }
+      n_list += total;
+      sj_sync();
+    }
+    // 3. Stream the sub-tiles of the list through the stages; every warp computes
+    //    the ones its queries selected.
+    int ld_u = 0, ld_sub = 0, cu_u = 0, cu_sub = 0;
+    int ld_slot = 0, cu_slot = 0;
+#define SJ_ADVANCE(u, sub)     \
+  if (++sub >= l_nsub[u]) {    \
+    ++u;                       \
+    sub = 0;                   \
+  }
+    auto issue = [&](int slot) {
+      if (ld_u < n_list) {
+        sj_load_subtile(p, tiles + slot * (kTileBytes / 2), kvh, l_page[ld_u], ld_sub, (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK,
+                        cta_hi);
+        SJ_ADVANCE(ld_u, ld_sub)
+      }
+      sj_cp_async_commit();
+    };
+    auto compute = [&](int slot) {
+      const int u = cu_u;
+      const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
+      if ((l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi) {  // warp-uniform
+        const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
+        const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
+        sj_subtile(p, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, st, acc);
+      }
+      SJ_ADVANCE(cu_u, cu_sub)
+    };
+    if constexpr (kStages == 1) {
+      sj_cp_async_commit();  // Q (first segment)
+      while (cu_u < n_list) {
+        issue(0);
+        sj_cp_async_wait<0>();
+        sj_sync();
+        compute(0);
+        sj_sync();
+      }
+      sj_cp_async_wait<0>();
+    } else {
+      for (int s = 0; s < kStages - 1; ++s) {
+        issue(ld_slot);
+        ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
+      }
+      while (cu_u < n_list) {
+        sj_cp_async_wait<(kStages > 1 ? kStages - 2 : 0)>();
+        sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
+        issue(ld_slot);
+        ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
+        compute(cu_slot);
+        cu_slot = cu_slot + 1 == kStages ? 0 : cu_slot + 1;
+      }
+      sj_cp_async_wait<0>();
+      sj_sync();
+    }
+#undef SJ_ADVANCE
+  }
+
+  // Row sums across the quad; then store (merging the key slices by LSE first).
+  st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 1);
+  st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 2);
+  st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 1);
+  st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 2);
+  const int c0 = (lane & 3) * 2;
+  if constexpr (kKeySplit == 1) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = lane / 4 + half * 8, q = half ? qb : qa;
+      if (q < 0 || q_token[q] < 0) continue;
+      const float l = half ? st.l_b : st.l_a;
+      const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
+      const long long head = kvh * kGroup + r % kGroup;
+#pragma unroll
+      for (int t = 0; t < kONT; ++t) {
+        sj_store(p, q_token[q], head, t * 8 + c0, acc[t][half * 2] * inv, chunk);
+        sj_store(p, q_token[q], head, t * 8 + c0 + 1, acc[t][half * 2 + 1] * inv, chunk);
+      }
+      if ((lane & 3) == 0) sj_store_lse(p, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
+    }
+  } else {
+    constexpr int kRows = kRowGroups * 16;
+    float* s_o = (float*)(sj_smem + kOffTiles);  // [KEY_SPLIT][rows][head_dim], the stages are drained
+    float* s_m = s_o + kKeySplit * kRows * kHeadDim;
+    float* s_l = s_m + kKeySplit * kRows;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = rg * 16 + lane / 4 + half * 8;
+      float* o = s_o + (ks * kRows + r) * kHeadDim;
+#pragma unroll
+      for (int t = 0; t < kONT; ++t) {
+        o[t * 8 + c0] = acc[t][half * 2];
+        o[t * 8 + c0 + 1] = acc[t][half * 2 + 1];
+      }
+      if ((lane & 3) == 0) {
+        s_m[ks * kRows + r] = half ? st.m_b : st.m_a;
+        s_l[ks * kRows + r] = half ? st.l_b : st.l_a;
+      }
+    }
+    sj_sync();
+    for (int i = tid; i < kRows * kHeadDim; i += kThreads) {
+      const int r = i / kHeadDim, d = i % kHeadDim;
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
+      float m = sj_neg_inf();
+      for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+      float l = 0.f, o = 0.f;
+      if (m != sj_neg_inf()) {
+        for (int k = 0; k < kKeySplit; ++k) {
+          const float w = sj_exp2(s_m[k * kRows + r] - m);
+          l += w * s_l[k * kRows + r];
+          o += w * s_o[(k * kRows + r) * kHeadDim + d];
+        }
+      }
+      const long long head = kvh * kGroup + (r % 16) % kGroup;
+      sj_store(p, q_token[q], head, d, l > 0.f ? o / l : 0.f, chunk);
+      if (d == 0) sj_store_lse(p, q_token[q], head, m, l, chunk);
+    }
+  }
 }

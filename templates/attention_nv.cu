@@ -1,0 +1,517 @@
+{{> sparse_attn_params.h}}
+{{> common.cuh}}
+// ---- block-sparse GQA attention, NVIDIA tensor-core kernel (sm_80+) ----
+// One workgroup = Q_TILE consecutive queries of one request (prefill) or one
+// query (decode) x one kv head x one top-k chunk. It walks the UNION of the
+// blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
+// keys are streamed into shared memory with 16-byte cp.async copies STAGES deep,
+// and every warp reads them from there with ldmatrix.
+//
+// Warps: the rows of the tile are the G heads of each query, packed 16 to a row
+// group (G = 8 packs two queries, G = 16 one); warp w owns row group
+// w % ROW_GROUPS and the key slice w / ROW_GROUPS of every sub-tile (KEY_SPLIT
+// slices). A warp keeps S, P and O in registers (the C fragments of S are the A
+// fragments of P), runs the online softmax (base 2) per sub-tile, and skips a
+// sub-tile none of its queries selected. Key slices are merged by LSE at the end.
+//
+// A query that selected a block k times weighs it k times (the reference walks
+// the top-k list entry by entry); with Q_TILE = 1 duplicates stay separate entries.
+namespace {
+constexpr int kHeadDim = {{HEAD_DIM}};
+constexpr int kGroup = {{GQA_GROUP}};
+constexpr int kTopk = {{TOPK}};
+constexpr int kChunks = {{NUM_TOPK_CHUNKS}};
+constexpr int kSubK = {{SUB_K}};
+constexpr int kThreads = {{THREADS}};
+constexpr int kStages = {{STAGES}};
+constexpr int kQTile = {{Q_TILE}};
+constexpr int kQDtype = {{Q_DTYPE}};
+constexpr int kKvDtype = {{KV_DTYPE}};
+constexpr int kScaleMode = {{SCALE_MODE}};
+constexpr bool kDecode = {{IS_DECODE}};
+constexpr int kBlock = 128;
+constexpr int kSubs = kBlock / kSubK;
+constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
+constexpr int kWarps = kThreads / 32;
+constexpr int kQPerRG = 16 / kGroup;                       // queries per 16-row group
+constexpr int kRowGroups = (kQTile + kQPerRG - 1) / kQPerRG;
+constexpr int kKeySplit = kWarps / kRowGroups;
+constexpr int kKeysPerWarp = kSubK / kKeySplit;
+constexpr int kSNT = kKeysPerWarp / 8;                     // S n-tiles per warp and sub-tile
+constexpr int kONT = kHeadDim / 8;                         // O n-tiles
+constexpr int kLd = kHeadDim + 8;                          // padded row (halves): conflict-free ldmatrix
+constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the workgroup reads
+constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
+constexpr bool kBf16 = kQDtype == SJ_BF16;
+constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
+static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
+static_assert(kWarps % kRowGroups == 0, "Q_TILE's row groups must divide the warps");
+static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
+static_assert(kBlock % kSubK == 0 && kHeadDim % 16 == 0, "tile shapes");
+static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
+static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
+static_assert(kStages >= 1, "STAGES");
+
+// Dynamic shared memory layout; KernelConfig::dynamic_shared_bytes mirrors it
+// and the kernel traps if it was given less.
+constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
+constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
+constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 2) * 4 : 0;
+constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes ? kStages * kTileBytes : kScratchBytes;
+constexpr int kListBytes = (5 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
+constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
+constexpr int kOffTiles = kQBytes;
+constexpr int kOffList = kOffTiles + kRegionBytes;
+constexpr int kOffMisc = kOffList + kListBytes;
+constexpr int kSmemBytes = kOffMisc + kMiscBytes;
+
+// Row r of row group rg: query index in the tile, or -1 for a padding row.
+SJ_DEVICE int sj_row_query(int rg, int r) {
+  if (r >= kQPerRG * kGroup) return -1;
+  const int q = rg * kQPerRG + r / kGroup;
+  return q < kQTile ? q : -1;
+}
+
+// Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
+// 16-byte cp.async when K/V need no conversion and the strides allow it,
+// otherwise batched element loads dequantized to q's dtype. Keys past `hi` are
+// zeros (never read past the sequence; a zero V keeps 0 * garbage out of P V).
+SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kvh, long long page, int sub, long long n0,
+                               long long hi) {
+  const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
+  if (kRawCopy && (p.flags & SJ_FLAG_KV_VEC16)) {
+    constexpr int kVecPerRow = kHeadDim / 8;
+    const sj_u16* kv = (const sj_u16*)p.kv;
+#pragma unroll 4
+    for (int c = sj_tid(); c < 2 * kSubK * kVecPerRow; c += kThreads) {
+      const int is_v = c >= kSubK * kVecPerRow;
+      const int cc = c - is_v * kSubK * kVecPerRow;
+      const int n = cc / kVecPerRow, d = (cc % kVecPerRow) * 8;
+      const sj_u16* src = kv + row + is_v * p.v_offset + n * p.kv_stride[2] + d;
+      sj_cp_async16(sj_smem_addr(tile + (is_v * kSubK + n) * kLd + d), src, n0 + n <= hi ? 16 : 0);
+    }
+  } else {
+    constexpr int kElems = 2 * kSubK * kHeadDim;
+    constexpr int kBatch = SJ_STAGE_BATCH;
+    const float* k_scale = (const float*)p.k_scale;
+    const float* v_scale = (const float*)p.v_scale;
+    const long long slot0 = page * kBlock + sub * kSubK;  // physical token slot of key 0 (per-token scales)
+    for (int i0 = sj_tid(); i0 < kElems; i0 += kThreads * kBatch) {
+      sj_u16 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        const int is_v = i >= kSubK * kHeadDim;
+        const int ii = i - is_v * kSubK * kHeadDim;
+        const int n = ii / kHeadDim, d = ii % kHeadDim;
+        v[u] = 0;
+        if (i < kElems && n0 + n <= hi) {
+          const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
+          v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, kvh * p.vs_stride[0] + (slot0 + n) * p.vs_stride[1])
+                      : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, kvh * p.ks_stride[0] + (slot0 + n) * p.ks_stride[1]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i < kElems) {
+          const int is_v = i >= kSubK * kHeadDim;
+          const int ii = i - is_v * kSubK * kHeadDim;
+          tile[(is_v * kSubK + ii / kHeadDim) * kLd + ii % kHeadDim] = v[u];
+        }
+      }
+    }
+  }
+}
+
+// Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
+struct SjRowState {
+  float m_a, m_b;  // running max (base 2), equal across the quad
+  float l_a, l_b;  // this thread's part of the running sum
+};
+
+// One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
+SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
+                          long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4]) {
+  const int lane = sj_tid() % 32;
+  const long long my_n0 = n0 + ks * kKeysPerWarp;
+  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
+  const unsigned v_base = sj_smem_addr(tile + (kSubK + ks * kKeysPerWarp) * kLd);
+  float s[kSNT][4];
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+    unsigned a[4];
+    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+#pragma unroll
+    for (int j = 0; j < kSNT / 2; ++j) {
+      unsigned b[4];
+      sj_ldsm_x4(b, k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2);
+      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+    }
+  }
+  // Scale to base 2 and mask: key n is visible to a row iff n <= the row's hi and its query selected the block.
+  float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const long long n = my_n0 + j * 8 + (lane & 3) * 2 + (i & 1);
+      const bool vis = i < 2 ? (n <= hi_a && w_a > 0.f) : (n <= hi_b && w_b > 0.f);
+      s[j][i] = vis ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
+    }
+    mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
+    mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
+  }
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  const float m_new_a = fmaxf(st.m_a, mx_a), m_new_b = fmaxf(st.m_b, mx_b);
+  // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
+  const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
+  const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
+  const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+  float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    s[j][0] = w_a * sj_exp2(s[j][0] - base_a);
+    s[j][1] = w_a * sj_exp2(s[j][1] - base_a);
+    s[j][2] = w_b * sj_exp2(s[j][2] - base_b);
+    s[j][3] = w_b * sj_exp2(s[j][3] - base_b);
+    sum_a += s[j][0] + s[j][1];
+    sum_b += s[j][2] + s[j][3];
+  }
+  st.l_a = st.l_a * alpha_a + sum_a;
+  st.l_b = st.l_b * alpha_b + sum_b;
+  st.m_a = m_new_a;
+  st.m_b = m_new_b;
+#pragma unroll
+  for (int t = 0; t < kONT; ++t) {
+    acc[t][0] *= alpha_a;
+    acc[t][1] *= alpha_a;
+    acc[t][2] *= alpha_b;
+    acc[t][3] *= alpha_b;
+  }
+  // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
+#pragma unroll
+  for (int j = 0; j < kKeysPerWarp / 16; ++j) {
+    unsigned a[4];
+    a[0] = sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]);
+    a[1] = sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]);
+    a[2] = sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+    a[3] = sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+#pragma unroll
+    for (int dt = 0; dt < kHeadDim / 16; ++dt) {
+      unsigned b[4];
+      sj_ldsm_x4_trans(b, v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2);
+      sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// Stores one finished output element: bf16/fp16 into out (prefill, and decode
+// with one chunk), or the normalized float partial (decode split-K).
+SJ_DEVICE void sj_store(const SjAttnParams& p, long long token, long long head, int d, float o, long long chunk) {
+  if (kDecode && kChunks > 1) {
+    ((float*)p.out)[((chunk * p.total_q + token) * p.num_heads + head) * kHeadDim + d] = o;
+  } else {
+    ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
+  }
+}
+SJ_DEVICE void sj_store_lse(const SjAttnParams& p, long long token, long long head, float m, float l, long long chunk) {
+  if (kDecode && kChunks > 1)
+    ((float*)p.lse)[(chunk * p.total_q + token) * p.num_heads + head] = l > 0.f ? m + sj_log2(l) : sj_neg_inf();
+}
+}  // namespace
+
+SJ_GLOBAL void __launch_bounds__({{THREADS}}) {{KERNEL_NAME}}(SjAttnParams p) {
+  extern __shared__ __align__(16) unsigned char sj_smem[];
+  if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
+  sj_u16* sq = (sj_u16*)sj_smem;
+  sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
+  int* l_blk = (int*)(sj_smem + kOffList);
+  int* l_page = l_blk + kListCap;
+  int* l_nsub = l_page + kListCap;
+  int* l_qmask = l_nsub + kListCap;
+  int* l_raw = l_qmask + kListCap;
+  unsigned char* l_mult = (unsigned char*)(l_raw + kListCap);
+  long long* q_token = (long long*)(sj_smem + kOffMisc);  // [16]: token of each tile query, -1 if none
+  long long* q_hi = q_token + 16;                          // [16]: last visible key position (-1: none)
+  int* counts = (int*)(q_hi + 16);                         // [32]: per-warp counts for the list compaction
+
+  const int tid = sj_tid(), warp = tid / 32, lane = tid % 32;
+  const long long kvh = sj_bid_y();
+  long long req, chunk = 0;
+  int t_begin = 0, t_end = kTopk;
+  if (kDecode) {
+    // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+    const long long token = sj_bid_x();
+    chunk = sj_bid_z();
+    req = token / p.decode_query_len;
+    const long long pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+    if (tid == 0) {
+      q_token[0] = token;
+      q_hi[0] = pos;
+    }
+    t_begin = (int)chunk * kChunkSize;
+    t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
+  } else {
+    // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
+    req = sj_bid_z();
+    const long long q_start = ((const int*)p.cu_seqlens_q)[req];
+    const long long q_len = ((const int*)p.cu_seqlens_q)[req + 1] - q_start;
+    const long long i0 = sj_bid_x() * kQTile;
+    if (i0 >= q_len) return;
+    if (tid < kQTile) {
+      const long long i = i0 + tid;
+      const long long pos = ((const int*)p.prefix_lens)[req] + i;
+      const long long last = ((const int*)p.seq_lens)[req] - 1;
+      q_token[tid] = i < q_len ? q_start + i : -1;
+      q_hi[tid] = i < q_len ? (pos < last ? pos : last) : -1;
+    }
+  }
+  sj_sync();
+  // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
+  // for with the first K/V sub-tile) or batched loads. Never one dependent load
+  // per element: the compiler cannot reorder global loads across shared stores.
+  if (p.flags & SJ_FLAG_Q_VEC16) {
+    constexpr int kVecPerRow = kHeadDim / 8;
+    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kThreads) {
+      const int r = c / kVecPerRow, d = (c % kVecPerRow) * 8;
+      const int q = sj_row_query(r / 16, r % 16);
+      const bool live = q >= 0 && q_token[q] >= 0;
+      const sj_u16* src = (const sj_u16*)p.q;
+      if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
+      sj_cp_async16(sj_smem_addr(sq + r * kLd + d), src, live ? 16 : 0);
+    }
+  } else {
+    constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
+    for (int i0 = tid; i0 < kElems; i0 += kThreads * kBatch) {
+      sj_u16 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads, r = i / kHeadDim, d = i % kHeadDim;
+        const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
+        v[u] = 0;
+        if (q >= 0 && q_token[q] >= 0)
+          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i < kElems) sq[(i / kHeadDim) * kLd + i % kHeadDim] = v[u];
+      }
+    }
+  }
+
+  // This thread's rows, and what its warp covers.
+  const int rg = warp % kRowGroups, ks = warp / kRowGroups;
+  const int qa = sj_row_query(rg, lane / 4), qb = sj_row_query(rg, lane / 4 + 8);
+  const long long hi_a = qa >= 0 ? q_hi[qa] : -1, hi_b = qb >= 0 ? q_hi[qb] : -1;
+  int warp_qmask = 0;
+  long long warp_hi = -1, cta_hi = -1;
+  for (int q = 0; q < kQTile; ++q) {
+    if (q / kQPerRG == rg) {
+      warp_qmask |= 1 << q;
+      warp_hi = q_hi[q] > warp_hi ? q_hi[q] : warp_hi;
+    }
+    cta_hi = q_hi[q] > cta_hi ? q_hi[q] : cta_hi;
+  }
+  SjRowState st{sj_neg_inf(), sj_neg_inf(), 0.f, 0.f};
+  float acc[kONT][4];
+#pragma unroll
+  for (int t = 0; t < kONT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+
+  const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
+  for (int seg0 = 0; seg0 < kEntries; seg0 += kListCap) {
+    // 1. The segment's top-k entries: block id, or -1 (padding, out of the block
+    //    table, unmapped or beyond the cache, or wholly after the query).
+    for (int i = tid; i < kListCap; i += kThreads) {
+      const int e = seg0 + i, q = e / kChunkSize, t = t_begin + e % kChunkSize;
+      int blk = -1;
+      if (e < kEntries && t < t_end && q_token[q] >= 0) {
+        const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + q_token[q] * p.topk_stride[1] + t * p.topk_stride[2]];
+        if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) {
+          const long long page = bt_row[b];
+          if (page >= 0 && page < p.num_pages) blk = (int)b;
+        }
+      }
+      l_raw[i] = blk;
+    }
+    sj_sync();
+    // 2. Distinct blocks in first-occurrence order, with each query's multiplicity.
+    int n_list = 0;
+    for (int i0 = 0; i0 < kListCap; i0 += kThreads) {
+      const int i = i0 + tid;
+      const int b = i < kListCap ? l_raw[i] : -1;
+      bool first = b >= 0;
+      if (kQTile > 1 && first)
+        for (int j = 0; j < i; ++j)
+          if (l_raw[j] == b) {
+            first = false;
+            break;
+          }
+      const unsigned ballot = __ballot_sync(0xffffffffu, first);
+      if (lane == 0) counts[warp] = __popc(ballot);
+      sj_sync();
+      int base = n_list, total = 0;
+      for (int w = 0; w < kWarps; ++w) {
+        base += w < warp ? counts[w] : 0;
+        total += counts[w];
+      }
+      if (first) {
+        const int u = base + __popc(ballot & ((1u << lane) - 1u));
+        int qmask = 0;
+        long long bhi = -1;
+        unsigned char mult[kQTile];
+#pragma unroll
+        for (int q = 0; q < kQTile; ++q) mult[q] = 0;
+        if (kQTile == 1) {
+          mult[0] = 1;
+        } else {
+          for (int j = i; j < kListCap; ++j)
+            if (l_raw[j] == b) {
+              const int q = (seg0 + j) / kChunkSize;
+#pragma unroll
+              for (int qq = 0; qq < kQTile; ++qq) mult[qq] += qq == q;
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < kQTile; ++q) {
+          l_mult[u * kQTile + q] = mult[q];
+          if (mult[q]) {
+            qmask |= 1 << q;
+            bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
+          }
+        }
+        const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
+        l_blk[u] = b;
+        l_page[u] = bt_row[b];
+        l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
+        l_qmask[u] = qmask;
+      }
+      n_list += total;
+      sj_sync();
+    }
+    // 3. Stream the sub-tiles of the list through the stages; every warp computes
+    //    the ones its queries selected.
+    int ld_u = 0, ld_sub = 0, cu_u = 0, cu_sub = 0;
+    int ld_slot = 0, cu_slot = 0;
+#define SJ_ADVANCE(u, sub)     \
+  if (++sub >= l_nsub[u]) {    \
+    ++u;                       \
+    sub = 0;                   \
+  }
+    auto issue = [&](int slot) {
+      if (ld_u < n_list) {
+        sj_load_subtile(p, tiles + slot * (kTileBytes / 2), kvh, l_page[ld_u], ld_sub, (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK,
+                        cta_hi);
+        SJ_ADVANCE(ld_u, ld_sub)
+      }
+      sj_cp_async_commit();
+    };
+    auto compute = [&](int slot) {
+      const int u = cu_u;
+      const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
+      if ((l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi) {  // warp-uniform
+        const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
+        const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
+        sj_subtile(p, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, st, acc);
+      }
+      SJ_ADVANCE(cu_u, cu_sub)
+    };
+    if constexpr (kStages == 1) {
+      sj_cp_async_commit();  // Q (first segment)
+      while (cu_u < n_list) {
+        issue(0);
+        sj_cp_async_wait<0>();
+        sj_sync();
+        compute(0);
+        sj_sync();
+      }
+      sj_cp_async_wait<0>();
+    } else {
+      for (int s = 0; s < kStages - 1; ++s) {
+        issue(ld_slot);
+        ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
+      }
+      while (cu_u < n_list) {
+        sj_cp_async_wait<(kStages > 1 ? kStages - 2 : 0)>();
+        sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
+        issue(ld_slot);
+        ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
+        compute(cu_slot);
+        cu_slot = cu_slot + 1 == kStages ? 0 : cu_slot + 1;
+      }
+      sj_cp_async_wait<0>();
+      sj_sync();
+    }
+#undef SJ_ADVANCE
+  }
+
+  // Row sums across the quad; then store (merging the key slices by LSE first).
+  st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 1);
+  st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 2);
+  st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 1);
+  st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 2);
+  const int c0 = (lane & 3) * 2;
+  if constexpr (kKeySplit == 1) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = lane / 4 + half * 8, q = half ? qb : qa;
+      if (q < 0 || q_token[q] < 0) continue;
+      const float l = half ? st.l_b : st.l_a;
+      const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
+      const long long head = kvh * kGroup + r % kGroup;
+#pragma unroll
+      for (int t = 0; t < kONT; ++t) {
+        sj_store(p, q_token[q], head, t * 8 + c0, acc[t][half * 2] * inv, chunk);
+        sj_store(p, q_token[q], head, t * 8 + c0 + 1, acc[t][half * 2 + 1] * inv, chunk);
+      }
+      if ((lane & 3) == 0) sj_store_lse(p, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
+    }
+  } else {
+    constexpr int kRows = kRowGroups * 16;
+    float* s_o = (float*)(sj_smem + kOffTiles);  // [KEY_SPLIT][rows][head_dim], the stages are drained
+    float* s_m = s_o + kKeySplit * kRows * kHeadDim;
+    float* s_l = s_m + kKeySplit * kRows;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = rg * 16 + lane / 4 + half * 8;
+      float* o = s_o + (ks * kRows + r) * kHeadDim;
+#pragma unroll
+      for (int t = 0; t < kONT; ++t) {
+        o[t * 8 + c0] = acc[t][half * 2];
+        o[t * 8 + c0 + 1] = acc[t][half * 2 + 1];
+      }
+      if ((lane & 3) == 0) {
+        s_m[ks * kRows + r] = half ? st.m_b : st.m_a;
+        s_l[ks * kRows + r] = half ? st.l_b : st.l_a;
+      }
+    }
+    sj_sync();
+    for (int i = tid; i < kRows * kHeadDim; i += kThreads) {
+      const int r = i / kHeadDim, d = i % kHeadDim;
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
+      float m = sj_neg_inf();
+      for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+      float l = 0.f, o = 0.f;
+      if (m != sj_neg_inf()) {
+        for (int k = 0; k < kKeySplit; ++k) {
+          const float w = sj_exp2(s_m[k * kRows + r] - m);
+          l += w * s_l[k * kRows + r];
+          o += w * s_o[(k * kRows + r) * kHeadDim + d];
+        }
+      }
+      const long long head = kvh * kGroup + (r % 16) % kGroup;
+      sj_store(p, q_token[q], head, d, l > 0.f ? o / l : 0.f, chunk);
+      if (d == 0) sj_store_lse(p, q_token[q], head, m, l, chunk);
+    }
+  }
+}
