@@ -13,21 +13,25 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(Sj
   const long long token = sj_bid_x(), head = sj_bid_y();
   const long long row_stride = p.total_q * p.num_heads;
   const long long row = token * p.num_heads + head;
+  // Unrolled over the chunks so their loads are in flight together (one latency, not kChunks).
+  float lse[kChunks];
   float mx = sj_neg_inf();
+#pragma unroll 16
   for (int c = 0; c < kChunks; ++c) {
-    const float v = p.lse[c * row_stride + row];
-    mx = v > mx ? v : mx;
+    lse[c] = p.lse[c * row_stride + row];
+    mx = lse[c] > mx ? lse[c] : mx;
+  }
+  float w[kChunks];
+  float den = 0.f;
+#pragma unroll 16
+  for (int c = 0; c < kChunks; ++c) {
+    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
+    den += w[c];
   }
   for (int d = sj_tid(); d < kHeadDim; d += kThreads) {
-    float num = 0.f, den = 0.f;
-    if (mx != sj_neg_inf()) {
-      for (int c = 0; c < kChunks; ++c) {
-        const float v = p.lse[c * row_stride + row];
-        const float w = (v == sj_neg_inf()) ? 0.f : sj_exp2(v - mx);
-        num += w * p.o_part[(c * row_stride + row) * kHeadDim + d];
-        den += w;
-      }
-    }
+    float num = 0.f;
+#pragma unroll 16
+    for (int c = 0; c < kChunks; ++c) num += w[c] * p.o_part[(c * row_stride + row) * kHeadDim + d];
     const float o = den > 0.f ? num / den : 0.f;
     ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
   }

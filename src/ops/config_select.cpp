@@ -24,6 +24,11 @@ KernelConfig attention_config(Op op, const ArchTable& arch, const AttnShape& s) 
 
 // Pipelined template: the deepest pipeline (up to the table's stages) that fits the shared memory.
 void fit_stages(const ArchTable& arch, KernelConfig& c) {
+  // Each warp's key slice must be whole 16-key steps: sub_k a multiple of 16 x the key split.
+  const int warps = c.launch.threads / 32, per_group = std::max(1, 16 / std::max(1, c.gqa_group));
+  const int row_groups = (c.q_tile + per_group - 1) / per_group;
+  const int step = 16 * std::max(1, warps / std::max(1, row_groups));
+  if (c.sub_k % step != 0 && step <= kSparseBlock) c.sub_k = step;
   while (c.launch.stages > 1 && c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes) --c.launch.stages;
 }
 
@@ -46,9 +51,11 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
     // entries one workgroup deduplicates.
     const int warps = c.launch.threads / 32, per_group = std::max(1, 16 / std::max(1, c.gqa_group));
     int groups = std::max(1, arch.prefill.q_row_groups);
-    while (groups > 1 && (warps % groups != 0 || static_cast<std::int64_t>(groups) * per_group * s.topk > arch.prefill.union_entries)) --groups;
+    // At most 16 queries (the kernel's per-block query masks are 16 bits).
+    auto too_many = [&](std::int64_t q_tile) { return q_tile > 16 || q_tile * s.topk > arch.prefill.union_entries; };
+    while (groups > 1 && (warps % groups != 0 || too_many(static_cast<std::int64_t>(groups) * per_group))) --groups;
     int q_tile = groups * per_group;
-    while (q_tile > 1 && static_cast<std::int64_t>(q_tile) * s.topk > arch.prefill.union_entries) --q_tile;
+    while (q_tile > 1 && too_many(q_tile)) --q_tile;
     c.q_tile = q_tile;
     fit_stages(arch, c);
   }

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_prefill for sm_90 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":3,"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","q_tile":4,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
-// config-key: 159f2bbd75a47c74
+// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":2,"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","q_tile":4,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
+// config-key: e2f192377d334e3e
 // template: attention_nv.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
 // ---- vendor primitives: NVIDIA (NVRTC) ----
 #define SJ_GLOBAL extern "C" __global__
@@ -265,7 +265,7 @@ constexpr int kTopk = 16;
 constexpr int kChunks = 1;
 constexpr int kSubK = 64;
 constexpr int kThreads = 128;
-constexpr int kStages = 3;
+constexpr int kStages = 2;
 constexpr int kQTile = 4;
 constexpr int kQDtype = 0;
 constexpr int kKvDtype = 0;
@@ -300,7 +300,7 @@ constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
 constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
 constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 2) * 4 : 0;
 constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes ? kStages * kTileBytes : kScratchBytes;
-constexpr int kListBytes = (5 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
+constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
 constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
 constexpr int kOffTiles = kQBytes;
 constexpr int kOffList = kOffTiles + kRegionBytes;
@@ -321,16 +321,21 @@ SJ_DEVICE int sj_row_query(int rg, int r) {
 SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kvh, long long page, int sub, long long n0,
                                long long hi) {
   const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
-  if (kRawCopy && (p.flags & SJ_FLAG_KV_VEC16)) {
-    constexpr int kVecPerRow = kHeadDim / 8;
-    const sj_u16* kv = (const sj_u16*)p.kv;
-#pragma unroll 4
-    for (int c = sj_tid(); c < 2 * kSubK * kVecPerRow; c += kThreads) {
-      const int is_v = c >= kSubK * kVecPerRow;
-      const int cc = c - is_v * kSubK * kVecPerRow;
-      const int n = cc / kVecPerRow, d = (cc % kVecPerRow) * 8;
-      const sj_u16* src = kv + row + is_v * p.v_offset + n * p.kv_stride[2] + d;
-      sj_cp_async16(sj_smem_addr(tile + (is_v * kSubK + n) * kLd + d), src, n0 + n <= hi ? 16 : 0);
+  constexpr int kVecPerRow = kHeadDim / 8;
+  constexpr int kRowsPerPass = kThreads / kVecPerRow;
+  if (kRawCopy && kThreads % kVecPerRow == 0 && kSubK % kRowsPerPass == 0 && (p.flags & SJ_FLAG_KV_VEC16)) {
+    // Thread t copies 16 bytes at column (t % kVecPerRow) * 8 of rows t / kVecPerRow + i * kRowsPerPass:
+    // addresses advance by a constant, the per-copy work is two adds and a compare.
+    const int n_first = sj_tid() / kVecPerRow, d = (sj_tid() % kVecPerRow) * 8;
+    const long long lim = hi - n0;  // keys n <= lim are visible to some query of the tile
+    const sj_u16* src = (const sj_u16*)p.kv + row + n_first * p.kv_stride[2] + d;
+    const long long src_step = kRowsPerPass * p.kv_stride[2];
+    unsigned dst = sj_smem_addr(tile + n_first * kLd + d);
+#pragma unroll
+    for (int i = 0; i < kSubK / kRowsPerPass; ++i) {
+      const int bytes = n_first + i * kRowsPerPass <= lim ? 16 : 0;
+      sj_cp_async16(dst + i * kRowsPerPass * kLd * 2, src + i * src_step, bytes);
+      sj_cp_async16(dst + (kSubK + i * kRowsPerPass) * kLd * 2, src + p.v_offset + i * src_step, bytes);
     }
   } else {
     constexpr int kElems = 2 * kSubK * kHeadDim;
@@ -395,15 +400,18 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
       sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
     }
   }
-  // Scale to base 2 and mask: key n is visible to a row iff n <= the row's hi and its query selected the block.
+  // Scale to base 2 and mask: key my_n0 + k is visible to a row iff k <= its limit
+  // (the row's hi, or -1 when its query did not select the block), in 32 bits.
+  const long long span_a = w_a > 0.f ? hi_a - my_n0 : -1, span_b = w_b > 0.f ? hi_b - my_n0 : -1;
+  const int lim_a = span_a < kKeysPerWarp ? (int)(span_a < -1 ? -1 : span_a) : kKeysPerWarp;
+  const int lim_b = span_b < kKeysPerWarp ? (int)(span_b < -1 ? -1 : span_b) : kKeysPerWarp;
   float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const long long n = my_n0 + j * 8 + (lane & 3) * 2 + (i & 1);
-      const bool vis = i < 2 ? (n <= hi_a && w_a > 0.f) : (n <= hi_b && w_b > 0.f);
-      s[j][i] = vis ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
+      const int k = j * 8 + (lane & 3) * 2 + (i & 1);
+      s[j][i] = k <= (i < 2 ? lim_a : lim_b) ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
     }
     mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
     mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
@@ -431,12 +439,14 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   st.l_b = st.l_b * alpha_b + sum_b;
   st.m_a = m_new_a;
   st.m_b = m_new_b;
+  if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) {  // the max moved: rescale O
 #pragma unroll
-  for (int t = 0; t < kONT; ++t) {
-    acc[t][0] *= alpha_a;
-    acc[t][1] *= alpha_a;
-    acc[t][2] *= alpha_b;
-    acc[t][3] *= alpha_b;
+    for (int t = 0; t < kONT; ++t) {
+      acc[t][0] *= alpha_a;
+      acc[t][1] *= alpha_a;
+      acc[t][2] *= alpha_b;
+      acc[t][3] *= alpha_b;
+    }
   }
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
 #pragma unroll
@@ -481,7 +491,8 @@ SJ_GLOBAL void __launch_bounds__(128) sparsejit_prefill(SjAttnParams p) {
   int* l_nsub = l_page + kListCap;
   int* l_qmask = l_nsub + kListCap;
   int* l_raw = l_qmask + kListCap;
-  unsigned char* l_mult = (unsigned char*)(l_raw + kListCap);
+  int* l_rawpage = l_raw + kListCap;
+  unsigned char* l_mult = (unsigned char*)(l_rawpage + kListCap);
   long long* q_token = (long long*)(sj_smem + kOffMisc);  // [16]: token of each tile query, -1 if none
   long long* q_hi = q_token + 16;                          // [16]: last visible key position (-1: none)
   int* counts = (int*)(q_hi + 16);                         // [32]: per-warp counts for the list compaction
@@ -490,18 +501,28 @@ SJ_GLOBAL void __launch_bounds__(128) sparsejit_prefill(SjAttnParams p) {
   const long long kvh = sj_bid_y();
   long long req, chunk = 0;
   int t_begin = 0, t_end = kTopk;
+  int pre_blk = -1, pre_page = -1;  // decode: prefetched entry `tid` (block id in the table, its page)
   if (kDecode) {
     // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
     const long long token = sj_bid_x();
     chunk = sj_bid_z();
     req = token / p.decode_query_len;
     const long long pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+    t_begin = (int)chunk * kChunkSize;
+    t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
+    // Entry `tid` of the first segment: block id and page, loaded now so their
+    // latency overlaps seq_lens' (filtered by the query's position below).
+    if (tid < kListCap && t_begin + tid < t_end) {
+      const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + tid) * p.topk_stride[2]];
+      if (b >= 0 && b < p.max_blocks) {
+        pre_blk = (int)b;
+        pre_page = ((const int*)p.block_table)[req * p.bt_stride + b];
+      }
+    }
     if (tid == 0) {
       q_token[0] = token;
       q_hi[0] = pos;
     }
-    t_begin = (int)chunk * kChunkSize;
-    t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   } else {
     // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
     req = sj_bid_z();
@@ -575,15 +596,16 @@ SJ_GLOBAL void __launch_bounds__(128) sparsejit_prefill(SjAttnParams p) {
     //    table, unmapped or beyond the cache, or wholly after the query).
     for (int i = tid; i < kListCap; i += kThreads) {
       const int e = seg0 + i, q = e / kChunkSize, t = t_begin + e % kChunkSize;
-      int blk = -1;
-      if (e < kEntries && t < t_end && q_token[q] >= 0) {
+      int blk = -1, page = -1;
+      if (kDecode && seg0 == 0 && i == tid) {  // prefetched
+        if (pre_blk >= 0 && (long long)pre_blk * kBlock <= q_hi[0]) blk = pre_blk, page = pre_page;
+      } else if (e < kEntries && t < t_end && q_token[q] >= 0) {
         const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + q_token[q] * p.topk_stride[1] + t * p.topk_stride[2]];
-        if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) {
-          const long long page = bt_row[b];
-          if (page >= 0 && page < p.num_pages) blk = (int)b;
-        }
+        if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) blk = (int)b, page = bt_row[b];
       }
+      if (page < 0 || page >= p.num_pages) blk = -1;  // unmapped or beyond the KV cache: masked
       l_raw[i] = blk;
+      l_rawpage[i] = page;
     }
     sj_sync();
     // 2. Distinct blocks in first-occurrence order, with each query's multiplicity.
@@ -610,30 +632,24 @@ SJ_GLOBAL void __launch_bounds__(128) sparsejit_prefill(SjAttnParams p) {
         const int u = base + __popc(ballot & ((1u << lane) - 1u));
         int qmask = 0;
         long long bhi = -1;
-        unsigned char mult[kQTile];
-#pragma unroll
-        for (int q = 0; q < kQTile; ++q) mult[q] = 0;
-        if (kQTile == 1) {
-          mult[0] = 1;
-        } else {
-          for (int j = i; j < kListCap; ++j)
-            if (l_raw[j] == b) {
-              const int q = (seg0 + j) / kChunkSize;
-#pragma unroll
-              for (int qq = 0; qq < kQTile; ++qq) mult[qq] += qq == q;
-            }
-        }
-#pragma unroll
         for (int q = 0; q < kQTile; ++q) {
-          l_mult[u * kQTile + q] = mult[q];
-          if (mult[q]) {
+          int count = 1;  // Q_TILE = 1: duplicates stay separate entries
+          if (kQTile > 1) {
+            // Query q's entries are [q * CHUNK, (q + 1) * CHUNK) of the tile; earlier ones hold no b.
+            const int j0 = i > q * kChunkSize - seg0 ? i : q * kChunkSize - seg0;
+            const int j1 = kListCap < (q + 1) * kChunkSize - seg0 ? kListCap : (q + 1) * kChunkSize - seg0;
+            count = 0;
+            for (int j = j0; j < j1; ++j) count += l_raw[j] == b;
+          }
+          l_mult[u * kQTile + q] = (unsigned char)count;
+          if (count) {
             qmask |= 1 << q;
             bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
           }
         }
         const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
         l_blk[u] = b;
-        l_page[u] = bt_row[b];
+        l_page[u] = l_rawpage[i];
         l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
         l_qmask[u] = qmask;
       }
