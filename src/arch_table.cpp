@@ -29,6 +29,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.templ = o.value("template", default_template);
     t.q_row_groups = o.value("q_row_groups", 1);
     t.union_entries = o.value("union_entries", 256);
+    t.max_cluster = o.value("max_cluster", 1);
   } catch (const std::exception& e) {
     return make_error("arch", path + ": ops." + name + ": " + e.what());
   }

@@ -18,6 +18,7 @@ struct OpTuning {
   std::string templ;      // kernel template ("template"); default by op
   int q_row_groups = 1;   // prefill, attention_nv.cu: 16-row query groups per workgroup (query union)
   int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup
+  int max_cluster = 1;      // decode, attention_nv.cu: merge split-K in a cluster of up to this many chunks (sm_90: 8)
 };
 
 struct ArchTable {

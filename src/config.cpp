@@ -110,6 +110,10 @@ Status KernelConfig::validate() const {
     return field_error("template", templ,
                        op == Op::merge ? std::string("must be ") + kTemplateMerge
                                        : std::string("must be ") + kTemplateAttention + " or " + kTemplateAttentionNv);
+  if (launch.cluster != 1 && (templ != kTemplateAttentionNv || op != Op::decode || launch.cluster != num_topk_chunks || launch.cluster > 8))
+    return field_error("launch.cluster", std::to_string(launch.cluster),
+                       "must be 1, or num_topk_chunks (" + std::to_string(num_topk_chunks) + ", at most 8) for a decode with template " +
+                           kTemplateAttentionNv);
   if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1))
     return field_error("launch.stages/q_tile", std::to_string(launch.stages) + "/" + std::to_string(q_tile),
                        "must be 1/1 unless template is " + std::string(kTemplateAttentionNv));
@@ -172,9 +176,10 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t q_bytes = row_groups * 16 * ld * 2;
   const std::size_t tiles = launch.stages * 2 * sub_k * ld * 2;
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 2) * 4 : 0;
+  const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
   const std::size_t misc = 16 * 8 * 2 + 32 * 4;
-  return q_bytes + std::max(tiles, scratch) + list + misc;
+  return q_bytes + std::max(tiles, scratch + part) + list + misc;
 }
 
 std::size_t KernelConfig::shared_bytes() const {
@@ -201,7 +206,7 @@ nlohmann::json KernelConfig::to_json() const {
   j["scale_mode"] = to_string(scale_mode);
   j["template"] = templ;
   j["q_tile"] = q_tile;
-  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}};
+  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster}};
   return j;
 }
 
@@ -269,6 +274,7 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
     if (auto st = get_int(l, "threads", c.launch.threads, false); !st) return st.error();
     if (auto st = get_int(l, "waves_per_eu", c.launch.waves_per_eu, false); !st) return st.error();
     if (auto st = get_int(l, "stages", c.launch.stages, false); !st) return st.error();
+    if (auto st = get_int(l, "cluster", c.launch.cluster, false); !st) return st.error();
   }
   if (auto st = c.validate(); !st) return st.error();
   return c;

@@ -31,6 +31,7 @@ struct LaunchParams {
   int threads = 128;
   int waves_per_eu = 1;  // AMD occupancy hint (amdgpu_waves_per_eu); ignored on NVIDIA
   int stages = 1;        // K/V sub-tiles in flight (pipelined templates; 1 for the others)
+  int cluster = 1;       // decode, attention_nv.cu on sm_90: the chunks form one cluster and merge in it (= num_topk_chunks)
 };
 
 // The kernel templates (templates/<name>) and what each supports.

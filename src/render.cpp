@@ -102,6 +102,7 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
       return make_error("config", std::string("template ") + kTemplateAttentionNv + " needs an NVIDIA target (sm_80+), not " + c.arch);
     v["STAGES"] = std::to_string(c.launch.stages);
     v["Q_TILE"] = std::to_string(c.q_tile);
+    v["CLUSTER"] = std::to_string(c.launch.cluster);
     v.erase("WAVES_PER_EU");
   }
   if (c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes)

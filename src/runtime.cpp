@@ -304,7 +304,7 @@ CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
     if (auto st = attn.validate(); !st) return to_call_status(st.error());
     auto a = impl_->kernel_for(impl_->decode_key(sh, chunks), [&] { return attn; }, nullptr, false);
     if (!a) return to_call_status(a.error());
-    if (chunks == 1) continue;  // one chunk writes the output itself
+    if (!decode_uses_merge_kernel(impl_->arch, chunks)) continue;  // the attention kernel writes the output itself
     const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
     auto m = impl_->kernel_for(impl_->merge_key(sh, chunks), [&] { return merge; }, nullptr, false);
     if (!m) return to_call_status(m.error());
@@ -320,7 +320,7 @@ std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t n
                                             std::int64_t head_dim, std::int64_t topk) const {
   if (total_q <= 0 || num_heads <= 0 || head_dim <= 0) return 0;
   const std::size_t chunks = decode_num_chunks(total_q, num_kv_heads, topk);
-  if (chunks == 1) return 0;  // one chunk: the attention kernel writes the output, no partials
+  if (!decode_uses_merge_kernel(impl_->arch, chunks)) return 0;  // one launch writes the output: no partials
   const std::size_t rows = chunks * std::size_t(total_q) * std::size_t(num_heads);
   return align_up(rows * std::size_t(head_dim) * sizeof(float)) + align_up(rows * sizeof(float));
 }
@@ -375,7 +375,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   void* args[] = {&p};
   const auto& k = **attn;
   const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
-  if (chunks == 1) {  // one launch: the kernel normalizes and writes the output
+  if (!decode_uses_merge_kernel(impl_->arch, chunks)) {  // one launch: the kernel (or its cluster) writes the output
     p.out = a.output;
     for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
     if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());

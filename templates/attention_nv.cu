@@ -29,6 +29,7 @@ constexpr int kQDtype = {{Q_DTYPE}};
 constexpr int kKvDtype = {{KV_DTYPE}};
 constexpr int kScaleMode = {{SCALE_MODE}};
 constexpr bool kDecode = {{IS_DECODE}};
+constexpr int kCluster = {{CLUSTER}};  // decode: the chunks of one (query, kv head) form a cluster and merge in it (sm_90)
 constexpr int kBlock = 128;
 constexpr int kSubs = kBlock / kSubK;
 constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
@@ -51,13 +52,15 @@ static_assert(kBlock % kSubK == 0 && kHeadDim % 16 == 0, "tile shapes");
 static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
 static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
 static_assert(kStages >= 1, "STAGES");
+static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8), "a merge cluster is the chunks of one decode query");
 
 // Dynamic shared memory layout; KernelConfig::dynamic_shared_bytes mirrors it
 // and the kernel traps if it was given less.
 constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
 constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
 constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 2) * 4 : 0;
-constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes ? kStages * kTileBytes : kScratchBytes;
+constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
+constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes + kPartBytes ? kStages * kTileBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
 constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
 constexpr int kOffTiles = kQBytes;
@@ -225,25 +228,66 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
 }
 
 // Stores one finished output element: bf16/fp16 into out (prefill, and decode
-// with one chunk), or the normalized float partial (decode split-K).
-SJ_DEVICE void sj_store(const SjAttnParams& p, long long token, long long head, int d, float o, long long chunk) {
-  if (kDecode && kChunks > 1) {
+// with one chunk), the normalized float partial (decode split-K over two
+// kernels), or this workgroup's part in shared memory (decode merged in its cluster).
+SJ_DEVICE void sj_store(const SjAttnParams& p, float* s_part, long long token, long long head, int d, float o, long long chunk) {
+  if (kDecode && kCluster > 1) {
+    s_part[(head % kGroup) * kHeadDim + d] = o;
+  } else if (kDecode && kChunks > 1) {
     ((float*)p.out)[((chunk * p.total_q + token) * p.num_heads + head) * kHeadDim + d] = o;
   } else {
     ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
   }
 }
-SJ_DEVICE void sj_store_lse(const SjAttnParams& p, long long token, long long head, float m, float l, long long chunk) {
-  if (kDecode && kChunks > 1)
-    ((float*)p.lse)[(chunk * p.total_q + token) * p.num_heads + head] = l > 0.f ? m + sj_log2(l) : sj_neg_inf();
+SJ_DEVICE void sj_store_lse(const SjAttnParams& p, float* s_part, long long token, long long head, float m, float l, long long chunk) {
+  const float lse = l > 0.f ? m + sj_log2(l) : sj_neg_inf();
+  if (kDecode && kCluster > 1)
+    s_part[kGroup * kHeadDim + head % kGroup] = lse;
+  else if (kDecode && kChunks > 1)
+    ((float*)p.lse)[(chunk * p.total_q + token) * p.num_heads + head] = lse;
+}
+
+// Decode, one launch: after every chunk of the cluster stored its part, each
+// workgroup merges a share of the (head, dim) elements by LSE, reading its
+// peers' shared memory, and writes the output.
+SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long long token, long long kvh) {
+  if constexpr (kCluster > 1) {
+    sj_cluster_sync();  // every part is stored
+    const unsigned rank = sj_cluster_rank();
+    for (int i = rank * kThreads + sj_tid(); i < kGroup * kHeadDim; i += kCluster * kThreads) {
+      const int g = i / kHeadDim, d = i % kHeadDim;
+      float lse[kCluster], mx = sj_neg_inf();
+#pragma unroll
+      for (int c = 0; c < kCluster; ++c) {
+        lse[c] = sj_ld_cluster_f32(s_part + kGroup * kHeadDim + g, c);
+        mx = fmaxf(mx, lse[c]);
+      }
+      float num = 0.f, den = 0.f;
+#pragma unroll
+      for (int c = 0; c < kCluster; ++c) {
+        const float w = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
+        den += w;
+        num += w * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
+      }
+      ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
+          sj_f32_to_half<kQDtype>(den > 0.f ? num / den : 0.f);  // padded request row: zeros
+    }
+    sj_cluster_sync();  // no workgroup leaves while a peer still reads its shared memory
+  }
 }
 }  // namespace
 
-SJ_GLOBAL void __launch_bounds__({{THREADS}}) {{KERNEL_NAME}}(SjAttnParams p) {
+#if {{CLUSTER}} > 1
+#define SJ_CLUSTER_DIMS __cluster_dims__(1, 1, {{CLUSTER}})
+#else
+#define SJ_CLUSTER_DIMS
+#endif
+SJ_GLOBAL void __launch_bounds__({{THREADS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
+  float* s_part = (float*)(sj_smem + kOffTiles + kScratchBytes);  // decode cluster merge: [G][head_dim] then [G] LSE
   int* l_blk = (int*)(sj_smem + kOffList);
   int* l_page = l_blk + kListCap;
   int* l_nsub = l_page + kListCap;
@@ -486,10 +530,10 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}) {{KERNEL_NAME}}(SjAttnParams p) {
       const long long head = kvh * kGroup + r % kGroup;
 #pragma unroll
       for (int t = 0; t < kONT; ++t) {
-        sj_store(p, q_token[q], head, t * 8 + c0, acc[t][half * 2] * inv, chunk);
-        sj_store(p, q_token[q], head, t * 8 + c0 + 1, acc[t][half * 2 + 1] * inv, chunk);
+        sj_store(p, s_part, q_token[q], head, t * 8 + c0, acc[t][half * 2] * inv, chunk);
+        sj_store(p, s_part, q_token[q], head, t * 8 + c0 + 1, acc[t][half * 2 + 1] * inv, chunk);
       }
-      if ((lane & 3) == 0) sj_store_lse(p, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
+      if ((lane & 3) == 0) sj_store_lse(p, s_part, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
     }
   } else {
     constexpr int kRows = kRowGroups * 16;
@@ -526,8 +570,9 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}) {{KERNEL_NAME}}(SjAttnParams p) {
         }
       }
       const long long head = kvh * kGroup + (r % 16) % kGroup;
-      sj_store(p, q_token[q], head, d, l > 0.f ? o / l : 0.f, chunk);
-      if (d == 0) sj_store_lse(p, q_token[q], head, m, l, chunk);
+      sj_store(p, s_part, q_token[q], head, d, l > 0.f ? o / l : 0.f, chunk);
+      if (d == 0) sj_store_lse(p, s_part, q_token[q], head, m, l, chunk);
     }
   }
+  if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
 }

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "ops/config_select.h"
 #include "preset.h"
+#include "render.h"
 
 using namespace sparsejit;
 
@@ -133,13 +134,17 @@ TEST(ArchTable, ExplicitFallbackByPrefix) {
 }
 
 TEST(ConfigSelect, DecodeChunksArePowersOfTwoAndPure) {
+  // target grid 256 on sm_90: mirrors vLLM's TARGET_GRID heuristic.
   auto t = load_arch_table("sm_90");
   ASSERT_TRUE(t.ok());
-  // target grid 256 on sm_90: mirrors vLLM's TARGET_GRID heuristic.
   EXPECT_EQ(decode_chunks(*t, 1, 4, 16), 16);
   EXPECT_EQ(decode_chunks(*t, 8, 4, 16), 8);
   EXPECT_EQ(decode_chunks(*t, 64, 4, 16), 1);
   EXPECT_EQ(decode_chunks(*t, 3, 1, 16), 16);
+  // sm_90 merges 2 chunks inside their cluster, more with the merge kernel.
+  EXPECT_FALSE(decode_uses_merge_kernel(*t, 1));
+  EXPECT_FALSE(decode_uses_merge_kernel(*t, 2));
+  EXPECT_TRUE(decode_uses_merge_kernel(*t, 4));
   EXPECT_EQ(decode_chunks(*t, 20, 1, 16), 8);
   EXPECT_EQ(decode_chunks(*t, 1, 1, 5), 4);
   for (int q = 1; q < 300; ++q) {
@@ -157,9 +162,64 @@ TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {
   for (const char* arch : {"sm_90", "gfx942", "gfx950", "gfx90a"}) {
     auto cs = expand_preset(*p, arch);
     ASSERT_TRUE(cs.ok()) << cs.error().describe();
-    // 2 distinct GQA groups (16, 8) x 2 variants: 4 prefill + 20 decode (chunks 1..16) + 5 merge.
-    EXPECT_EQ(cs->size(), 29u) << arch;
-    for (const auto& c : *cs) EXPECT_TRUE(c.validate().ok());
+    // 2 distinct GQA groups (16, 8) x 2 variants: 4 prefill + the decodes of every chunk count the
+    // runtime can pick (1..16: 20) + a merge (bf16 q) for each count that needs one: sm_90 merges
+    // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up.
+    const bool nvidia = std::string(arch).starts_with("sm_");
+    EXPECT_EQ(cs->size(), nvidia ? 27u : 28u) << arch;
+    for (const auto& c : *cs) {
+      EXPECT_TRUE(c.validate().ok());
+      if (c.op == Op::merge) EXPECT_GT(c.num_topk_chunks, 1) << "a one-chunk decode writes its output itself";
+      if (nvidia && c.op == Op::decode) EXPECT_EQ(c.launch.cluster, c.num_topk_chunks == 2 ? 2 : 1) << c.canonical();
+    }
   }
   EXPECT_FALSE(load_preset("no-such-model").ok());
+}
+
+TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
+  auto sm90 = load_arch_table("sm_90");
+  ASSERT_TRUE(sm90.ok());
+  AttnShape s;
+  s.num_heads = 64, s.num_kv_heads = 4, s.head_dim = 128, s.topk = 16;
+  const KernelConfig pre = prefill_config(*sm90, s);
+  EXPECT_EQ(pre.templ, kTemplateAttentionNv);
+  EXPECT_EQ(pre.q_tile, 4);  // G = 16: one query per 16-row group, 4 warps
+  EXPECT_GE(pre.launch.stages, 1);
+  EXPECT_GT(pre.dynamic_shared_bytes(), 48u * 1024) << "needs the opt-in above 48 KiB";
+  EXPECT_EQ(pre.shared_bytes(), 0u) << "no static shared memory in the pipelined template";
+  auto back = KernelConfig::from_json(pre.to_json());
+  ASSERT_TRUE(back.ok()) << back.error().describe();
+  EXPECT_EQ(*back, pre);
+
+  KernelConfig c = pre;
+  c.q_tile = 3;  // 3 row groups do not divide 4 warps
+  EXPECT_NE(c.validate().error().message.find("q_tile"), std::string::npos) << c.validate().error().message;
+  c = pre;
+  c.launch.cluster = 4;  // prefill has no split-K to merge
+  EXPECT_NE(c.validate().error().message.find("launch.cluster"), std::string::npos);
+  c = pre;
+  c.templ = kTemplateAttention;  // the generic template is single-stage, one query per workgroup
+  EXPECT_FALSE(c.validate().ok());
+  c.templ = "attention_v2.cu";
+  EXPECT_NE(c.validate().error().message.find("template"), std::string::npos);
+
+  EXPECT_EQ(decode_config(*sm90, s, 2).launch.cluster, 2);
+  EXPECT_EQ(decode_config(*sm90, s, 8).launch.cluster, 1) << "8 chunks: the merge kernel (faster on the H100)";
+
+  // A config written before template/q_tile existed still reads, as the generic kernel.
+  nlohmann::json old = pre.to_json();
+  old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster");
+  auto legacy = KernelConfig::from_json(old);
+  ASSERT_TRUE(legacy.ok()) << legacy.error().describe();
+  EXPECT_EQ(legacy->templ, kTemplateAttention);
+  EXPECT_EQ(legacy->q_tile, 1);
+
+  // The NVIDIA template on an AMD target is refused by name.
+  auto gfx = load_arch_table("gfx942");
+  ASSERT_TRUE(gfx.ok());
+  KernelConfig amd = pre;
+  amd.arch = "gfx942";
+  auto r = render_kernel(amd, *gfx);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("NVIDIA"), std::string::npos) << r.error().message;
 }

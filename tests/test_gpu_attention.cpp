@@ -803,6 +803,11 @@ std::vector<CaseSpec> decode_cases() {
   c.kv = DType::fp8_e5m2, c.scale = ScaleMode::per_token_head, c.scales_token_major = true;
   c.seq_lens = random_seq_lens(3, 140, 1, 2200), c.chunks = CaseSpec::Chunks::one;
   add(c);
+  c = {};
+  // 40 x 2 (query, kv head) pairs: 2 chunks, which sm_90 merges inside a cluster (one launch).
+  c.name = "G8_D128_k16_bf16_bf16_A_q1_twochunks_cluster", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.dql = 1;
+  c.seq_lens = random_seq_lens(5, 40, 0, 3000), c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
+  add(c);
   return v;
 }
 

@@ -164,7 +164,8 @@ TEST(RuntimeHooks, WarmedKernelsLaunchDuringCaptureWithoutRebuilding) {
   for (std::int64_t reqs : {1, 2, 3, 7, 16, 64, 200, 1000}) {
     CallStatus st = f.rt->sparse_attn_decode(decode(*f.rt, reqs), nullptr);
     EXPECT_TRUE(st.ok) << reqs << ": " << st.message;
-    expected_launches += f.rt->decode_num_chunks(reqs, KVH, TOPK) == 1 ? 1 : 2;  // one chunk: no merge
+    // No workspace <=> no merge kernel (one chunk, or chunks merged in their cluster).
+    expected_launches += f.rt->decode_workspace_bytes(reqs, H, KVH, D, TOPK) == 0 ? 1 : 2;
   }
   CallStatus st = f.rt->sparse_attn_prefill(prefill(3), nullptr);
   EXPECT_TRUE(st.ok) << st.message;
@@ -218,8 +219,12 @@ TEST(RuntimeHooks, RecordsEveryDistinctConfigItNeeded) {
     EXPECT_FALSE(f.rt->sparse_attn_decode(decode(*f.rt, 256), nullptr).ok);
     auto m = read_manifest(path);
     ASSERT_TRUE(m) << m.error().describe();
-    ASSERT_EQ(m->size(), 4u);  // prefill, decode+merge (2 reqs: 16 chunks), decode (256 reqs: 1 chunk) refused before its merge
+    // prefill, decode + merge (2 reqs: 16 chunks), decode (256 reqs: 1 chunk, no merge), refused
+    ASSERT_EQ(m->size(), 4u);
+    ASSERT_EQ(f.configs.size(), 3u);  // the fourth was refused, never built
     for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ((*m)[i].canonical(), f.configs[i].canonical());
+    EXPECT_EQ(to_string((*m)[3].op), std::string("decode"));
+    EXPECT_EQ((*m)[3].num_topk_chunks, 1);
     EXPECT_EQ(to_string((*m)[0].op), std::string("prefill"));
   }
   std::filesystem::remove(path);

@@ -42,6 +42,11 @@ int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_
   return chunks;
 }
 
+bool decode_uses_merge_kernel(const ArchTable& arch, int chunks) {
+  if (chunks <= 1) return false;
+  return !(arch.decode.templ == kTemplateAttentionNv && chunks <= arch.decode.max_cluster);
+}
+
 KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
   KernelConfig c = attention_config(Op::prefill, arch, s);
   c.num_topk_chunks = 1;
@@ -65,6 +70,8 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks) {
   KernelConfig c = attention_config(Op::decode, arch, s);
   c.num_topk_chunks = num_chunks;
+  if (c.templ == kTemplateAttentionNv && arch.decode.max_cluster > 1 && num_chunks > 1 && num_chunks <= arch.decode.max_cluster)
+    c.launch.cluster = num_chunks;
   if (c.templ == kTemplateAttentionNv) fit_stages(arch, c);
   return c;
 }

@@ -18,6 +18,10 @@ struct AttnShape {
 
 // Split-K chunks for decode: the largest power of two <= min(topk, target_grid / (total_q * num_kv_heads)), at least 1.
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk);
+// Whether decode with `chunks` needs the separate merge kernel (and the workspace for
+// its partials): not for one chunk, nor for up to the table's max_cluster chunks,
+// which merge in their cluster (sm_90; chosen by measurement, see docs/PERF.md).
+bool decode_uses_merge_kernel(const ArchTable& arch, int chunks);
 
 KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s);
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks);

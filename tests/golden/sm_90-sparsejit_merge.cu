@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_merge for sm_90 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"sm_90","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":0,"template":"merge.cu","topk":0}
-// config-key: 0fed95a402063f42
+// config: {"arch":"sm_90","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":0,"template":"merge.cu","topk":0}
+// config-key: a8809933a083e68a
 // template: merge.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
 // ---- vendor primitives: NVIDIA (NVRTC) ----
 #define SJ_GLOBAL extern "C" __global__
@@ -107,6 +107,24 @@ SJ_DEVICE unsigned sj_pack_half2(float lo, float hi) {
   else
     asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
+}
+
+// ---- sm_90 thread-block clusters (decode's one-launch merge) ----
+SJ_DEVICE void sj_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+SJ_DEVICE unsigned sj_cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+// A float at the same shared-memory offset as `local`, in workgroup `rank` of this cluster.
+SJ_DEVICE float sj_ld_cluster_f32(const float* local, unsigned rank) {
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(sj_smem_addr(local)), "r"(rank));
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
 }
 
 // Kernel parameter blocks, shared verbatim by the host (included) and the
