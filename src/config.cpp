@@ -175,7 +175,7 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
   const std::size_t q_bytes = row_groups * 16 * ld * 2;
   const std::size_t tiles = launch.stages * 2 * sub_k * ld * 2;
-  const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 2) * 4 : 0;
+  const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 3) * 4 : 0;
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
   const std::size_t misc = 16 * 8 * 2 + 32 * 4;

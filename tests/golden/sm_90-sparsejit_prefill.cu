@@ -318,7 +318,7 @@ static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8)
 // and the kernel traps if it was given less.
 constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
 constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
-constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 2) * 4 : 0;
+constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 3) * 4 : 0;  // O, m, l, weights
 constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
 constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes + kPartBytes ? kStages * kTileBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
@@ -815,23 +815,41 @@ SJ_GLOBAL void __launch_bounds__(128) SJ_CLUSTER_DIMS sparsejit_prefill(SjAttnPa
       }
     }
     sj_sync();
-    for (int i = tid; i < kRows * kHeadDim; i += kThreads) {
-      const int r = i / kHeadDim, d = i % kHeadDim;
+    // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and the LSE.
+    float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
+    for (int r = tid; r < kRows; r += kThreads) {
       const int q = sj_row_query(r / 16, r % 16);
       if (q < 0 || q_token[q] < 0) continue;
       float m = sj_neg_inf();
+#pragma unroll
       for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
-      float l = 0.f, o = 0.f;
-      if (m != sj_neg_inf()) {
-        for (int k = 0; k < kKeySplit; ++k) {
-          const float w = sj_exp2(s_m[k * kRows + r] - m);
-          l += w * s_l[k * kRows + r];
-          o += w * s_o[(k * kRows + r) * kHeadDim + d];
-        }
+      float w[kKeySplit], l = 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) {
+        w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
+        l += w[k] * s_l[k * kRows + r];
+      }
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
+      sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
+    }
+    sj_sync();
+    // Then every element: a weighted sum of the splits, 4 consecutive dims per thread.
+    for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
+      const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
+      float o[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) {
+        const float w = s_w[k * kRows + r];
+        const float4 v = *(const float4*)(s_o + (k * kRows + r) * kHeadDim + d);
+        o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
       }
       const long long head = kvh * kGroup + (r % 16) % kGroup;
-      sj_store(p, s_part, q_token[q], head, d, l > 0.f ? o / l : 0.f, chunk);
-      if (d == 0) sj_store_lse(p, s_part, q_token[q], head, m, l, chunk);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sj_store(p, s_part, q_token[q], head, d + j, o[j], chunk);
     }
   }
   if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
