@@ -1,16 +1,18 @@
 """ctypes binding of libsparsejit.so (include/sparsejit/sparsejit.h).
 
-The argument structs are packed with precompiled ``struct.Struct`` formats into
-a per-thread buffer (one C call to pack ~50 fields instead of one Python
-attribute store per field); their sizes are checked against the library's own
+The argument structs are packed with precompiled ``struct.Struct`` formats
+(one C call for ~40 fields); their sizes are checked against the library's own
 ``sj_struct_size`` when it is loaded, so a layout drift fails loudly at import
-of the library, never as a wrong launch.
+of the library, never as a wrong launch. Every field is named (``*_FIELDS``,
+in C order) so the call plans (``_plan.py``) can address a pointer field by
+name when they rewrite only the pointers of a prepacked struct.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import struct
 import threading
 from pathlib import Path
@@ -47,6 +49,38 @@ SCALE_NONE, SCALE_SCALAR, SCALE_PER_TOKEN_HEAD = 0, 1, 2
 PREFILL_FORMAT = struct.Struct("@Q3qQ4qqqQ3qQqqQQQQQ2q2qQ3q7q3if")
 DECODE_FORMAT = struct.Struct("@Q3qQ4qqqQ3qQqqQQQ2q2qQ3q7q3ifQQ")
 SHAPE_FORMAT = struct.Struct("@4q4i")
+
+# The fields of those formats by name, in C order (one name per packed value).
+_PREFILL_HEAD = (
+    "q", "q_stride0", "q_stride1", "q_stride2",
+    "kv_cache", "kv_stride0", "kv_stride1", "kv_stride2", "kv_stride3", "v_offset", "num_pages",
+    "topk_idx", "topk_stride0", "topk_stride1", "topk_stride2",
+    "block_table", "block_table_stride", "max_blocks",
+)  # fmt: skip
+_SCALES_TO_END = (
+    "k_scale", "v_scale", "k_scale_stride0", "k_scale_stride1", "v_scale_stride0", "v_scale_stride1",
+    "output", "output_stride0", "output_stride1", "output_stride2",
+    "total_q", "num_heads", "num_kv_heads", "head_dim", "topk",
+)  # fmt: skip
+_CODES = ("q_dtype", "kv_dtype", "scale_mode", "sm_scale")
+PREFILL_FIELDS = _PREFILL_HEAD + ("cu_seqlens_q", "seq_lens", "prefix_lens") + _SCALES_TO_END + ("batch", "max_query_len") + _CODES
+DECODE_FIELDS = (
+    _PREFILL_HEAD + ("seq_lens",) + _SCALES_TO_END + ("num_reqs", "decode_query_len") + _CODES + ("workspace", "workspace_bytes")
+)
+
+
+def field_offsets(fmt: struct.Struct, names: tuple) -> dict:
+    """{name: (byte offset, struct code)} of every field of a native-aligned format."""
+    codes = [c * int(n or 1) for n, c in re.findall(r"(\d*)([a-zA-Z?])", fmt.format.lstrip("@=<>!"))]
+    codes = "".join(codes)
+    if len(codes) != len(names):
+        raise AssertionError(f"{len(names)} field names for {len(codes)} fields of {fmt.format}")
+    # Natural alignment: a field's offset is the size of everything up to and including it, less its own size.
+    return {name: (struct.calcsize("@" + codes[: i + 1]) - struct.calcsize("@" + c), c) for i, (name, c) in enumerate(zip(names, codes))}
+
+
+PREFILL_OFFSETS = field_offsets(PREFILL_FORMAT, PREFILL_FIELDS)
+DECODE_OFFSETS = field_offsets(DECODE_FORMAT, DECODE_FIELDS)
 
 
 class SparsejitError(RuntimeError):
@@ -181,16 +215,3 @@ def load_library() -> Library:
                 )
             _library = Library(found[0])
         return _library
-
-
-class ArgsBuffer(threading.local):
-    """Per-thread packing buffers (ctypes releases the GIL during the call, so threads must not share them)."""
-
-    def __init__(self):
-        self.prefill = ctypes.create_string_buffer(PREFILL_FORMAT.size)
-        self.prefill_addr = ctypes.addressof(self.prefill)
-        self.decode = ctypes.create_string_buffer(DECODE_FORMAT.size)
-        self.decode_addr = ctypes.addressof(self.decode)
-
-
-args_buffer = ArgsBuffer()

@@ -28,6 +28,9 @@ class FakeDevice:
     def __eq__(self, other):
         return isinstance(other, FakeDevice) and (other.type, other.index) == (self.type, self.index)
 
+    def __hash__(self):  # hashable like torch.device (call plans key on it)
+        return hash((self.type, self.index))
+
     def __repr__(self):
         return f"{self.type}:{self.index}" if self.index is not None else self.type
 
