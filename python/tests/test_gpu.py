@@ -280,3 +280,32 @@ def test_python_host_overhead_per_call(capsys):
         info = sjt.plan_cache_info() if hasattr(sjt, "plan_cache_info") else {}
         print(f"\n[sparsejit] Python host time per call, decode (cached call plan + the C call and its launches): median {med:.2f} us/call; plans {info}")
     assert med < 100, f"{med:.1f} us per call"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (the multi-GPU check runs on a two-GPU machine)")
+def test_two_devices_each_launch_on_their_own_device():
+    """One process drives two GPUs: each call runs on its tensors' device (one runtime and one set
+    of modules per device), also while the other device is torch's current one."""
+    sm = 128**-0.5
+    for d in (1, 0):
+        dev, other = torch.device("cuda", d), 1 - d
+        c = decode_case(11 + d, reqs=3, qlen=1)
+        q, kv = c["q"].to(dev), c["kv"].to(dev)
+        topk, bt = c["topk_idx"].to(dev), c["block_table"].to(dev)
+        seq = torch.tensor(c["seq_lens"], dtype=torch.int32, device=dev)
+        out = torch.full_like(q, float("nan"))
+        with torch.cuda.device(other):
+            sjt.minimax_m3_sparse_attn_decode(q, kv, topk, bt, seq, c["kvh"], sm, out, 1)
+        torch.cuda.synchronize(dev)
+        assert_close(out, reference(c, *prefill_positions(c), sm), f"decode on cuda:{d} with cuda:{other} current")
+        # prefill on the same device, the other one current
+        p = make_case(21 + d, batch=2, q_lens=[5, 9], prefix_lens=[300, 0], heads=16, kvh=1, d=128, topk=4,
+                      kv_dtype=torch.bfloat16, scale_mode=None, layout=4)  # fmt: skip
+        cu = torch.tensor([0, 5, 14], dtype=torch.int32, device=dev)
+        outp = torch.full_like(p["q"], float("nan")).to(dev)
+        with torch.cuda.device(other):
+            sjt.minimax_m3_sparse_attn(p["q"].to(dev), p["kv"].to(dev), p["topk_idx"].to(dev), p["block_table"].to(dev), cu,
+                                       torch.tensor(p["seq_lens"], dtype=torch.int32, device=dev),
+                                       torch.tensor(p["prefix_lens"], dtype=torch.int32, device=dev), 9, 1, sm, outp)  # fmt: skip
+        torch.cuda.synchronize(dev)
+        assert_close(outp, reference(p, *prefill_positions(p), sm), f"prefill on cuda:{d} with cuda:{other} current")

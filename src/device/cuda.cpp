@@ -242,6 +242,15 @@ class CudaKernel final : public Kernel {
                               static_cast<CUstream>(stream), args, nullptr);
       if (rc == kCudaSuccess) return ok_status();
     }
+    // Another device's context is current (an engine driving several GPUs, the
+    // caller's current device elsewhere): launch in the module's context and
+    // give the caller's back. The hot path never pays for this.
+    if (current != nullptr && current != module_->ctx && api.cuCtxSetCurrent(module_->ctx) == kCudaSuccess) {
+      rc = api.cuLaunchKernel(fn_, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared,
+                              static_cast<CUstream>(stream), args, nullptr);
+      api.cuCtxSetCurrent(current);
+      if (rc == kCudaSuccess) return ok_status();
+    }
     auto dims = [](Dim3 d) { return std::to_string(d.x) + "x" + std::to_string(d.y) + "x" + std::to_string(d.z); };
     std::string what = "cuLaunchKernel(" + name_ + ", grid " + dims(grid) + ", block " + dims(block) +
                        ", dynamic shared " + std::to_string(shared) + " B, device " + std::to_string(module_->ordinal) +
