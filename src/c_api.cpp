@@ -31,7 +31,7 @@ static_assert(int(ScaleMode::none) == SJ_SCALE_NONE && int(ScaleMode::scalar) ==
 // Bindings (python/sparsejit/_abi.py) lay these out by hand: pin the layout.
 static_assert(sizeof(void*) == 8, "the ABI assumes 64-bit pointers");
 static_assert(offsetof(sj_prefill_args, q_dtype) == 8 * 38 && sizeof(sj_prefill_args) == 8 * 38 + 16);
-static_assert(offsetof(sj_decode_args, q_dtype) == 8 * 36 && sizeof(sj_decode_args) == 8 * 36 + 32);
+static_assert(offsetof(sj_decode_args, q_dtype) == 8 * 36 && sizeof(sj_decode_args) == 8 * 36 + 48);
 static_assert(sizeof(sj_kernel_shape) == 48);
 
 thread_local std::string t_last_error;
@@ -227,6 +227,8 @@ sj_status sj_sparse_attn_decode(sj_runtime* runtime, const sj_decode_args* c, vo
     a.decode_query_len = c->decode_query_len;
     a.workspace = c->workspace;
     a.workspace_bytes = static_cast<std::size_t>(c->workspace_bytes);
+    a.query_start_loc = c->query_start_loc;
+    a.token_to_req_indices = c->token_to_req_indices;
     return from_call(runtime->rt->sparse_attn_decode(a, stream));
   });
 }

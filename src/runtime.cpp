@@ -372,6 +372,9 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   std::memset(&p, 0, sizeof p);
   pack_common(a, p);
   p.decode_query_len = a.decode_query_len;
+  p.query_start_loc = a.query_start_loc;
+  p.token_to_req = a.token_to_req_indices;
+  p.num_reqs = a.num_reqs;
   void* args[] = {&p};
   const auto& k = **attn;
   const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};

@@ -343,10 +343,24 @@ Result prefill(const PrefillArgs& a) {
 
 Result decode(const DecodeArgs& a) {
   const Common c = common_of(a);
-  require(a.decode_query_len >= 1 && a.total_q == a.num_reqs * a.decode_query_len, "total_q must be num_reqs * decode_query_len");
   const auto* seq_lens = static_cast<const std::int32_t*>(a.seq_lens);
   Result r = make_result(c);
   PageCache pages(c);
+  if (a.query_start_loc != nullptr) {  // ragged: query j of request r is row qsl[r] + j at seq_lens[r] - n_r + j
+    const auto* qsl = static_cast<const std::int32_t*>(a.query_start_loc);
+    const auto* t2r = static_cast<const std::int32_t*>(a.token_to_req_indices);
+    require(qsl[0] == 0 && qsl[a.num_reqs] == a.total_q, "query_start_loc must run from 0 to total_q");
+    for (std::int64_t req = 0; req < a.num_reqs; ++req) {
+      const std::int64_t n = qsl[req + 1] - qsl[req];
+      require(n >= 0, "query_start_loc must be non-decreasing");
+      for (std::int64_t j = 0; j < n; ++j) {
+        require(t2r[qsl[req] + j] == req, "token_to_req_indices must agree with query_start_loc");
+        attend(c, pages, qsl[req] + j, req, seq_lens[req] - n + j, std::numeric_limits<std::int64_t>::max(), r);
+      }
+    }
+    return r;
+  }
+  require(a.decode_query_len >= 1 && a.total_q == a.num_reqs * a.decode_query_len, "total_q must be num_reqs * decode_query_len");
   for (std::int64_t req = 0; req < a.num_reqs; ++req)
     for (std::int64_t j = 0; j < a.decode_query_len; ++j)
       attend(c, pages, req * a.decode_query_len + j, req, seq_lens[req] - a.decode_query_len + j, std::numeric_limits<std::int64_t>::max(), r);

@@ -365,6 +365,7 @@ struct CaseSpec {
   // decode
   std::vector<int> seq_lens;  // one per request; 0 = a padded request row
   std::int64_t dql = 1;
+  std::vector<int> ragged_qlens;  // decode: per-request query counts (query_start_loc / token_to_req_indices); empty: dql each
   enum class Chunks { any, one, many } chunks = Chunks::any;
 };
 
@@ -374,6 +375,7 @@ struct Problem {
   bool decode = false;
   std::int64_t total_q = 0, batch = 0, max_query_len = 0;
   std::vector<std::int32_t> seq_lens, prefix_lens, cu;
+  std::vector<std::int32_t> qsl, t2r;  // decode: query_start_loc / token_to_req_indices (used when the case is ragged)
   std::vector<std::uint16_t> q;
   std::int64_t q_stride[3] = {};
   std::vector<std::uint8_t> kv;
@@ -431,13 +433,19 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
   if (decode) {
     p.batch = static_cast<std::int64_t>(s.seq_lens.size());
     p.seq_lens.assign(s.seq_lens.begin(), s.seq_lens.end());
-    p.total_q = p.batch * s.dql;
-    for (std::int64_t r = 0; r < p.batch; ++r)
-      for (std::int64_t j = 0; j < s.dql; ++j) {
+    p.total_q = 0;
+    p.qsl.push_back(0);
+    for (std::int64_t r = 0; r < p.batch; ++r) {
+      const std::int64_t n = s.ragged_qlens.empty() ? s.dql : s.ragged_qlens[r];
+      p.total_q += n;
+      p.qsl.push_back(static_cast<std::int32_t>(p.total_q));
+      for (std::int64_t j = 0; j < n; ++j) {
+        p.t2r.push_back(static_cast<std::int32_t>(r));
         tok_req.push_back(r);
-        tok_pos.push_back(p.seq_lens[r] - s.dql + j);
+        tok_pos.push_back(p.seq_lens[r] - n + j);
         tok_limit.push_back(std::numeric_limits<std::int64_t>::max());
       }
+    }
   } else {
     p.batch = static_cast<std::int64_t>(s.q_lens.size());
     p.cu.push_back(0);
@@ -639,6 +647,7 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
 struct Pointers {
   const void *q, *kv, *topk, *bt, *cu, *seq, *prefix, *ks, *vs;
   void* out;
+  const void *qsl = nullptr, *t2r = nullptr;  // ragged decode
 };
 
 template <class A>
@@ -678,12 +687,13 @@ DecodeArgs decode_args(const CaseSpec& s, const Problem& p, const Pointers& ptr)
   fill_common(a, s, p, ptr);
   a.num_reqs = p.batch;
   a.decode_query_len = s.dql;
+  if (!s.ragged_qlens.empty()) a.query_start_loc = ptr.qsl, a.token_to_req_indices = ptr.t2r;
   return a;
 }
 
 Pointers host_pointers(const Problem& p) {
   return {p.q.data(),        p.kv.data(),      p.topk.data(),    p.bt.data(), p.cu.data(), p.seq_lens.data(), p.prefix_lens.data(),
-          p.k_scale.data(), p.v_scale.data(), nullptr};
+          p.k_scale.data(), p.v_scale.data(), nullptr,       p.qsl.data(),     p.t2r.data()};
 }
 
 // ============================================================== cases
@@ -807,6 +817,11 @@ std::vector<CaseSpec> decode_cases() {
   // 40 x 2 (query, kv head) pairs: 2 chunks, which sm_90 merges inside a cluster (one launch).
   c.name = "G8_D128_k16_bf16_bf16_A_q1_twochunks_cluster", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.dql = 1;
   c.seq_lens = random_seq_lens(5, 40, 0, 3000), c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
+  add(c);
+  c = {};
+  // Ragged decode (vLLM's query_start_loc / token_to_req_indices): 1-4 queries per request, a padded row.
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_A_ragged", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.seq_lens = {3000, 0, 130, 2049, 7}, c.ragged_qlens = {3, 1, 4, 1, 2};
   add(c);
   return v;
 }
@@ -948,7 +963,7 @@ void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, con
 }
 
 struct DeviceProblem {
-  DeviceBuffer q, kv, topk, bt, cu, seq, prefix, ks, vs, out;
+  DeviceBuffer q, kv, topk, bt, cu, seq, prefix, ks, vs, out, qsl, t2r;
 };
 
 // Uploads everything and poisons the output with 0xFF bytes (NaN in bf16 and fp16).
@@ -959,6 +974,10 @@ std::string upload(const Problem& p, DeviceProblem& d) {
   if (e = gputest::upload_vector(d.topk, p.topk); !e.empty()) return "topk: " + e;
   if (e = gputest::upload_vector(d.bt, p.bt); !e.empty()) return "block_table: " + e;
   if (e = gputest::upload_vector(d.seq, p.seq_lens); !e.empty()) return "seq_lens: " + e;
+  if (p.decode) {
+    if (e = gputest::upload_vector(d.qsl, p.qsl); !e.empty()) return "query_start_loc: " + e;
+    if (e = gputest::upload_vector(d.t2r, p.t2r); !e.empty()) return "token_to_req_indices: " + e;
+  }
   if (!p.decode) {
     if (e = gputest::upload_vector(d.cu, p.cu); !e.empty()) return "cu_seqlens_q: " + e;
     if (e = gputest::upload_vector(d.prefix, p.prefix_lens); !e.empty()) return "prefix_lens: " + e;
@@ -973,7 +992,8 @@ std::string upload(const Problem& p, DeviceProblem& d) {
 }
 
 Pointers device_pointers(const DeviceProblem& d) {
-  return {d.q.get(), d.kv.get(), d.topk.get(), d.bt.get(), d.cu.get(), d.seq.get(), d.prefix.get(), d.ks.get(), d.vs.get(), d.out.get()};
+  return {d.q.get(), d.kv.get(), d.topk.get(), d.bt.get(), d.cu.get(), d.seq.get(), d.prefix.get(), d.ks.get(), d.vs.get(), d.out.get(),
+          d.qsl.get(), d.t2r.get()};
 }
 
 class GpuAttention : public ::testing::TestWithParam<CaseSpec> {
@@ -1036,8 +1056,8 @@ TEST_P(GpuDecode, MatchesReference) {
   // Padded request rows (seq_len 0): exactly zero (covered by the empty-row check; asserted here by name).
   for (std::int64_t req = 0; req < p.batch; ++req)
     if (p.seq_lens[req] == 0)
-      for (std::int64_t j = 0; j < s.dql; ++j)
-        for (std::int64_t h = 0; h < s.H; ++h) ASSERT_EQ(r.visible(req * s.dql + j, h), 0);
+      for (std::int64_t t = p.qsl[req]; t < p.qsl[req + 1]; ++t)
+        for (std::int64_t h = 0; h < s.H; ++h) ASSERT_EQ(r.visible(t, h), 0);
 }
 
 std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) { return info.param.name; }

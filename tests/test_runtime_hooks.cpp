@@ -188,6 +188,26 @@ TEST(RuntimeHooks, InMemoryHitNeverRebuildsAndValidationStillNamesTheArgument) {
   EXPECT_NE(st.message.find("topk_idx"), std::string::npos) << st.message;
 }
 
+TEST(RuntimeHooks, RaggedDecodeNeedsBothArraysAndDropsTheUniformTotal) {
+  Fixture f;
+  ASSERT_TRUE(f.rt);
+  DecodeArgs a = decode(*f.rt, 3);
+  a.query_start_loc = fake_ptr(16);  // without token_to_req_indices
+  CallStatus st = f.rt->sparse_attn_decode(a, nullptr);
+  ASSERT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("query_start_loc/token_to_req_indices"), std::string::npos) << st.message;
+  // Both: total_q is whatever query_start_loc says (here 7 rows for 3 requests), not num_reqs * decode_query_len.
+  a.token_to_req_indices = fake_ptr(17);
+  a.total_q = 7;
+  a.workspace_bytes = f.rt->decode_workspace_bytes(7, H, KVH, D, TOPK);
+  st = f.rt->sparse_attn_decode(a, nullptr);
+  EXPECT_TRUE(st.ok) << st.message;
+  a.num_reqs = 0;
+  st = f.rt->sparse_attn_decode(a, nullptr);
+  ASSERT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("num_reqs"), std::string::npos) << st.message;
+}
+
 TEST(RuntimeHooks, WarmRejectsBadShapes) {
   Fixture f;
   ASSERT_TRUE(f.rt);

@@ -103,7 +103,7 @@ typedef struct sj_prefill_args {
   float sm_scale;
 } sj_prefill_args;
 
-/* Field layout mirrors sparsejit::DecodeArgs. total_q = num_reqs * decode_query_len. */
+/* Field layout mirrors sparsejit::DecodeArgs. total_q = num_reqs * decode_query_len (uniform) or query_start_loc[num_reqs] (ragged). */
 typedef struct sj_decode_args {
   const void* q;
   int64_t q_stride[3];
@@ -131,6 +131,10 @@ typedef struct sj_decode_args {
   /* Split-K scratch, caller-owned (16-byte aligned), at least sj_decode_workspace_bytes(). */
   void* workspace;
   uint64_t workspace_bytes;
+  /* Ragged decode, both or neither (NULL): int32 [num_reqs + 1] query starts and int32
+   * [total_q] request per query row; query j of request r sits at seq_lens[r] - n_r + j. */
+  const void* query_start_loc;
+  const void* token_to_req_indices;
 } sj_decode_args;
 
 /* The shapes that select a call's kernels (what sj_warm_* builds ahead of time). */

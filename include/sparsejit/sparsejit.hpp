@@ -81,6 +81,12 @@ struct DecodeArgs {
   // Split-K scratch (partial outputs and LSEs), caller-owned so nothing allocates inside a captured region.
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
+  // Ragged decode (vLLM's query_start_loc / token_to_req_indices), both or neither: int32
+  // [num_reqs + 1] cumulative query starts and int32 [total_q] request of each query row.
+  // Query j of request r (row query_start_loc[r] + j) sits at seq_lens[r] - n_r + j with
+  // n_r = query_start_loc[r + 1] - query_start_loc[r]; decode_query_len is then unused.
+  const void* query_start_loc = nullptr;
+  const void* token_to_req_indices = nullptr;
 };
 
 // The shapes that select a call's kernels: what warm_prefill/warm_decode build

@@ -45,9 +45,10 @@ SCALE_NONE, SCALE_SCALAR, SCALE_PER_TOKEN_HEAD = 0, 1, 2
 
 # Field order of sj_prefill_args / sj_decode_args: pointers as uint64, strides
 # and shapes int64, then three int32 codes and the float scale (and for decode
-# the workspace pointer and size). Natural alignment everywhere, so '@' == C.
+# the workspace pointer and size, then the two ragged-decode pointers). Natural
+# alignment everywhere, so '@' == C.
 PREFILL_FORMAT = struct.Struct("@Q3qQ4qqqQ3qQqqQQQQQ2q2qQ3q7q3if")
-DECODE_FORMAT = struct.Struct("@Q3qQ4qqqQ3qQqqQQQ2q2qQ3q7q3ifQQ")
+DECODE_FORMAT = struct.Struct("@Q3qQ4qqqQ3qQqqQQQ2q2qQ3q7q3ifQQQQ")
 SHAPE_FORMAT = struct.Struct("@4q4i")
 
 # The fields of those formats by name, in C order (one name per packed value).
@@ -65,7 +66,7 @@ _SCALES_TO_END = (
 _CODES = ("q_dtype", "kv_dtype", "scale_mode", "sm_scale")
 PREFILL_FIELDS = _PREFILL_HEAD + ("cu_seqlens_q", "seq_lens", "prefix_lens") + _SCALES_TO_END + ("batch", "max_query_len") + _CODES
 DECODE_FIELDS = (
-    _PREFILL_HEAD + ("seq_lens",) + _SCALES_TO_END + ("num_reqs", "decode_query_len") + _CODES + ("workspace", "workspace_bytes")
+    _PREFILL_HEAD + ("seq_lens",) + _SCALES_TO_END + ("num_reqs", "decode_query_len") + _CODES + ("workspace", "workspace_bytes", "query_start_loc", "token_to_req_indices")
 )
 
 

@@ -213,7 +213,7 @@ def decode_plan(check, fields: tuple, checked: dict, runtime, device_index: int,
     """A plan from _validate.decode_fields' output (the workspace pointer is written per call)."""
     return Plan(
         check=check,
-        template=_template(_abi.DECODE_FORMAT, _DECODE_POINTER_FIELDS, (*fields, 0, workspace_bytes)),
+        template=_template(_abi.DECODE_FORMAT, _DECODE_POINTER_FIELDS, (*fields, 0, workspace_bytes, 0, 0)),
         runtime=runtime,
         device=checked["device"],
         device_index=device_index,

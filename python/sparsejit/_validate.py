@@ -218,13 +218,28 @@ def prefill_fields(q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_lens, p
     return fields, c
 
 
-def decode_fields(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale):
-    """Validated fields in sj_decode_args order, without the workspace (appended by the caller)."""
+def decode_fields(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale,
+                  query_start_loc=None, token_to_req_indices=None):
+    """Validated fields in sj_decode_args order, without the workspace and the ragged
+    pointers (appended by the caller: ``ragged_pointers``)."""
     fn = "minimax_m3_sparse_attn_decode"
     c = common(fn, q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, k_scale, v_scale)
     decode_query_len = _int(fn, "decode_query_len", decode_query_len, 1)
     num_reqs = seq_lens.shape[0]
-    if c["total_q"] != num_reqs * decode_query_len:
+    if (query_start_loc is None) != (token_to_req_indices is None):
+        missing = "token_to_req_indices" if token_to_req_indices is None else "query_start_loc"
+        raise ValueError(_err(fn, missing, "must be given with the other ragged-decode argument (query_start_loc and token_to_req_indices go together)"))
+    if query_start_loc is not None:
+        # Ragged: query j of request r is row query_start_loc[r] + j, at seq_lens[r] - n_r + j.
+        _tensor(fn, "query_start_loc", query_start_loc, 1, {"int32"}, c["device"])
+        _tensor(fn, "token_to_req_indices", token_to_req_indices, 1, {"int32"}, c["device"])
+        if query_start_loc.shape[0] != num_reqs + 1:
+            raise ValueError(_err(fn, "query_start_loc", f"must be [len(seq_lens) + 1] = [{num_reqs + 1}], got shape {tuple(query_start_loc.shape)}"))
+        _contiguous_1d(fn, "query_start_loc", query_start_loc, num_reqs + 1)
+        if token_to_req_indices.shape[0] != c["total_q"]:
+            raise ValueError(_err(fn, "token_to_req_indices", f"must be [total_q] = [{c['total_q']}] (q's rows), got shape {tuple(token_to_req_indices.shape)}"))
+        _contiguous_1d(fn, "token_to_req_indices", token_to_req_indices, c["total_q"])
+    elif c["total_q"] != num_reqs * decode_query_len:
         raise ValueError(
             _err(fn, "q", f"must have total_q = len(seq_lens) * decode_query_len = {num_reqs} * {decode_query_len} rows, got {c['total_q']}")
         )

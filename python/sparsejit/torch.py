@@ -14,6 +14,8 @@ call is a dict lookup, one guard check of the tensors and a few stores.
 
 from __future__ import annotations
 
+import ctypes
+
 from . import _abi, _plan, _validate
 from ._runtime import runtime_for_device
 
@@ -141,6 +143,25 @@ def _build_decode(key, q, kv_cache, topk_idx, block_table, seq_lens, num_kv_head
     return plan
 
 
+def _ragged_decode(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale,
+                   query_start_loc, token_to_req_indices):
+    """Ragged decode: the full checks, then one packed call (never cached)."""
+    fields, c = _validate.decode_fields(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len,
+                                        k_scale, v_scale, query_start_loc, token_to_req_indices)  # fmt: skip
+    if c["total_q"] == 0:
+        return
+    index = _device_index(c["device"])
+    rt = runtime_for_device(index)
+    nbytes = rt.decode_workspace_bytes(c["total_q"], c["num_heads"], c["num_kv_heads"], c["head_dim"], c["topk"])
+    workspace = _alloc_workspace(nbytes, c["device"]) if nbytes else None
+    buf = ctypes.create_string_buffer(_abi.DECODE_FORMAT.size)
+    _abi.DECODE_FORMAT.pack_into(buf, 0, *fields, workspace.data_ptr() if workspace is not None else 0, nbytes,
+                                 query_start_loc.data_ptr(), token_to_req_indices.data_ptr())  # fmt: skip
+    st = rt.lib.decode(rt.handle, ctypes.addressof(buf), _raw_stream(index))
+    if st:
+        rt.lib.raise_for(st, "minimax_m3_sparse_attn_decode")
+
+
 _MAX_QUERY_LEN = _abi.PREFILL_FIELDS.index("max_query_len")
 _slots = _plan.slots
 P_Q, P_KV, P_TOPK, P_BLOCK_TABLE, P_CU_SEQLENS, P_SEQ_LENS, P_PREFIX_LENS, P_K_SCALE, P_V_SCALE, P_OUTPUT = (
@@ -238,14 +259,18 @@ def minimax_m3_sparse_attn_decode(
     query_start_loc=None,
     token_to_req_indices=None,
 ) -> None:
-    """GQA block-sparse attention for uniform decode batches (split-K + merge, or one pass when one chunk covers the top-k).
+    """GQA block-sparse attention for decode batches (split-K + merge, or one pass).
 
-    ``query_start_loc`` / ``token_to_req_indices`` (vLLM's ragged decode) are
-    accepted for signature compatibility and must be None: ragged batches are
-    not supported yet.
+    Uniform: every request has ``decode_query_len`` query rows. Ragged (vLLM's
+    ``query_start_loc`` [num_reqs + 1] and ``token_to_req_indices`` [total_q], int32,
+    given together): query j of request r is row query_start_loc[r] + j at position
+    seq_lens[r] - n_r + j; ``decode_query_len`` is then unused. Ragged calls are
+    checked in full on every call (no cached plan).
     """
     if query_start_loc is not None or token_to_req_indices is not None:
-        raise NotImplementedError("minimax_m3_sparse_attn_decode: ragged decode (query_start_loc/token_to_req_indices) is not supported")
+        _ragged_decode(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale,
+                       query_start_loc, token_to_req_indices)  # fmt: skip
+        return
     try:  # _plan.decode_key, inline
         key = (q.shape, type(num_kv_heads), num_kv_heads, type(sm_scale), sm_scale, type(decode_query_len), decode_query_len,
                k_scale is None, v_scale is None)  # fmt: skip

@@ -50,7 +50,7 @@ def test_signatures_match_vllm():
 
 def test_struct_formats_match_the_c_header():
     assert _abi.PREFILL_FORMAT.size == 320
-    assert _abi.DECODE_FORMAT.size == 320
+    assert _abi.DECODE_FORMAT.size == 336  # + query_start_loc, token_to_req_indices
     assert _abi.SHAPE_FORMAT.size == 48
 
 
@@ -67,7 +67,7 @@ def test_valid_arguments_pack_in_c_order(layout):
         assert fields[5:11] == (2 * 128 * 1 * d, d, 1 * d, 1, 128 * 1 * d, 8)
     assert c["topk"] == 4 and c["scale_mode"] == _abi.SCALE_NONE
     dfields, _ = _validate.decode_fields(**decode_inputs(layout=layout), k_scale=None, v_scale=None)
-    _abi.DECODE_FORMAT.pack(*dfields, 0, 0)
+    _abi.DECODE_FORMAT.pack(*dfields, 0, 0, 0, 0)
 
 
 def expect(exc, match, fn, **kw):
@@ -114,8 +114,16 @@ def test_decode_validation_names_the_argument():
     expect(ValueError, r"total_q = len\(seq_lens\) \* decode_query_len = 4 \* 3", decode, **{**a, "decode_query_len": 3})
     expect(ValueError, r"argument decode_query_len must be >= 1", decode, **{**a, "decode_query_len": 0})
     expect(ValueError, r"argument block_table must have >= num_reqs=4 rows", decode, **{**a, "block_table": FakeTensor((3, 4), "int32")})
-    with pytest.raises(NotImplementedError, match="ragged"):
-        sjt.minimax_m3_sparse_attn_decode(**a, query_start_loc=FakeTensor((5,), "int32"), token_to_req_indices=FakeTensor((8,), "int32"))
+    # Ragged decode: the two arrays together, int32, [num_reqs + 1] and [total_q]; decode_query_len is then unused.
+    qsl, t2r = FakeTensor((5,), "int32"), FakeTensor((8,), "int32")
+    expect(ValueError, r"argument token_to_req_indices must be given with the other", decode, **a, query_start_loc=qsl)
+    expect(ValueError, r"argument query_start_loc must be given with the other", decode, **a, token_to_req_indices=t2r)
+    expect(TypeError, r"argument query_start_loc must have dtype int32, got int64", decode, **a, query_start_loc=FakeTensor((5,), "int64"), token_to_req_indices=t2r)
+    expect(ValueError, r"argument query_start_loc must be \[len\(seq_lens\) \+ 1\] = \[5\]", decode, **a, query_start_loc=FakeTensor((4,), "int32"), token_to_req_indices=t2r)
+    expect(ValueError, r"argument token_to_req_indices must be \[total_q\] = \[8\]", decode, **a, query_start_loc=qsl, token_to_req_indices=FakeTensor((7,), "int32"))
+    expect(ValueError, r"argument query_start_loc must be contiguous", decode, **a, query_start_loc=FakeTensor((5,), "int32", strides=(2,)), token_to_req_indices=t2r)
+    fields, c = _validate.decode_fields(**{**a, "decode_query_len": 3}, k_scale=None, v_scale=None, query_start_loc=qsl, token_to_req_indices=t2r)
+    assert c["total_q"] == 8  # 8 rows for 4 requests: fine when ragged, whatever decode_query_len says
 
 
 def test_fp8_scales_follow_vllm():
@@ -272,7 +280,7 @@ def uncached_struct(kind, kw, workspace=None):
         return _abi.PREFILL_FORMAT.pack(*fields)
     fields, _ = _decode_fields(**kw)
     ws = (workspace.data_ptr(), workspace.shape[0]) if workspace is not None else (0, 0)
-    return _abi.DECODE_FORMAT.pack(*fields, *ws)
+    return _abi.DECODE_FORMAT.pack(*fields, *ws, 0, 0)  # uniform: no ragged pointers
 
 
 def fp8_scales(kind, mode, kvh=1, pages=8):
@@ -544,7 +552,7 @@ def test_a_failed_launch_raises_on_a_hit_too(fake_runtime):
 
 def test_field_tables_match_the_formats():
     assert len(_abi.PREFILL_FIELDS) == len(_abi.PREFILL_OFFSETS) == 42
-    assert len(_abi.DECODE_FIELDS) == len(_abi.DECODE_OFFSETS) == 42
+    assert len(_abi.DECODE_FIELDS) == len(_abi.DECODE_OFFSETS) == 44
     assert _abi.PREFILL_OFFSETS["sm_scale"] == (316, "f") and _abi.DECODE_OFFSETS["workspace_bytes"] == (312, "Q")
     assert (_plan.D_WORKSPACE, _plan.P_OUTPUT, _plan.D_OUTPUT) == (38, 27, 25)
 

@@ -309,3 +309,20 @@ def test_two_devices_each_launch_on_their_own_device():
                                        torch.tensor(p["prefix_lens"], dtype=torch.int32, device=dev), 9, 1, sm, outp)  # fmt: skip
         torch.cuda.synchronize(dev)
         assert_close(outp, reference(p, *prefill_positions(p), sm), f"prefill on cuda:{d} with cuda:{other} current")
+
+
+@pytest.mark.parametrize("layout", [4, 5])
+def test_ragged_decode_matches_float64_reference(layout):
+    """vLLM's ragged decode: query_start_loc / token_to_req_indices, 1-4 queries per request."""
+    q_lens, seq_lens = [3, 1, 4, 2], [700, 129, 1500, 64]
+    c = make_case(31 + layout, batch=4, q_lens=q_lens, prefix_lens=[s - n for s, n in zip(seq_lens, q_lens)], heads=16, kvh=1, d=128,
+                  topk=4, kv_dtype=torch.bfloat16, scale_mode=None, layout=layout)  # fmt: skip
+    qsl = torch.tensor([0, 3, 4, 8, 10], dtype=torch.int32, device=DEV)
+    t2r = torch.tensor([r for r, n in enumerate(q_lens) for _ in range(n)], dtype=torch.int32, device=DEV)
+    dev = device_tensors(c)
+    out = torch.full_like(c["q"], float("nan"))
+    sm = 128**-0.5
+    sjt.minimax_m3_sparse_attn_decode(c["q"], c["kv"], dev["topk"], dev["bt"], dev["seq"], c["kvh"], sm, out, 1,
+                                      query_start_loc=qsl, token_to_req_indices=t2r)  # fmt: skip
+    torch.cuda.synchronize()
+    assert_close(out, reference(c, *prefill_positions(c), sm), f"ragged decode layout {layout}")

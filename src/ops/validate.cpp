@@ -69,13 +69,20 @@ Status validate_decode(const DecodeArgs& a, std::size_t workspace_needed) {
   if (auto st = common(a); !st) return st;
   SJ_REQUIRE(a.decode_query_len >= 1, "decode_query_len", "must be >= 1, got " + std::to_string(a.decode_query_len));
   SJ_REQUIRE(a.num_reqs >= 0, "num_reqs", "must be >= 0, got " + std::to_string(a.num_reqs));
-  // Checked multiply: a huge num_reqs must be an error, not signed-overflow UB that wraps to a "valid" total.
-  std::int64_t expected_q = 0;
-  const bool overflows = __builtin_mul_overflow(a.num_reqs, a.decode_query_len, &expected_q);
-  SJ_REQUIRE(!overflows && a.total_q == expected_q, "total_q",
-             "must equal num_reqs * decode_query_len = " +
-                 (overflows ? std::string("(overflows int64)") : std::to_string(expected_q)) + ", got " +
-                 std::to_string(a.total_q));
+  SJ_REQUIRE((a.query_start_loc == nullptr) == (a.token_to_req_indices == nullptr), "query_start_loc/token_to_req_indices",
+             "must be given together (ragged decode) or both be null (uniform decode_query_len)");
+  if (a.query_start_loc != nullptr) {
+    // Ragged: total_q is query_start_loc[num_reqs], on the device; rows map to requests through token_to_req_indices.
+    SJ_REQUIRE(a.num_reqs >= 1 || a.total_q == 0, "num_reqs", "must be >= 1 for a ragged decode with queries, got " + std::to_string(a.num_reqs));
+  } else {
+    // Checked multiply: a huge num_reqs must be an error, not signed-overflow UB that wraps to a "valid" total.
+    std::int64_t expected_q = 0;
+    const bool overflows = __builtin_mul_overflow(a.num_reqs, a.decode_query_len, &expected_q);
+    SJ_REQUIRE(!overflows && a.total_q == expected_q, "total_q",
+               "must equal num_reqs * decode_query_len = " +
+                   (overflows ? std::string("(overflows int64)") : std::to_string(expected_q)) + ", got " +
+                   std::to_string(a.total_q));
+  }
   SJ_REQUIRE(a.num_heads <= 65535 && a.num_kv_heads <= 65535, "num_heads", "must be <= 65535 (grid y)");
   SJ_REQUIRE(a.workspace_bytes >= workspace_needed && (workspace_needed == 0 || a.workspace != nullptr), "workspace",
              "needs " + std::to_string(workspace_needed) + " bytes (decode_workspace_bytes), got " + std::to_string(a.workspace_bytes) +

@@ -77,6 +77,8 @@ struct SjAttnParams {
   const void* seq_lens;      // int32 [batch]
   const void* prefix_lens;   // int32 [batch] (prefill)
   const void* cu_seqlens_q;  // int32 [batch + 1] (prefill)
+  const void* query_start_loc;  // int32 [num_reqs + 1] (ragged decode; null: uniform decode_query_len)
+  const void* token_to_req;     // int32 [total_q] (ragged decode)
   const void* k_scale;       // float: scalar, or [num_kv_heads, tokens] per token/head
   const void* v_scale;
   void* out;                 // prefill: output [total_q, num_heads, head_dim]; decode: float partials
@@ -91,6 +93,7 @@ struct SjAttnParams {
   long long vs_stride[2];    // v_scale kv head, token
   long long total_q;
   long long decode_query_len;
+  long long num_reqs;        // decode: rows of seq_lens / block_table (bounds for token_to_req)
   long long num_heads;
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)

@@ -77,6 +77,8 @@ struct SjAttnParams {
   const void* seq_lens;      // int32 [batch]
   const void* prefix_lens;   // int32 [batch] (prefill)
   const void* cu_seqlens_q;  // int32 [batch + 1] (prefill)
+  const void* query_start_loc;  // int32 [num_reqs + 1] (ragged decode; null: uniform decode_query_len)
+  const void* token_to_req;     // int32 [total_q] (ragged decode)
   const void* k_scale;       // float: scalar, or [num_kv_heads, tokens] per token/head
   const void* v_scale;
   void* out;                 // prefill: output [total_q, num_heads, head_dim]; decode: float partials
@@ -91,6 +93,7 @@ struct SjAttnParams {
   long long vs_stride[2];    // v_scale kv head, token
   long long total_q;
   long long decode_query_len;
+  long long num_reqs;        // decode: rows of seq_lens / block_table (bounds for token_to_req)
   long long num_heads;
   long long max_blocks;      // block_table row length (bounds for logical block ids)
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
@@ -497,9 +500,19 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(64, 2) sparsejit_prefill(SjAttnParams p) {
 #if 0
   // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
   const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
-  const long long req = token / p.decode_query_len;
-  const long long seq_len = ((const int*)p.seq_lens)[req];
-  const long long pos = seq_len - p.decode_query_len + (token - req * p.decode_query_len);
+  long long req, pos;
+  if (p.query_start_loc) {  // ragged: row token is query token - start of its request
+    req = ((const int*)p.token_to_req)[token];
+    if (req >= 0 && req < p.num_reqs) {
+      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
+      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
+    } else {
+      req = 0, pos = -1;  // a row of no request: sees nothing (zeros), reads nothing out of range
+    }
+  } else {
+    req = token / p.decode_query_len;
+    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+  }
   const int t_begin = (int)chunk * kChunkSize;
   const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);
