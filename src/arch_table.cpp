@@ -30,6 +30,14 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.q_row_groups = o.value("q_row_groups", 1);
     t.union_entries = o.value("union_entries", 256);
     t.max_cluster = o.value("max_cluster", 1);
+    if (o.contains("large_batch")) {
+      const auto& l = o.at("large_batch");
+      t.large_min_workgroups = l.at("min_workgroups").get<int>();
+      t.large_launch = t.launch;
+      t.large_launch.threads = l.value("threads", t.launch.threads);
+      t.large_launch.stages = l.value("stages", t.launch.stages);
+      t.large_sub_k = l.value("sub_k", t.sub_k);
+    }
   } catch (const std::exception& e) {
     return make_error("arch", path + ": ops." + name + ": " + e.what());
   }

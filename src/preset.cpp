@@ -78,11 +78,8 @@ Result<std::vector<KernelConfig>> expand_preset(const Preset& p, const std::stri
       // Exactly the split-K chunk counts the runtime can pick for these shapes (decode_chunks
       // is non-increasing in total_q and reaches its floor by total_q = target_grid), and the
       // merge kernel only where decode needs one.
-      std::set<int> chunk_counts;
-      for (std::int64_t t = 1; t <= std::max(1, arch->decode.target_grid) + 1; ++t)
-        chunk_counts.insert(decode_chunks(*arch, t, s.num_kv_heads, s.topk));
-      for (int chunks : chunk_counts) {
-        if (auto st = add(decode_config(*arch, s, chunks)); !st) return st.error();
+      for (const auto& [chunks, large] : decode_variants(*arch, s.num_kv_heads, s.topk)) {
+        if (auto st = add(decode_config(*arch, s, chunks, large)); !st) return st.error();
         if (decode_uses_merge_kernel(*arch, chunks))
           if (auto st = add(merge_config(*arch, p.head_dim, v.q_dtype, chunks)); !st) return st.error();
       }

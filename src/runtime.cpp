@@ -37,10 +37,12 @@ struct HotKey {
 struct HotKeyHash {
   std::size_t operator()(const HotKey& k) const { return std::hash<std::uint64_t>()(k.a * 0x9e3779b97f4a7c15ull ^ k.b); }
 };
-HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t group, int chunks, DType q, DType kv, ScaleMode sm) {
+HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t group, int chunks, DType q, DType kv, ScaleMode sm,
+               bool large_batch = false) {
   HotKey k;
   k.a = (std::uint64_t(op) << 56) | (std::uint64_t(head_dim) << 40) | (std::uint64_t(topk) << 16) | std::uint64_t(group);
-  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) | std::uint64_t(sm);
+  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(large_batch) << 24) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) |
+        std::uint64_t(sm);
   return k;
 }
 
@@ -180,8 +182,8 @@ struct Runtime::Impl {
     return s;
   }
 
-  HotKey decode_key(const KernelShape& s, int chunks) const {
-    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode);
+  HotKey decode_key(const KernelShape& s, int chunks, bool large_batch) const {
+    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode, large_batch);
   }
   HotKey merge_key(const KernelShape& s, int chunks) const {
     return hot_key(Op::merge, s.head_dim, 0, 0, chunks, s.q_dtype, s.q_dtype, ScaleMode::none);
@@ -286,23 +288,19 @@ CallStatus Runtime::warm_prefill(const KernelShape& sh) {
 
 CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
   if (auto st = check_warm_shape("warm_decode", sh); !st) return to_call_status(st.error());
-  // The chunk counts decode can pick: decode_chunks is non-increasing in total_q
-  // and reaches its floor (1) by total_q = target_grid.
-  std::vector<int> chunk_counts;
+  // The (chunks, large batch) pairs decode can pick: for this total_q, or for any.
+  std::vector<std::pair<int, bool>> variants;
   if (total_q > 0) {
-    chunk_counts.push_back(decode_num_chunks(total_q, sh.num_kv_heads, sh.topk));
+    const int chunks = decode_num_chunks(total_q, sh.num_kv_heads, sh.topk);
+    variants.emplace_back(chunks, decode_large_batch(impl_->arch, total_q, sh.num_kv_heads, chunks));
   } else {
-    const std::int64_t last = std::max<std::int64_t>(1, impl_->arch.decode.target_grid) + 1;
-    for (std::int64_t t = 1; t <= last; ++t) {
-      const int c = decode_num_chunks(t, sh.num_kv_heads, sh.topk);
-      if (chunk_counts.empty() || chunk_counts.back() != c) chunk_counts.push_back(c);
-    }
+    variants = decode_variants(impl_->arch, sh.num_kv_heads, sh.topk);
   }
   const AttnShape as = impl_->attn_shape(sh);
-  for (int chunks : chunk_counts) {
-    const KernelConfig attn = decode_config(impl_->arch, as, chunks);
+  for (const auto& [chunks, large] : variants) {
+    const KernelConfig attn = decode_config(impl_->arch, as, chunks, large);
     if (auto st = attn.validate(); !st) return to_call_status(st.error());
-    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks), [&] { return attn; }, nullptr, false);
+    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks, large), [&] { return attn; }, nullptr, false);
     if (!a) return to_call_status(a.error());
     if (!decode_uses_merge_kernel(impl_->arch, chunks)) continue;  // the attention kernel writes the output itself
     const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
@@ -359,12 +357,13 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   if (auto st = validate_decode(a, need); !st) return to_call_status(st.error());
   if (a.total_q == 0) return {};
   const int chunks = decode_num_chunks(a.total_q, a.num_kv_heads, a.topk);
+  const bool large = decode_large_batch(impl_->arch, a.total_q, a.num_kv_heads, chunks);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
   auto attn = impl_->kernel_for(
-      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode),
+      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, large),
       [&] {
         return decode_config(impl_->arch, impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode),
-                             chunks);
+                             chunks, large);
       },
       stream, /*check_capture=*/true);
   if (!attn) return to_call_status(attn.error());

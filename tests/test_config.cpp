@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -164,9 +166,10 @@ TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {
     ASSERT_TRUE(cs.ok()) << cs.error().describe();
     // 2 distinct GQA groups (16, 8) x 2 variants: 4 prefill + the decodes of every chunk count the
     // runtime can pick (1..16: 20) + a merge (bf16 q) for each count that needs one: sm_90 merges
-    // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up.
+    // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up. sm_90
+    // also has a large-batch decode (1 chunk, >= 400 workgroups): 4 more.
     const bool nvidia = std::string(arch).starts_with("sm_");
-    EXPECT_EQ(cs->size(), nvidia ? 27u : 28u) << arch;
+    EXPECT_EQ(cs->size(), nvidia ? 31u : 28u) << arch;
     for (const auto& c : *cs) {
       EXPECT_TRUE(c.validate().ok());
       if (c.op == Op::merge) EXPECT_GT(c.num_topk_chunks, 1) << "a one-chunk decode writes its output itself";
@@ -204,6 +207,16 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_NE(c.validate().error().message.find("template"), std::string::npos);
 
   EXPECT_EQ(decode_config(*sm90, s, 2).launch.cluster, 2);
+  // Large batches (>= 400 workgroups on sm_90) take the table's large-batch launch.
+  EXPECT_FALSE(decode_large_batch(*sm90, 64, 4, 1));
+  EXPECT_TRUE(decode_large_batch(*sm90, 128, 4, 1));
+  const KernelConfig big = decode_config(*sm90, s, 1, true);
+  EXPECT_EQ(big.launch.threads, 256);
+  EXPECT_EQ(big.sub_k, 128);
+  EXPECT_TRUE(big.validate().ok()) << big.validate().error().describe();
+  const auto variants = decode_variants(*sm90, 4, 16);
+  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{1, true}), variants.end());
+  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{8, false}), variants.end());
   EXPECT_EQ(decode_config(*sm90, s, 8).launch.cluster, 1) << "8 chunks: the merge kernel (faster on the H100)";
 
   // A config written before template/q_tile existed still reads, as the generic kernel.

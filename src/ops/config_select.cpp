@@ -67,8 +67,31 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
   return c;
 }
 
-KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks) {
+bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks) {
+  const std::int64_t min = arch.decode.large_min_workgroups;
+  return min > 0 && total_q * std::max<std::int64_t>(1, num_kv_heads) * num_chunks >= min;
+}
+
+std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
+  // decode_chunks is non-increasing in total_q and constant from total_q = target_grid on; the large-batch
+  // switch is monotone in total_q x chunks: every pair shows up by the larger of the two thresholds.
+  const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
+  const std::int64_t last = std::max<std::int64_t>(std::max(1, arch.decode.target_grid), (arch.decode.large_min_workgroups + kvh - 1) / kvh) + 1;
+  std::vector<std::pair<int, bool>> out;
+  for (std::int64_t t = 1; t <= last; ++t) {
+    const int chunks = decode_chunks(arch, t, kvh, topk);
+    const std::pair<int, bool> v{chunks, decode_large_batch(arch, t, kvh, chunks)};
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+  }
+  return out;
+}
+
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, bool large_batch) {
   KernelConfig c = attention_config(Op::decode, arch, s);
+  if (large_batch && arch.decode.large_min_workgroups > 0) {
+    c.launch = arch.decode.large_launch;
+    c.sub_k = arch.decode.large_sub_k;
+  }
   c.num_topk_chunks = num_chunks;
   if (c.templ == kTemplateAttentionNv && arch.decode.max_cluster > 1 && num_chunks > 1 && num_chunks <= arch.decode.max_cluster)
     c.launch.cluster = num_chunks;
