@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -582,6 +583,72 @@ TEST(KernelCache, EvictionKeepsTheMostRecentlyUsed) {
   EXPECT_EQ(tiny.status().entries, 0u);
 }
 
+// What a schema bump leaves (`v<N>` below ours, never read by this build)
+// counts toward the cap and is evicted in one LRU order with our entries, so
+// an abandoned tree goes oldest first; its emptied dirs go with it; a newer
+// schema's tree (a newer build sharing the dir) is neither counted nor touched;
+// clear() removes the older tree too.
+TEST(KernelCache, OlderSchemaTreeCountsTowardTheCapOldestFirst) {
+  TempDir t;
+  TempDir probe_dir;
+  FakeCompiler fc;
+  const std::string payload(4000, 'x');
+  std::uint64_t ours = 0;
+  {
+    KernelCache probe(settings_for(probe_dir.path));
+    ASSERT_TRUE(probe.get_or_build(key_for("schema size probe"), kSidecar, fc.fn(payload)).ok());
+    ours = probe.status().bytes;
+  }
+  const std::string older = t.sub("v" + std::to_string(kCacheSchemaVersion - 1));
+  const std::string newer = t.sub("v" + std::to_string(kCacheSchemaVersion + 1));
+  // Any file pair per key will do: an older layout is not ours to know.
+  constexpr std::uint64_t kOldEntry = 4000 + 96;
+  auto make_old = [&](int i, int hours_ago) {
+    const std::string stem = older + "/0" + std::to_string(i) + "/old" + std::to_string(i);
+    stdfs::create_directories(stdfs::path(stem).parent_path());
+    spit(stem + ".bin", std::string(4000, 'o'));
+    spit(stem + ".json", std::string(96, ' '));
+    const std::time_t when = std::time(nullptr) - 3600 * hours_ago;
+    struct timespec ts[2] = {{when, 0}, {when, 0}};
+    for (const char* ext : {".bin", ".json"}) EXPECT_EQ(::utimensat(AT_FDCWD, (stem + ext).c_str(), ts, 0), 0);
+    return stem;
+  };
+  const std::string old0 = make_old(0, 3), old1 = make_old(1, 2), old2 = make_old(2, 1);
+  stdfs::create_directories(newer + "/ab");
+  spit(newer + "/ab/newer.bin", std::string(4000, 'n'));
+  DiskStore store(t.path, true, false);
+  EXPECT_EQ(store.total_bytes(), 3 * kOldEntry);
+
+  auto s = settings_for(t.path);
+  s.max_bytes = 2 * ours + 2 * kOldEntry + kOldEntry / 2;  // ours two, and two old
+  KernelCache c(s);
+  auto k0 = key_for("schema 0"), k1 = key_for("schema 1");
+  ASSERT_TRUE(c.get_or_build(k0, kSidecar, fc.fn(payload)).ok());
+  EXPECT_TRUE(stdfs::exists(old0 + ".bin"));  // still under the cap
+  ASSERT_TRUE(c.get_or_build(k1, kSidecar, fc.fn(payload)).ok());
+  EXPECT_FALSE(stdfs::exists(old0 + ".bin"));
+  EXPECT_FALSE(stdfs::exists(old0 + ".json"));
+  EXPECT_FALSE(stdfs::exists(stdfs::path(old0).parent_path()));  // emptied dir removed
+  EXPECT_TRUE(stdfs::exists(old1 + ".bin"));
+  EXPECT_TRUE(stdfs::exists(old2 + ".bin"));
+  EXPECT_LE(store.total_bytes(), s.max_bytes);
+
+  // prune() goes through the rest of the old tree before any entry of ours.
+  EXPECT_EQ(c.prune(2 * ours + kOldEntry / 2), 2 * kOldEntry);
+  EXPECT_FALSE(stdfs::exists(older));
+  EXPECT_TRUE(stdfs::exists(store.entry_path(k0.hex)));
+  EXPECT_TRUE(stdfs::exists(store.entry_path(k1.hex)));
+  EXPECT_TRUE(stdfs::exists(newer + "/ab/newer.bin"));
+
+  make_old(3, 5);
+  spit(older + "/03/old3.lock", "");  // a dead holder's lock
+  ASSERT_TRUE(c.clear().ok());
+  EXPECT_FALSE(stdfs::exists(older));
+  EXPECT_EQ(c.status().entries, 0u);
+  EXPECT_TRUE(stdfs::exists(newer + "/ab/newer.bin"));
+  EXPECT_EQ(fc.calls, 3);
+}
+
 // ---- degradation ----
 
 TEST(KernelCache, UnwritableDirDegradesToMemoryOnly) {
@@ -889,6 +956,54 @@ TEST(KernelCache, StatusListClear) {
   auto r = c.get_or_build(key_for("sl0"), kSidecar, fc.fn("P"));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->origin, CacheOrigin::compiled);
+}
+
+// clear() removes each key under its lock, as writers hold it from their
+// sidecar to their entry: a writer caught in between (here: this test holding
+// the lock, which excludes clear() as another process would, flock locks
+// belonging to the open file) keeps its sidecar and its lock file, and its
+// entry is whole when it lands. A lock file nobody holds is cleaned.
+TEST(KernelCache, ClearLeavesAKeyBeingWrittenWhole) {
+  TempDir t;
+  FakeCompiler fc;
+  auto done = key_for("clear: done");
+  auto writing = key_for("clear: being written");
+  auto stale = key_for("clear: stale lock");
+  KernelCache c(settings_for(t.path));
+  ASSERT_TRUE(c.get_or_build(done, kSidecar, fc.fn("D")).ok());
+  DiskStore store(t.path, true, false);
+  ASSERT_TRUE(store.ensure_shard_dir(writing.hex).ok());
+  auto held = FileLock::acquire(store.lock_path(writing.hex));
+  ASSERT_TRUE(held.ok()) << held.error().message;
+  const nlohmann::json side = {{"key", writing.hex}};
+  ASSERT_TRUE(fs::write_file_atomic(store.sidecar_path(writing.hex), side.dump(), 0644).ok());
+  struct stat lock_before;
+  ASSERT_EQ(::stat(store.lock_path(writing.hex).c_str(), &lock_before), 0);
+  ASSERT_TRUE(store.ensure_shard_dir(stale.hex).ok());
+  spit(store.lock_path(stale.hex), "");  // left by a killed holder
+
+  ASSERT_TRUE(c.clear().ok());
+  EXPECT_FALSE(stdfs::exists(store.entry_path(done.hex)));
+  EXPECT_FALSE(stdfs::exists(store.sidecar_path(done.hex)));
+  EXPECT_FALSE(stdfs::exists(store.lock_path(stale.hex)));
+  EXPECT_TRUE(stdfs::exists(store.sidecar_path(writing.hex))) << "clear removed the sidecar of an entry being written";
+  struct stat lock_after;
+  ASSERT_EQ(::stat(store.lock_path(writing.hex).c_str(), &lock_after), 0) << "clear removed a held lock file";
+  EXPECT_EQ(lock_after.st_ino, lock_before.st_ino);
+
+  // The writer commits its entry and releases: served from disk, not rebuilt.
+  ASSERT_TRUE(fs::write_file_atomic(store.entry_path(writing.hex),
+                                    cache_format::encode_entry(writing.hex, bytes_of("W")), 0644)
+                  .ok());
+  held->release();
+  KernelCache fresh(settings_for(t.path));
+  auto r = fresh.get_or_build(writing, kSidecar, fc.fn("W"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->origin, CacheOrigin::user_dir);
+  EXPECT_EQ(r->object->binary, bytes_of("W"));
+  EXPECT_TRUE(fresh.verify(false).bad.empty());
+  EXPECT_EQ(fc.calls, 1);
+  EXPECT_EQ(count_suffix(t.path, ".lock"), 0);
 }
 
 TEST(KernelCache, ExportImportRoundTrip) {

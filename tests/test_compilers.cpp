@@ -62,6 +62,18 @@ struct TempDir {
   }
 };
 
+// A failed compile always dumps its source (SPARSEJIT_DUMP_DIR, else $TMPDIR
+// or /tmp): a test that may fail one points the dump at a directory it owns,
+// so a test run leaves nothing behind.
+struct OwnedDumpDir {
+  TempDir dir;
+  ScopedKnob knob{"SPARSEJIT_DUMP_DIR", dir.path};
+  // The source of a failed compile was dumped here (and nowhere else).
+  bool holds(const std::string& source_path) const {
+    return !dir.path.empty() && source_path.rfind(dir.path + "/", 0) == 0 && file_exists(source_path);
+  }
+};
+
 // Minimal inner compiler for the helper-process tests: only its name travels to the helper.
 class NamedFake final : public Compiler {
  public:
@@ -94,6 +106,7 @@ CompileRequest request(const std::string& source, const std::string& target, con
 // ---------------------------------------------------------------- NVRTC
 
 TEST(Nvrtc, CompilesSm90Cubin) {
+  OwnedDumpDir dump;
   auto nvrtc = make_nvrtc_compiler();
   if (!nvrtc->available()) GTEST_SKIP() << "NVRTC not available: " << nvrtc->unavailable_reason();
   EXPECT_NE(nvrtc->version().find("nvrtc "), std::string::npos) << nvrtc->version();
@@ -110,8 +123,7 @@ TEST(Nvrtc, CompilesSm90Cubin) {
 TEST(Nvrtc, CompileErrorCarriesLogAndDumpedSource) {
   auto nvrtc = make_nvrtc_compiler();
   if (!nvrtc->available()) GTEST_SKIP() << "NVRTC not available: " << nvrtc->unavailable_reason();
-  TempDir dump;
-  ScopedKnob k("SPARSEJIT_DUMP_DIR", dump.path);
+  OwnedDumpDir dump;
   const std::string bad = "extern \"C\" __global__ void broken(float* x) {\n  x[0] = 1.f;\n  x[1] = undefined_thing;\n}\n";
   auto r = nvrtc->compile(request(bad, "sm_90", "broken_kernel"));
   ASSERT_FALSE(r.ok());
@@ -120,14 +132,14 @@ TEST(Nvrtc, CompileErrorCarriesLogAndDumpedSource) {
   EXPECT_EQ(e.target, "sm_90");
   EXPECT_NE(e.log.find("undefined_thing"), std::string::npos) << e.log;
   EXPECT_NE(e.log.find("(3)"), std::string::npos) << "log should name line 3: " << e.log;
-  ASSERT_TRUE(file_exists(e.source_path)) << e.source_path;
-  EXPECT_EQ(e.source_path.rfind(dump.path, 0), 0u);
+  EXPECT_TRUE(dump.holds(e.source_path)) << e.source_path;
   EXPECT_FALSE(e.options.empty());
 }
 
 // ---------------------------------------------------------------- HIPRTC
 
 TEST(Hiprtc, Gfx90aThroughHelperProcess) {
+  OwnedDumpDir dump;
   auto hiprtc = std::shared_ptr<const Compiler>(make_hiprtc_compiler());
   if (!hiprtc->available()) GTEST_SKIP() << "HIPRTC not available: " << hiprtc->unavailable_reason();
   ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
@@ -145,6 +157,7 @@ TEST(Hiprtc, Gfx90aThroughHelperProcess) {
 }
 
 TEST(Hiprtc, Gfx942NeverCrashesTheProcess) {
+  OwnedDumpDir dump;
   auto hiprtc = std::shared_ptr<const Compiler>(make_hiprtc_compiler());
   if (!hiprtc->available()) GTEST_SKIP() << "HIPRTC not available: " << hiprtc->unavailable_reason();
   ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
@@ -157,6 +170,8 @@ TEST(Hiprtc, Gfx942NeverCrashesTheProcess) {
     EXPECT_FALSE(in_process.ok());
     EXPECT_FALSE(isolated.ok());
     EXPECT_NE(isolated.error().message.find(s.reason), std::string::npos) << isolated.error().describe();
+    EXPECT_TRUE(dump.holds(in_process.error().source_path)) << in_process.error().source_path;
+    EXPECT_TRUE(dump.holds(isolated.error().source_path)) << isolated.error().source_path;
   }
   EXPECT_FALSE(hiprtc->supports("sm_90").ok);
   EXPECT_FALSE(hiprtc->supports("gfx942:bogus+").ok);
@@ -165,6 +180,7 @@ TEST(Hiprtc, Gfx942NeverCrashesTheProcess) {
 // The helper trusts its target, so forcing a target this HIPRTC aborts on shows
 // the containment with the real toolchain: an Error naming the signal, and we live.
 TEST(Hiprtc, HelperCrashOnUnsupportedTargetIsContained) {
+  OwnedDumpDir dump;
   auto hiprtc = std::shared_ptr<const Compiler>(make_hiprtc_compiler());
   if (!hiprtc->available()) GTEST_SKIP() << "HIPRTC not available: " << hiprtc->unavailable_reason();
   ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
@@ -173,6 +189,7 @@ TEST(Hiprtc, HelperCrashOnUnsupportedTargetIsContained) {
   auto r = make_subprocess_compiler(std::make_shared<NamedFake>("hiprtc"))->compile(request(kHipKernel, "gfx942"));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("helper crashed with SIG"), std::string::npos) << r.error().describe();
+  EXPECT_TRUE(dump.holds(r.error().source_path)) << r.error().source_path;
 }
 
 // ---------------------------------------------------------------- Clang plugin
@@ -187,6 +204,7 @@ std::unique_ptr<Compiler> clang_or_skip(std::string* why) {
 }
 
 TEST(Clang, BuildsGfx942Gfx950Gfx90aCodeObjects) {
+  OwnedDumpDir dump;
   if (std::strlen(SPARSEJIT_TEST_CLANG_PLUGIN) == 0) GTEST_SKIP() << "Clang plugin not built (LLVM 22 + lld not found)";
   ScopedKnob plugin("SPARSEJIT_CLANG_PLUGIN", SPARSEJIT_TEST_CLANG_PLUGIN);
   std::string why;
@@ -217,16 +235,16 @@ TEST(Clang, RejectsUnknownTargetsAndReportsDiagnostics) {
   EXPECT_FALSE(clang->supports("gfx9999").ok);
   EXPECT_FALSE(clang->supports("sm_90").ok);
   EXPECT_FALSE(clang->supports("gfx942:turbo+").ok);
-  TempDir dump;
-  ScopedKnob d("SPARSEJIT_DUMP_DIR", dump.path);
+  OwnedDumpDir dump;
   auto r = clang->compile(request("extern \"C\" __attribute__((global)) void k(float* x) {\n  x[0] = nope;\n}\n", "gfx942"));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().log.find("nope"), std::string::npos) << r.error().log;
   EXPECT_NE(r.error().log.find(":2:"), std::string::npos) << "log should name line 2: " << r.error().log;
-  EXPECT_TRUE(file_exists(r.error().source_path));
+  EXPECT_TRUE(dump.holds(r.error().source_path)) << r.error().source_path;
 }
 
 TEST(Clang, Gfx942ThroughHelperProcess) {
+  OwnedDumpDir dump;
   if (std::strlen(SPARSEJIT_TEST_CLANG_PLUGIN) == 0) GTEST_SKIP() << "Clang plugin not built (LLVM 22 + lld not found)";
   ScopedKnob plugin("SPARSEJIT_CLANG_PLUGIN", SPARSEJIT_TEST_CLANG_PLUGIN);
   ScopedKnob helper("SPARSEJIT_HELPER", SPARSEJIT_TEST_HELPER);
@@ -249,8 +267,7 @@ class SubprocessFaults : public ::testing::Test {
     return make_subprocess_compiler(std::make_shared<NamedFake>("fake"));
   }
   ScopedKnob helper_{"SPARSEJIT_HELPER", SPARSEJIT_FAKE_HELPER};
-  TempDir dump_;
-  ScopedKnob dump_knob_{"SPARSEJIT_DUMP_DIR", dump_.path};
+  OwnedDumpDir dump_;
 };
 
 TEST_F(SubprocessFaults, CrashBecomesErrorNamingTheSignal) {
@@ -259,7 +276,7 @@ TEST_F(SubprocessFaults, CrashBecomesErrorNamingTheSignal) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("helper crashed with SIGABRT"), std::string::npos) << r.error().describe();
   EXPECT_NE(r.error().log.find("munmap_chunk"), std::string::npos) << "stderr should be the log";
-  EXPECT_TRUE(file_exists(r.error().source_path));
+  EXPECT_TRUE(dump_.holds(r.error().source_path)) << r.error().source_path;
 }
 
 TEST_F(SubprocessFaults, HangIsKilledAfterTimeout) {
@@ -387,10 +404,9 @@ TEST(CompilerRegistry, ProcessIsolationRoutesThroughHelper) {
 }
 
 TEST(CompilerRegistry, DumpSourceWritesAFile) {
-  TempDir dump;
-  ScopedKnob k("SPARSEJIT_DUMP_DIR", dump.path);
+  OwnedDumpDir dump;
   std::string p = dump_source("int main;", "my kernel/1");
-  ASSERT_TRUE(file_exists(p)) << p;
+  ASSERT_TRUE(dump.holds(p)) << p;
   EXPECT_EQ(p.find("my kernel/1"), std::string::npos);  // sanitized
 }
 

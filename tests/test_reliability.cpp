@@ -450,6 +450,104 @@ TEST(ReliabilityCrash, KillNineWhileWritingNeverServesTornEntries) {
   ::munmap(shared, 4096);
 }
 
+// ------------------------------------------------------------------ clear racing writers
+
+// `cache clear` loops in this process while two others build the same keys
+// and a third reads them lock-free: clear removes each key under its lock, as
+// writers hold it from their sidecar to their entry, so nobody ever meets an
+// entry without its sidecar (a builder would call it bad, move it aside and
+// rebuild it) and every request gets its exact bytes.
+TEST(ReliabilityClear, ClearRacingWritersNeverLeavesHalfEntries) {
+  ScratchDir t("clear");
+  const std::string dir = t.sub("cache");
+  constexpr int kKeys = 8;
+  std::vector<CacheKey> keys;
+  std::vector<std::vector<std::uint8_t>> payloads;
+  for (int i = 0; i < kKeys; ++i) {
+    keys.push_back(fake_key("clear-" + std::to_string(i)));
+    payloads.push_back(payload_for("clear-" + std::to_string(i), 16 << 10));
+  }
+  const CacheSettings settings = settings_for(dir);
+  // Requests served, compiles, wrong bytes served, half entries the reader met.
+  auto* shared = static_cast<std::atomic<long>*>(
+      ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(shared, MAP_FAILED);
+  for (int i = 0; i < 4; ++i) new (&shared[i]) std::atomic<long>(0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2000 * soak_factor());
+  auto running = [&deadline] { return std::chrono::steady_clock::now() < deadline; };
+
+  KernelCache clearer(settings);  // creates the dir before anyone starts
+  auto spawn = [](const std::string& log, const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) ::dup2(fd, 2);
+      ::alarm(60);
+      int rc = body();
+      std::fflush(stderr);
+      ::_exit(rc);
+    }
+    return pid;
+  };
+  std::vector<std::string> logs;
+  std::vector<pid_t> kids;
+  for (int w = 0; w < 2; ++w) {
+    logs.push_back(t.sub("builder-" + std::to_string(w) + ".log"));
+    kids.push_back(spawn(logs.back(), [&, w] {
+      std::mt19937 r(static_cast<unsigned>(w) + 1);
+      while (running()) {
+        KernelCache c(settings);  // no memory tier: every request reads or builds on disk
+        const int i = static_cast<int>(r() % kKeys);
+        auto got = c.get_or_build(keys[i], kSidecar, [&]() -> Result<CodeObject> {
+          ++shared[1];
+          CodeObject co;
+          co.binary = payloads[i];
+          return co;
+        });
+        if (!got.ok()) return 4;
+        if (got->object->binary != payloads[i]) ++shared[2];
+        ++shared[0];
+      }
+      return 0;
+    }));
+    ASSERT_GT(kids.back(), 0);
+  }
+  kids.push_back(spawn(t.sub("reader.log"), [&] {
+    const DiskStore store(dir, /*writable=*/false, false);
+    while (running())
+      for (const auto& k : keys)
+        if (store.read(k.hex).found == DiskStore::Found::bad) ++shared[3];
+    return 0;
+  }));
+  ASSERT_GT(kids.back(), 0);
+  int clears = 0;
+  while (running()) {
+    auto st = clearer.clear();
+    EXPECT_TRUE(st.ok()) << st.error().message;
+    if (!st.ok()) break;
+    ++clears;
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+  int bad_logged = 0;
+  for (const auto& l : logs) bad_logged += testing_util::count_lines_with(testing_util::read_text(l), "bad entry");
+  EXPECT_EQ(shared[2].load(), 0) << "a request was served wrong bytes";
+  EXPECT_EQ(shared[3].load(), 0) << "the reader met entries without their sidecar";
+  EXPECT_EQ(bad_logged, 0) << "builders moved half-cleared entries aside";
+  EXPECT_GE(shared[1].load(), 20) << "too few writes to mean anything";
+  EXPECT_GE(clears, 20) << "too few clears to mean anything";
+  EXPECT_TRUE(clearer.verify(false).bad.empty());
+  EXPECT_EQ(count_orphan_sidecars(dir), 0);
+  EXPECT_EQ(count_suffix(dir, ".lock"), 0);
+  std::printf("[ figures ] clear racing writers: %d clears, %ld requests, %ld compiles, %ld half entries met, "
+              "%d bad-entry warnings\n",
+              clears, shared[0].load(), shared[1].load(), shared[3].load(), bad_logged);
+  ::munmap(shared, 4096);
+}
+
 // ------------------------------------------------------------------ corruption
 
 // Random damage to entries and sidecars (truncate, bit flip, append, empty,
@@ -832,6 +930,45 @@ TEST(ReliabilityUpgrade, OldCompilerEntriesAgeOutThroughTheCap) {
     EXPECT_FALSE(stdfs::exists(store.entry_path(fake_key("k" + std::to_string(i), "fake-1.0").hex))) << i;
     EXPECT_TRUE(stdfs::exists(store.entry_path(fake_key("k" + std::to_string(i), "fake-2.0").hex))) << i;
   }
+  EXPECT_LE(store.total_bytes(), settings.max_bytes);
+}
+
+// A schema bump leaves the previous tree (`v<N-1>`), which this build never
+// reads: it counts toward the cap and ages out through it, directories and
+// all, while the new tree stays.
+TEST(ReliabilityUpgrade, OlderSchemaTreeAgesOutThroughTheCap) {
+  ScratchDir t("schema");
+  constexpr int kKeys = 6;
+  constexpr std::size_t kBytes = 32 << 10;
+  std::atomic<int> calls{0};
+  auto settings = settings_for(t.path);
+  {
+    KernelCache c(settings);
+    for (int i = 0; i < kKeys; ++i)
+      ASSERT_TRUE(c.get_or_build(fake_key("k" + std::to_string(i)), kSidecar,
+                                 fake_compile(payload_for("old" + std::to_string(i), kBytes), &calls))
+                      .ok());
+  }
+  // What the previous build left: a tree like ours, under the previous schema's name.
+  const std::string previous = t.sub("v" + std::to_string(kCacheSchemaVersion - 1));
+  ASSERT_EQ(::rename(t.sub("v" + std::to_string(kCacheSchemaVersion)).c_str(), previous.c_str()), 0);
+  DiskStore store(t.path, true, false);
+  const std::uint64_t one_generation = store.total_bytes();
+  EXPECT_GT(one_generation, std::uint64_t(kKeys) * kBytes) << "the older tree is not counted";
+  EXPECT_TRUE(store.scan().empty());
+  std::this_thread::sleep_for(20ms);
+  settings.max_bytes = one_generation + one_generation / 12;  // room for one generation, not one more entry
+  KernelCache c(settings);
+  for (int i = 0; i < kKeys; ++i) {
+    auto r = c.get_or_build(fake_key("k" + std::to_string(i)), kSidecar,
+                            fake_compile(payload_for("new" + std::to_string(i), kBytes), &calls));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->origin, CacheOrigin::compiled) << "an entry of the older schema was reused";
+    EXPECT_EQ(r->object->binary, payload_for("new" + std::to_string(i), kBytes));
+  }
+  EXPECT_EQ(calls.load(), 2 * kKeys);
+  EXPECT_FALSE(stdfs::exists(previous)) << "the older tree was not evicted";
+  for (int i = 0; i < kKeys; ++i) EXPECT_TRUE(stdfs::exists(store.entry_path(fake_key("k" + std::to_string(i)).hex))) << i;
   EXPECT_LE(store.total_bytes(), settings.max_bytes);
 }
 

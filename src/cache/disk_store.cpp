@@ -4,13 +4,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "cache/entry_format.h"
 #include "cache/file_lock.h"
@@ -45,6 +48,14 @@ bool exists_nofollow(const std::string& p) {
   return ::lstat(p.c_str(), &st) == 0;
 }
 
+// Whether `p` still names the file `st` was taken of (a rename over it gives a
+// new inode and ctime, even where the inode number is reused).
+bool still_names(const std::string& p, const struct stat& st) {
+  struct stat now;
+  return ::lstat(p.c_str(), &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev &&
+         now.st_ctim.tv_sec == st.st_ctim.tv_sec && now.st_ctim.tv_nsec == st.st_ctim.tv_nsec;
+}
+
 // Removes temp files (write_file_atomic's) older than kStaleTempNs in `dir`:
 // those of writers killed mid-write, which no live writer owns any more.
 void sweep_stale_temps(const std::string& dir, std::int64_t now) {
@@ -54,6 +65,108 @@ void sweep_stale_temps(const std::string& dir, std::int64_t now) {
     struct stat st;
     if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && now - fs::mtime_ns(st) > kStaleTempNs) ::unlink(p.c_str());
   }
+}
+
+// One key's files in one directory (`<stem>.*`), guarded by `<stem>.lock`:
+// `<key>.bin` and `<key>.json` in our tree; whatever an older schema kept
+// under a stem in its.
+struct KeyFiles {
+  std::string dir;
+  std::string stem;
+  std::uint64_t bytes = 0;
+  std::int64_t mtime_ns = 0;  // the newest file's: the last use
+  std::string lock_path() const { return dir + "/" + stem + ".lock"; }
+};
+
+// Removes a key's files holding its lock, sidecars (.json) last. Writers hold
+// it from their sidecar to their entry, so no one sees an entry without its
+// sidecar or loses the sidecar it just wrote. The lock file goes with the
+// release; one held by someone else is never removed. nullopt: the lock is
+// held (the key is being written), nothing removed.
+std::optional<std::uint64_t> remove_key_files(const KeyFiles& k) {
+  bool busy = false;
+  auto lock = FileLock::try_acquire(k.lock_path(), &busy);
+  if (!lock && busy) return std::nullopt;
+  // No lock file can be made here (full or odd dir): then no writer holds one either.
+  // The files are listed under the lock: a writer may have committed more since the scan.
+  const std::string prefix = k.stem + ".";
+  std::vector<std::string> order;
+  for (const auto& n : fs::list_dir(k.dir))
+    if ((n == k.stem || fs::starts_with(n, prefix)) && n != prefix + "lock") order.push_back(n);
+  std::stable_partition(order.begin(), order.end(), [](const std::string& n) { return !fs::ends_with(n, ".json"); });
+  std::uint64_t freed = 0;
+  for (const auto& n : order) {
+    std::string p = k.dir + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0 && ::unlink(p.c_str()) == 0) freed += static_cast<std::uint64_t>(st.st_size);
+  }
+  return freed;
+}
+
+KeyFiles key_files_of(const DiskStore::EntryStat& e) { return {fs::dirname_of(e.path), e.key, e.bytes, e.mtime_ns}; }
+
+// `<root>/v<N>` for every N below this build's schema (real directories only).
+std::vector<std::string> older_schema_dirs(const std::string& root) {
+  std::vector<std::string> out;
+  for (const auto& n : fs::list_dir(root)) {
+    if (n.size() < 2 || n.size() > 9 || n[0] != 'v' ||
+        !std::all_of(n.begin() + 1, n.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+      continue;
+    const long v = std::stol(n.substr(1));
+    if (n != "v" + std::to_string(v) || v >= kCacheSchemaVersion) continue;
+    std::string p = root + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) out.push_back(p);
+  }
+  return out;
+}
+
+// Every file under an older schema's tree, grouped by directory and stem (the
+// name up to its first dot), without following symlinks. Dot files are an
+// older writer's temp files: skipped here, removed by sweep_stale_dotfiles.
+void collect_older_key_files(const std::string& dir, std::vector<KeyFiles>& out, int depth = 0) {
+  if (depth > 8) return;
+  std::map<std::string, KeyFiles> by_stem;
+  for (const auto& n : fs::list_dir(dir)) {
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      collect_older_key_files(p, out, depth + 1);
+      continue;
+    }
+    if (n[0] == '.') continue;
+    std::string stem = n.substr(0, n.find('.'));
+    KeyFiles& k = by_stem[stem];
+    k.dir = dir;
+    k.stem = stem;
+    if (n == stem + ".lock") continue;  // a lock alone still makes a group: removing it cleans a stale lock
+    k.bytes += static_cast<std::uint64_t>(st.st_size);
+    k.mtime_ns = std::max(k.mtime_ns, fs::mtime_ns(st));
+  }
+  for (auto& [stem, k] : by_stem) out.push_back(std::move(k));
+}
+
+void sweep_stale_dotfiles(const std::string& dir, std::int64_t now, int depth = 0) {
+  if (depth > 8) return;
+  for (const auto& n : fs::list_dir(dir)) {
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) sweep_stale_dotfiles(p, now, depth + 1);
+    else if (n[0] == '.' && now - fs::mtime_ns(st) > kStaleTempNs) ::unlink(p.c_str());
+  }
+}
+
+// rmdir bottom-up: only empty directories go (a live older build's files stay).
+void remove_empty_dirs(const std::string& dir, int depth = 0) {
+  if (depth > 8) return;
+  for (const auto& n : fs::list_dir(dir)) {
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) remove_empty_dirs(p, depth + 1);
+  }
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
@@ -110,8 +223,9 @@ DiskStore::ReadResult DiskStore::read(const std::string& key) const {
   std::string side;
   io = fs::read_file(sidecar_path(key), side, /*nofollow=*/true);
   if (!io.ok()) {
-    // Evicted or cleared by another process while we read: a plain miss.
-    if (io.err == ENOENT && !exists_nofollow(entry_path(key))) return r;
+    // Evicted, cleared or replaced by another process while we read: a plain
+    // miss (readers take no lock; a builder looks again under the key's lock).
+    if (io.err == ENOENT && !still_names(entry_path(key), st)) return r;
     return bad(io.err == ENOENT ? "the sidecar is missing" : io.message);
   }
   auto j = nlohmann::json::parse(side, nullptr, /*allow_exceptions=*/false);
@@ -204,14 +318,13 @@ std::vector<DiskStore::EntryStat> DiskStore::scan() const {
 std::uint64_t DiskStore::total_bytes() const {
   std::uint64_t total = 0;
   for (const auto& e : scan()) total += e.bytes;
+  std::vector<KeyFiles> older;
+  for (const auto& dir : older_schema_dirs(root_)) collect_older_key_files(dir, older);
+  for (const auto& k : older) total += k.bytes;
   return total;
 }
 
-std::uint64_t DiskStore::remove_entry(const EntryStat& e) const {
-  if (::unlink(e.path.c_str()) != 0) return 0;  // already gone (another process)
-  ::unlink((stem(e.path, ".bin") + ".json").c_str());
-  return e.bytes;
-}
+std::uint64_t DiskStore::remove_entry(const EntryStat& e) const { return remove_key_files(key_files_of(e)).value_or(0); }
 
 std::uint64_t DiskStore::evict_to(std::uint64_t max_bytes, const std::string& keep) const {
   if (!writable_) return 0;
@@ -222,21 +335,33 @@ std::uint64_t DiskStore::evict_to(std::uint64_t max_bytes, const std::string& ke
   sweep_stale_temps(root_, now);
   for (const auto& shard : fs::list_dir(version_dir()))
     if (is_shard_name(shard)) sweep_stale_temps(version_dir() + "/" + shard, now);
-  auto entries = scan();
-  std::uint64_t total = 0;
-  for (const auto& e : entries) total += e.bytes;
-  if (total <= max_bytes) return 0;
-  std::sort(entries.begin(), entries.end(), [](const EntryStat& a, const EntryStat& b) {
-    return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns : a.key < b.key;
-  });
-  std::uint64_t freed = 0;
-  for (const auto& e : entries) {
-    if (total <= max_bytes) break;
-    if (e.key == keep) continue;
-    std::uint64_t f = remove_entry(e);
-    freed += f;
-    total -= std::min(total, e.bytes);
+  // Older schemas' trees are never read again by this build but still take
+  // space: one LRU order over both, so an abandoned tree (its clock stopped at
+  // the upgrade) goes first while a tree an older build still uses ages like ours.
+  const auto older_dirs = older_schema_dirs(root_);
+  std::vector<KeyFiles> keys;
+  for (const auto& e : scan()) keys.push_back(key_files_of(e));
+  for (const auto& dir : older_dirs) {
+    sweep_stale_dotfiles(dir, now);
+    collect_older_key_files(dir, keys);
   }
+  std::uint64_t total = 0;
+  for (const auto& k : keys) total += k.bytes;
+  if (total <= max_bytes) return 0;
+  std::sort(keys.begin(), keys.end(), [](const KeyFiles& a, const KeyFiles& b) {
+    return std::tie(a.mtime_ns, a.dir, a.stem) < std::tie(b.mtime_ns, b.dir, b.stem);
+  });
+  const std::string keep_dir = keep.empty() ? "" : shard_dir(keep);
+  std::uint64_t freed = 0;
+  for (const auto& k : keys) {
+    if (total <= max_bytes) break;
+    if (k.stem == keep && k.dir == keep_dir) continue;
+    auto f = remove_key_files(k);
+    if (!f) continue;  // being written by another process: not ours to take
+    freed += *f;
+    total -= std::min(total, k.bytes);
+  }
+  for (const auto& dir : older_dirs) remove_empty_dirs(dir);
   if (freed) log::debug("cache: evicted " + std::to_string(freed) + " bytes from " + root_);
   return freed;
 }
@@ -299,14 +424,33 @@ DiskStore::VerifyOutcome DiskStore::verify(bool fix) const {
 
 fs::IoStatus DiskStore::clear() const {
   if (!writable_) return fs::IoStatus::from_errno(EROFS, "clear " + root_);
-  for (const auto& e : scan()) remove_entry(e);
-  std::string vdir = version_dir();
+  const std::int64_t now = now_ns();
+  sweep_stale_temps(root_, now);
+  // Entries, orphaned sidecars and stale lock files alike: every key that has
+  // a file here, each removed under its lock (see remove_key_files). Young
+  // temp files belong to live writers and stay.
+  std::vector<KeyFiles> keys;
+  const std::string vdir = version_dir();
   for (const auto& shard : fs::list_dir(vdir)) {
+    if (!is_shard_name(shard)) continue;
     std::string sdir = vdir + "/" + shard;
-    for (const auto& name : fs::list_dir(sdir))
-      if (fs::ends_with(name, ".json") && !exists_nofollow(sdir + "/" + stem(name, ".json") + ".bin"))
-        ::unlink((sdir + "/" + name).c_str());
+    sweep_stale_temps(sdir, now);
+    std::set<std::string> stems;
+    for (const auto& name : fs::list_dir(sdir)) {
+      auto dot = name.find('.');
+      if (dot != std::string::npos && cache_format::is_valid_key_hex(name.substr(0, dot))) stems.insert(name.substr(0, dot));
+    }
+    for (const auto& key : stems) keys.push_back({sdir, key, 0, 0});
   }
+  const auto older_dirs = older_schema_dirs(root_);
+  for (const auto& dir : older_dirs) {
+    sweep_stale_dotfiles(dir, now);
+    collect_older_key_files(dir, keys);
+  }
+  int busy = 0;
+  for (const auto& k : keys) busy += !remove_key_files(k);
+  for (const auto& dir : older_dirs) remove_empty_dirs(dir);
+  if (busy) log::info("cache: clear left " + std::to_string(busy) + " key(s) another process is writing");
   std::string qdir = quarantine_dir();
   for (const auto& n : fs::list_dir(qdir)) ::unlink((qdir + "/" + n).c_str());
   ::rmdir(qdir.c_str());

@@ -3,7 +3,10 @@
 // The sidecar is written first and the entry's rename is the commit point, so
 // an entry never exists without its sidecar; an orphaned sidecar is ignored.
 // Bad entries are moved into `<root>/quarantine/`. LRU order is the entry's
-// mtime, refreshed on every disk hit.
+// mtime, refreshed on every disk hit. The trees of older schemas (`<root>/v<N>`,
+// N below ours) are never read but count toward the size cap and are evicted
+// in the same LRU order; a newer schema's tree is left alone (a newer build
+// may share the dir). Every removal holds the key's lock, as writers do.
 #pragma once
 
 #include <cstdint>
@@ -67,12 +70,15 @@ class DiskStore {
   };
   // Every `<key>.bin` under the version dir (no validation).
   std::vector<EntryStat> scan() const;
+  // What the size cap counts: this schema's entries and the older schemas' files.
   std::uint64_t total_bytes() const;
 
-  // Removes least recently used entries (never `keep`) until the store holds
-  // at most `max_bytes`; returns bytes freed.
+  // Removes least recently used entries of this and older schemas (never
+  // `keep`, never a key whose lock is held: it is being written) until the
+  // store holds at most `max_bytes`; returns bytes freed.
   std::uint64_t evict_to(std::uint64_t max_bytes, const std::string& keep) const;
-  // Removes one entry: the entry first (so it reads as a miss), then the sidecar.
+  // Removes one entry under its key's lock: the entry first (so it reads as a
+  // miss), then the sidecar. 0 when the lock is held or the entry is gone.
   std::uint64_t remove_entry(const EntryStat& e) const;
 
   struct VerifyOutcome {
@@ -82,7 +88,9 @@ class DiskStore {
   };
   VerifyOutcome verify(bool fix) const;
 
-  // Removes every entry, sidecar, stale temp file and the quarantine.
+  // Removes every entry, sidecar, stale temp and lock file, the older schemas'
+  // trees and the quarantine; a key whose lock is held (it is being written)
+  // is left whole.
   fs::IoStatus clear() const;
 
  private:

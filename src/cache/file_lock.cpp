@@ -53,9 +53,10 @@ Result<FileLock> FileLock::lock(const std::string& path, bool wait, bool* busy) 
 
 Result<FileLock> FileLock::acquire(const std::string& path) { return lock(path, true, nullptr); }
 
-std::optional<FileLock> FileLock::try_acquire(const std::string& path) {
-  bool busy = false;
-  auto r = lock(path, false, &busy);
+std::optional<FileLock> FileLock::try_acquire(const std::string& path, bool* busy) {
+  bool held_elsewhere = false;
+  auto r = lock(path, false, &held_elsewhere);
+  if (busy) *busy = held_elsewhere;
   if (!r.ok()) return std::nullopt;
   return std::move(r).value();
 }

@@ -18,8 +18,9 @@ class FileLock {
  public:
   // Blocks until the lock at `path` is held (the file is created if needed).
   static Result<FileLock> acquire(const std::string& path);
-  // Returns nullopt when another live process holds it (or on any error).
-  static std::optional<FileLock> try_acquire(const std::string& path);
+  // Returns nullopt when another live process holds it (`*busy` set) or on
+  // any error (`*busy` clear: e.g. the lock file cannot be created).
+  static std::optional<FileLock> try_acquire(const std::string& path, bool* busy = nullptr);
 
   FileLock(FileLock&&) noexcept = default;
   FileLock& operator=(FileLock&& o) noexcept;

@@ -100,9 +100,12 @@ class KernelCache {
   CacheStatus status() const;
   std::vector<CacheEntryInfo> list() const;
   VerifyReport verify(bool fix) const;
-  // Evicts LRU entries until the user dir is at most `max_bytes`; returns bytes freed.
+  // Evicts LRU entries (older schemas' too) until the user dir is at most
+  // `max_bytes`; returns bytes freed.
   std::uint64_t prune(std::uint64_t max_bytes);
-  Status clear();  // the user dir's entries and the memory tier
+  // The memory tier and the user dir's entries, older schemas' included; a key
+  // being written right now is left whole (see DiskStore::clear).
+  Status clear();
   Status export_to(const std::string& file) const;
   Result<int> import_from(const std::string& file);  // returns entries imported
 
