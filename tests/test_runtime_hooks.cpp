@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "device/device.h"
@@ -206,6 +208,36 @@ TEST(RuntimeHooks, RaggedDecodeNeedsBothArraysAndDropsTheUniformTotal) {
   st = f.rt->sparse_attn_decode(a, nullptr);
   ASSERT_FALSE(st.ok);
   EXPECT_NE(st.message.find("num_reqs"), std::string::npos) << st.message;
+}
+
+TEST(RuntimeHooks, ManyThreadsDifferentShapesAndStreamsBuildEachKernelOnce) {
+  // One Runtime shared by 8 threads, each launching its own shapes (prefill
+  // lengths and decode batch sizes, hence different kernels and chunk counts)
+  // on its own "stream". Run under ThreadSanitizer by scripts/test-sanitizers.sh.
+  Fixture f;
+  ASSERT_TRUE(f.rt);
+  constexpr int kThreads = 8, kRounds = 200;
+  std::atomic<int> failures{0}, calls{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < kThreads; ++t)
+    pool.emplace_back([&, t] {
+      void* stream = reinterpret_cast<void*>(std::uintptr_t(0x1000) * (t + 1));
+      for (int r = 0; r < kRounds; ++r) {
+        const std::int64_t reqs = 1 + (t * 37 + r) % 300;  // spans every chunk count and the large-batch launch
+        const CallStatus d = f.rt->sparse_attn_decode(decode(*f.rt, reqs), stream);
+        const CallStatus p = f.rt->sparse_attn_prefill(prefill(1 + (t + r) % 9), stream);
+        failures += !d.ok + !p.ok;
+        calls += 2;
+      }
+    });
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  // Every distinct config was built exactly once, however many threads wanted it at once.
+  std::set<std::string> distinct;
+  for (const auto& c : f.configs) distinct.insert(c.canonical());
+  EXPECT_EQ(distinct.size(), f.configs.size()) << "a config was built twice";
+  EXPECT_EQ(static_cast<std::size_t>(f.built.load()), RuntimeAccess::loaded_kernels(*f.rt));
+  EXPECT_GE(f.launches.load(), calls.load());  // decode with a merge launches twice
 }
 
 TEST(RuntimeHooks, WarmRejectsBadShapes) {
