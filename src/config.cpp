@@ -143,18 +143,16 @@ Status KernelConfig::validate() const {
     return field_error("scale_mode", to_string(scale_mode), "must be none unless kv_dtype is an fp8 type (scales dequantize fp8)");
   if (templ == kTemplateAttentionNv) {
     // Mirrors the static_asserts of templates/attention_nv.cu.
-    const int warps = launch.threads / 32, q_per_group = 16 / gqa_group;
+    const NvWarpLayout l = nv_warp_layout();
     if (q_tile < 1 || q_tile > 16 || (op == Op::decode && q_tile != 1))
       return field_error("q_tile", std::to_string(q_tile), op == Op::decode ? "must be 1 for decode" : "must be in [1, 16]");
-    const int row_groups = (q_tile + q_per_group - 1) / q_per_group;
-    if (warps > 32 || warps % row_groups != 0)
+    if (l.warps > 32 || l.warps % l.row_groups != 0)
       return field_error("q_tile", std::to_string(q_tile),
-                         "needs " + std::to_string(row_groups) + " row groups of 16 rows (G = " + std::to_string(gqa_group) +
-                             "), which must divide the " + std::to_string(warps) + " warps of launch.threads");
-    const int key_split = warps / row_groups;
-    if (sub_k % (16 * key_split) != 0)
+                         "needs " + std::to_string(l.row_groups) + " row groups of 16 rows (G = " + std::to_string(gqa_group) +
+                             "), which must divide the " + std::to_string(l.warps) + " warps of launch.threads");
+    if (sub_k % (16 * l.key_split) != 0)
       return field_error("sub_k", std::to_string(sub_k),
-                         "must be a multiple of 16 x " + std::to_string(key_split) + " (the warps that split each sub-tile's keys)");
+                         "must be a multiple of 16 x " + std::to_string(l.key_split) + " (the warps that split each sub-tile's keys)");
     const int chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
     if (q_tile > 1 && chunk > 255)
       return field_error("q_tile", std::to_string(q_tile), "must be 1 when topk / num_topk_chunks exceeds 255");
@@ -164,13 +162,22 @@ Status KernelConfig::validate() const {
   return ok_status();
 }
 
+KernelConfig::NvWarpLayout KernelConfig::nv_warp_layout() const {
+  NvWarpLayout l;
+  l.warps = std::max(1, launch.threads / 32);
+  l.queries_per_group = std::max(1, 16 / std::max(1, gqa_group));
+  l.row_groups = std::max(1, (q_tile + l.queries_per_group - 1) / l.queries_per_group);
+  l.key_split = std::max(1, l.warps / l.row_groups);
+  return l;
+}
+
 std::size_t KernelConfig::dynamic_shared_bytes() const {
   if (op == Op::merge || templ != kTemplateAttentionNv) return 0;
   if (gqa_group < 1 || gqa_group > 16 || q_tile < 1 || launch.threads < 32 || num_topk_chunks < 1 || topk < 1 || head_dim < 1 || sub_k < 1)
     return 0;  // not a valid config (validate() says why); nothing to mirror
   // Mirrors the layout constants of templates/attention_nv.cu.
-  const std::size_t warps = launch.threads / 32, q_per_group = 16 / gqa_group;
-  const std::size_t row_groups = (q_tile + q_per_group - 1) / q_per_group, key_split = std::max<std::size_t>(1, warps / row_groups);
+  const NvWarpLayout l = nv_warp_layout();
+  const std::size_t row_groups = l.row_groups, key_split = l.key_split;
   const std::size_t ld = head_dim + 8, chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
   const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
   const std::size_t q_bytes = row_groups * 16 * ld * 2;

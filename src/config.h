@@ -60,6 +60,13 @@ struct KernelConfig {
   std::size_t shared_bytes() const;
   // Dynamic shared memory the launch must pass (mirrors the template's layout; the kernel traps on less).
   std::size_t dynamic_shared_bytes() const;
+  // attention_nv.cu's warp layout (mirrors its kQPerRG/kRowGroups/kKeySplit): the 16-row
+  // groups holding the G heads of q_tile queries, and how many warps split each sub-tile's
+  // keys. Every field is at least 1, whatever the (possibly invalid) fields.
+  struct NvWarpLayout {
+    int warps = 1, queries_per_group = 1, row_groups = 1, key_split = 1;
+  };
+  NvWarpLayout nv_warp_layout() const;
   std::string kernel_name() const;  // lowered (extern "C") name of the entry point
   nlohmann::json to_json() const;
   static Result<KernelConfig> from_json(const nlohmann::json& j);

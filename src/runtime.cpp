@@ -85,6 +85,21 @@ void pack_common(const Args& a, SjAttnParams& p) {
 constexpr std::size_t kAlign = 256;
 std::size_t align_up(std::size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
+// Decode's split-K workspace: the partial outputs [chunks, total_q, heads, head_dim],
+// then the LSEs [chunks, total_q, heads], each 256-byte aligned. Empty when no merge
+// kernel runs (one chunk, or chunks merged in their cluster) or the shapes are empty.
+struct DecodeWorkspace {
+  std::size_t lse_offset = 0, bytes = 0;
+};
+DecodeWorkspace decode_workspace(const ArchTable& arch, int chunks, std::int64_t total_q, std::int64_t num_heads, std::int64_t head_dim) {
+  if (total_q <= 0 || num_heads <= 0 || head_dim <= 0 || !decode_uses_merge_kernel(arch, chunks)) return {};
+  const std::size_t rows = std::size_t(chunks) * std::size_t(total_q) * std::size_t(num_heads);
+  DecodeWorkspace w;
+  w.lse_offset = align_up(rows * std::size_t(head_dim) * sizeof(float));
+  w.bytes = w.lse_offset + align_up(rows * sizeof(float));
+  return w;
+}
+
 }  // namespace
 
 struct Runtime::Impl {
@@ -316,11 +331,7 @@ int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, 
 
 std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads,
                                             std::int64_t head_dim, std::int64_t topk) const {
-  if (total_q <= 0 || num_heads <= 0 || head_dim <= 0) return 0;
-  const std::size_t chunks = decode_num_chunks(total_q, num_kv_heads, topk);
-  if (!decode_uses_merge_kernel(impl_->arch, chunks)) return 0;  // one launch writes the output: no partials
-  const std::size_t rows = chunks * std::size_t(total_q) * std::size_t(num_heads);
-  return align_up(rows * std::size_t(head_dim) * sizeof(float)) + align_up(rows * sizeof(float));
+  return decode_workspace(impl_->arch, decode_num_chunks(total_q, num_kv_heads, topk), total_q, num_heads, head_dim).bytes;
 }
 
 CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
@@ -353,10 +364,10 @@ CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
 }
 
 CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
-  const std::size_t need = decode_workspace_bytes(a.total_q, a.num_heads, a.num_kv_heads, a.head_dim, a.topk);
-  if (auto st = validate_decode(a, need); !st) return to_call_status(st.error());
-  if (a.total_q == 0) return {};
   const int chunks = decode_num_chunks(a.total_q, a.num_kv_heads, a.topk);
+  const DecodeWorkspace ws = decode_workspace(impl_->arch, chunks, a.total_q, a.num_heads, a.head_dim);
+  if (auto st = validate_decode(a, ws.bytes); !st) return to_call_status(st.error());
+  if (a.total_q == 0) return {};
   const bool large = decode_large_batch(impl_->arch, a.total_q, a.num_kv_heads, chunks);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
   auto attn = impl_->kernel_for(
@@ -386,9 +397,8 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
                                  [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
   if (!merge) return to_call_status(merge.error());
-  const std::size_t rows = std::size_t(chunks) * std::size_t(a.total_q) * std::size_t(a.num_heads);
   float* o_part = static_cast<float*>(a.workspace);
-  float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + align_up(rows * std::size_t(a.head_dim) * sizeof(float)));
+  float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + ws.lse_offset);
   p.out = o_part;
   p.lse = lse;
   if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());

@@ -249,21 +249,10 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(Sj
   float acc[kAccPerThread];
   const int tid = sj_tid();
 #if {{IS_DECODE}}
-  // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+  // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
   const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
   long long req, pos;
-  if (p.query_start_loc) {  // ragged: row token is query token - start of its request
-    req = ((const int*)p.token_to_req)[token];
-    if (req >= 0 && req < p.num_reqs) {
-      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
-      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
-    } else {
-      req = 0, pos = -1;  // a row of no request: sees nothing (zeros), reads nothing out of range
-    }
-  } else {
-    req = token / p.decode_query_len;
-    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
-  }
+  sj_decode_row(p, token, req, pos);
   const int t_begin = (int)chunk * kChunkSize;
   const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);

@@ -305,22 +305,11 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(Sj
   int t_begin = 0, t_end = kTopk;
   int pre_blk = -1, pre_page = -1;  // decode: prefetched entry `tid` (block id in the table, its page)
   if (kDecode) {
-    // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+    // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
     const long long token = sj_bid_x();
     chunk = sj_bid_z();
     long long pos;
-    if (p.query_start_loc) {  // ragged: row token is query token - start of its request
-      req = ((const int*)p.token_to_req)[token];
-      if (req >= 0 && req < p.num_reqs) {
-        const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
-        pos = ((const int*)p.seq_lens)[req] - n + (token - start);
-      } else {
-        req = 0, pos = -1;  // a row of no request: sees nothing (zeros), reads nothing out of range
-      }
-    } else {
-      req = token / p.decode_query_len;
-      pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
-    }
+    sj_decode_row(p, token, req, pos);
     t_begin = (int)chunk * kChunkSize;
     t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
     // Entry `tid` of the first segment: block id and page, loaded now so their

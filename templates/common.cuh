@@ -79,3 +79,23 @@ SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale,
     return sj_f32_to_half<QDT>(f);
   }
 }
+
+// Decode: the request of query row `token` and its absolute position. Uniform:
+// query j of request r is row r * decode_query_len + j at seq_lens[r] -
+// decode_query_len + j. Ragged (query_start_loc / token_to_req): row
+// query_start_loc[r] + j at seq_lens[r] - n_r + j; a row of no request gets
+// req 0 and pos -1 (sees nothing, reads nothing out of range).
+SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& req, long long& pos) {
+  if (p.query_start_loc) {
+    req = ((const int*)p.token_to_req)[token];
+    if (req >= 0 && req < p.num_reqs) {
+      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
+      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
+    } else {
+      req = 0, pos = -1;
+    }
+  } else {
+    req = token / p.decode_query_len;
+    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+  }
+}

@@ -25,9 +25,7 @@ KernelConfig attention_config(Op op, const ArchTable& arch, const AttnShape& s) 
 // Pipelined template: the deepest pipeline (up to the table's stages) that fits the shared memory.
 void fit_stages(const ArchTable& arch, KernelConfig& c) {
   // Each warp's key slice must be whole 16-key steps: sub_k a multiple of 16 x the key split.
-  const int warps = c.launch.threads / 32, per_group = std::max(1, 16 / std::max(1, c.gqa_group));
-  const int row_groups = (c.q_tile + per_group - 1) / per_group;
-  const int step = 16 * std::max(1, warps / std::max(1, row_groups));
+  const int step = 16 * c.nv_warp_layout().key_split;
   if (c.sub_k % step != 0 && step <= kSparseBlock) c.sub_k = step;
   while (c.launch.stages > 1 && c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes) --c.launch.stages;
 }
@@ -54,7 +52,8 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
     // Query union: as many 16-row groups (G heads of 16 / G queries each) as
     // the table asks and the warps allow, while q_tile x topk stays within the
     // entries one workgroup deduplicates.
-    const int warps = c.launch.threads / 32, per_group = std::max(1, 16 / std::max(1, c.gqa_group));
+    const KernelConfig::NvWarpLayout layout = c.nv_warp_layout();
+    const int warps = layout.warps, per_group = layout.queries_per_group;
     int groups = std::max(1, arch.prefill.q_row_groups);
     // At most 16 queries (the kernel's per-block query masks are 16 bits).
     auto too_many = [&](std::int64_t q_tile) { return q_tile > 16 || q_tile * s.topk > arch.prefill.union_entries; };

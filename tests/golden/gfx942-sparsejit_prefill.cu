@@ -194,6 +194,26 @@ SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale,
   }
 }
 
+// Decode: the request of query row `token` and its absolute position. Uniform:
+// query j of request r is row r * decode_query_len + j at seq_lens[r] -
+// decode_query_len + j. Ragged (query_start_loc / token_to_req): row
+// query_start_loc[r] + j at seq_lens[r] - n_r + j; a row of no request gets
+// req 0 and pos -1 (sees nothing, reads nothing out of range).
+SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& req, long long& pos) {
+  if (p.query_start_loc) {
+    req = ((const int*)p.token_to_req)[token];
+    if (req >= 0 && req < p.num_reqs) {
+      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
+      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
+    } else {
+      req = 0, pos = -1;
+    }
+  } else {
+    req = token / p.decode_query_len;
+    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
+  }
+}
+
 // Element -> (lane, register) maps of the matrix instructions the attention
 // kernel uses, written once: the device templates embed this file and the host
 // tests (tests/test_mma_layout.cpp) include it and check it against software
@@ -498,21 +518,10 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(64, 2) sparsejit_prefill(SjAttnParams p) {
   float acc[kAccPerThread];
   const int tid = sj_tid();
 #if 0
-  // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+  // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
   const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
   long long req, pos;
-  if (p.query_start_loc) {  // ragged: row token is query token - start of its request
-    req = ((const int*)p.token_to_req)[token];
-    if (req >= 0 && req < p.num_reqs) {
-      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
-      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
-    } else {
-      req = 0, pos = -1;  // a row of no request: sees nothing (zeros), reads nothing out of range
-    }
-  } else {
-    req = token / p.decode_query_len;
-    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
-  }
+  sj_decode_row(p, token, req, pos);
   const int t_begin = (int)chunk * kChunkSize;
   const int t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
   sj_attend(p, sh, acc, token, req, kvh, pos, pos + 1, t_begin, t_end);

@@ -33,6 +33,19 @@ SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
   return h;
 }
 
+// m16n8k16 on packed registers (a: 4, b: 2), c += a * b.
+template <bool kBf16>
+SJ_DEVICE void sj_mma_u32(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  if constexpr (kBf16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Tensor-core tile product: one warp computes c += a * b for an m16n8k16 tile.
 // Fragments are per-lane element arrays in the order of SjMmaNvM16N8K16
 // (mma_layout.h); pairs pack low half first, as the PTX fragments specify.
@@ -40,19 +53,10 @@ SJ_DEVICE sj_u16 sj_f32_to_f16(float f) {
 #define SJ_MMA SjMmaNvM16N8K16
 template <bool kBf16>
 SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[8], const sj_u16 (&b)[4]) {
-  unsigned ra[4], rb[2];
+  unsigned ra[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) ra[i] = (unsigned)a[2 * i] | ((unsigned)a[2 * i + 1] << 16);
-#pragma unroll
-  for (int i = 0; i < 2; ++i) rb[i] = (unsigned)b[2 * i] | ((unsigned)b[2 * i + 1] << 16);
-  if constexpr (kBf16)
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
-  else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]));
+  sj_mma_u32<kBf16>(c, ra, (unsigned)b[0] | ((unsigned)b[1] << 16), (unsigned)b[2] | ((unsigned)b[3] << 16));
 }
 
 // ---- sm_80+ data movement for the pipelined kernel (attention_nv.cu) ----
@@ -85,18 +89,6 @@ SJ_DEVICE void sj_ldsm_x4_trans(unsigned (&r)[4], unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
-}
-// m16n8k16 on packed registers (a: 4, b: 2), c += a * b.
-template <bool kBf16>
-SJ_DEVICE void sj_mma_u32(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  if constexpr (kBf16)
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 // Two floats -> packed bf16/fp16 (round to nearest even), lo in the low half.
 template <bool kBf16>
@@ -260,6 +252,26 @@ SJ_DEVICE sj_u16 sj_load_kv(const void* base, long long off, const float* scale,
     if (SCALE == SJ_SCALE_SCALAR) f = f * scale[0];
     if (SCALE == SJ_SCALE_PER_TOKEN_HEAD) f = f * scale[scale_off];
     return sj_f32_to_half<QDT>(f);
+  }
+}
+
+// Decode: the request of query row `token` and its absolute position. Uniform:
+// query j of request r is row r * decode_query_len + j at seq_lens[r] -
+// decode_query_len + j. Ragged (query_start_loc / token_to_req): row
+// query_start_loc[r] + j at seq_lens[r] - n_r + j; a row of no request gets
+// req 0 and pos -1 (sees nothing, reads nothing out of range).
+SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& req, long long& pos) {
+  if (p.query_start_loc) {
+    req = ((const int*)p.token_to_req)[token];
+    if (req >= 0 && req < p.num_reqs) {
+      const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
+      pos = ((const int*)p.seq_lens)[req] - n + (token - start);
+    } else {
+      req = 0, pos = -1;
+    }
+  } else {
+    req = token / p.decode_query_len;
+    pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
   }
 }
 
@@ -568,22 +580,11 @@ SJ_GLOBAL void __launch_bounds__(128) SJ_CLUSTER_DIMS sparsejit_prefill(SjAttnPa
   int t_begin = 0, t_end = kTopk;
   int pre_blk = -1, pre_page = -1;  // decode: prefetched entry `tid` (block id in the table, its page)
   if (kDecode) {
-    // grid: (total_q, num_kv_heads, chunks). Query j of request r sits at seq_lens[r] - decode_query_len + j.
+    // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
     const long long token = sj_bid_x();
     chunk = sj_bid_z();
     long long pos;
-    if (p.query_start_loc) {  // ragged: row token is query token - start of its request
-      req = ((const int*)p.token_to_req)[token];
-      if (req >= 0 && req < p.num_reqs) {
-        const long long start = ((const int*)p.query_start_loc)[req], n = ((const int*)p.query_start_loc)[req + 1] - start;
-        pos = ((const int*)p.seq_lens)[req] - n + (token - start);
-      } else {
-        req = 0, pos = -1;  // a row of no request: sees nothing (zeros), reads nothing out of range
-      }
-    } else {
-      req = token / p.decode_query_len;
-      pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
-    }
+    sj_decode_row(p, token, req, pos);
     t_begin = (int)chunk * kChunkSize;
     t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
     // Entry `tid` of the first segment: block id and page, loaded now so their
