@@ -26,6 +26,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.sub_k = o.value("sub_k", 0);
     t.target_grid = o.value("target_grid", 256);
     t.launch.stages = o.value("stages", 1);
+    t.launch.min_blocks = o.value("min_blocks", 1);
     t.templ = o.value("template", default_template);
     t.q_row_groups = o.value("q_row_groups", 1);
     t.union_entries = o.value("union_entries", 256);
@@ -36,6 +37,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
       t.large_launch = t.launch;
       t.large_launch.threads = l.value("threads", t.launch.threads);
       t.large_launch.stages = l.value("stages", t.launch.stages);
+      t.large_launch.min_blocks = l.value("min_blocks", t.launch.min_blocks);
       t.large_sub_k = l.value("sub_k", t.sub_k);
     }
   } catch (const std::exception& e) {

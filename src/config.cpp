@@ -104,6 +104,8 @@ Status KernelConfig::validate() const {
     return field_error("launch.threads", std::to_string(launch.threads), "must be a multiple of 32 in [32, 1024]");
   if (launch.waves_per_eu < 1 || launch.waves_per_eu > 10)
     return field_error("launch.waves_per_eu", std::to_string(launch.waves_per_eu), "must be in [1, 10]");
+  if (launch.min_blocks < 1 || launch.min_blocks > 32)
+    return field_error("launch.min_blocks", std::to_string(launch.min_blocks), "must be in [1, 32]");
   if (launch.stages < 1 || launch.stages > 8)
     return field_error("launch.stages", std::to_string(launch.stages), "must be in [1, 8]");
   if (op == Op::merge ? templ != kTemplateMerge : (templ != kTemplateAttention && templ != kTemplateAttentionNv))
@@ -114,9 +116,10 @@ Status KernelConfig::validate() const {
     return field_error("launch.cluster", std::to_string(launch.cluster),
                        "must be 1, or num_topk_chunks (" + std::to_string(num_topk_chunks) + ", at most 8) for a decode with template " +
                            kTemplateAttentionNv);
-  if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1))
-    return field_error("launch.stages/q_tile", std::to_string(launch.stages) + "/" + std::to_string(q_tile),
-                       "must be 1/1 unless template is " + std::string(kTemplateAttentionNv));
+  if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1 || launch.min_blocks != 1))
+    return field_error("launch.stages/q_tile/min_blocks",
+                       std::to_string(launch.stages) + "/" + std::to_string(q_tile) + "/" + std::to_string(launch.min_blocks),
+                       "must be 1/1/1 unless template is " + std::string(kTemplateAttentionNv));
   if (!is_pow2(num_topk_chunks))
     return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be a power of two (>= 1)");
   if (op == Op::merge) {
@@ -213,7 +216,8 @@ nlohmann::json KernelConfig::to_json() const {
   j["scale_mode"] = to_string(scale_mode);
   j["template"] = templ;
   j["q_tile"] = q_tile;
-  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster}};
+  j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster},
+                 {"min_blocks", launch.min_blocks}};
   return j;
 }
 
@@ -282,6 +286,7 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
     if (auto st = get_int(l, "waves_per_eu", c.launch.waves_per_eu, false); !st) return st.error();
     if (auto st = get_int(l, "stages", c.launch.stages, false); !st) return st.error();
     if (auto st = get_int(l, "cluster", c.launch.cluster, false); !st) return st.error();
+    if (auto st = get_int(l, "min_blocks", c.launch.min_blocks, false); !st) return st.error();
   }
   if (auto st = c.validate(); !st) return st.error();
   return c;

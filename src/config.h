@@ -32,6 +32,7 @@ struct LaunchParams {
   int waves_per_eu = 1;  // AMD occupancy hint (amdgpu_waves_per_eu); ignored on NVIDIA
   int stages = 1;        // K/V sub-tiles in flight (pipelined templates; 1 for the others)
   int cluster = 1;       // decode, attention_nv.cu on sm_90: the chunks form one cluster and merge in it (= num_topk_chunks)
+  int min_blocks = 1;    // attention_nv.cu: workgroups per SM the register allocation must allow (__launch_bounds__)
 };
 
 // The kernel templates (templates/<name>) and what each supports.

@@ -103,6 +103,7 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
     v["STAGES"] = std::to_string(c.launch.stages);
     v["Q_TILE"] = std::to_string(c.q_tile);
     v["CLUSTER"] = std::to_string(c.launch.cluster);
+    v["MIN_BLOCKS"] = std::to_string(c.launch.min_blocks);
     v.erase("WAVES_PER_EU");
   }
   if (c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes)

@@ -161,19 +161,23 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
       sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
     }
   }
-  // Scale to base 2 and mask: key my_n0 + k is visible to a row iff k <= its limit
-  // (the row's hi, or -1 when its query did not select the block), in 32 bits.
+  // Mask: key my_n0 + k is visible to a row iff k <= its limit (the row's hi, or
+  // -1 when its query did not select the block), in 32 bits. A sub-tile every row
+  // sees whole (the common case) skips the per-element compare.
   const long long span_a = w_a > 0.f ? hi_a - my_n0 : -1, span_b = w_b > 0.f ? hi_b - my_n0 : -1;
   const int lim_a = span_a < kKeysPerWarp ? (int)(span_a < -1 ? -1 : span_a) : kKeysPerWarp;
   const int lim_b = span_b < kKeysPerWarp ? (int)(span_b < -1 ? -1 : span_b) : kKeysPerWarp;
+  if (!__all_sync(0xffffffffu, lim_a >= kKeysPerWarp - 1 && lim_b >= kKeysPerWarp - 1)) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (j * 8 + (lane & 3) * 2 + (i & 1) > (i < 2 ? lim_a : lim_b)) s[j][i] = sj_neg_inf();
+  }
+  // Row max of the raw scores, then base 2: sm_scale_log2 > 0, so max(s) * c == max(s * c).
   float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int k = j * 8 + (lane & 3) * 2 + (i & 1);
-      s[j][i] = k <= (i < 2 ? lim_a : lim_b) ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
-    }
     mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
     mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
   }
@@ -181,18 +185,33 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-  const float m_new_a = fmaxf(st.m_a, mx_a), m_new_b = fmaxf(st.m_b, mx_b);
+  const float c = p.sm_scale_log2;
+  const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
   // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
   const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
   const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
   const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+  // P = 2^(s c - m), one FMA and one exp2 per score; weighted by the multiplicity only
+  // where some row selected the block more than once (a masked row is 0 whatever its weight).
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+    s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+    s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+    s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+  }
+  if (__any_sync(0xffffffffu, w_a > 1.f || w_b > 1.f)) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j) {
+      s[j][0] *= w_a;
+      s[j][1] *= w_a;
+      s[j][2] *= w_b;
+      s[j][3] *= w_b;
+    }
+  }
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
-    s[j][0] = w_a * sj_exp2(s[j][0] - base_a);
-    s[j][1] = w_a * sj_exp2(s[j][1] - base_a);
-    s[j][2] = w_b * sj_exp2(s[j][2] - base_b);
-    s[j][3] = w_b * sj_exp2(s[j][3] - base_b);
     sum_a += s[j][0] + s[j][1];
     sum_b += s[j][2] + s[j][3];
   }
@@ -282,7 +301,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 #else
 #define SJ_CLUSTER_DIMS
 #endif
-SJ_GLOBAL void __launch_bounds__({{THREADS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SjAttnParams p) {
+SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
   sj_u16* sq = (sj_u16*)sj_smem;

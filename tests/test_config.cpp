@@ -188,6 +188,8 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_EQ(pre.templ, kTemplateAttentionNv);
   EXPECT_EQ(pre.q_tile, 4);  // G = 16: one query per 16-row group, 4 warps
   EXPECT_GE(pre.launch.stages, 1);
+  // sm_90 prefill: one stage, registers capped for 3 workgroups per SM (measured fastest on the H100).
+  EXPECT_EQ(pre.launch.min_blocks, 3);
   EXPECT_GT(pre.dynamic_shared_bytes(), 48u * 1024) << "needs the opt-in above 48 KiB";
   EXPECT_EQ(pre.shared_bytes(), 0u) << "no static shared memory in the pipelined template";
   auto back = KernelConfig::from_json(pre.to_json());
@@ -200,6 +202,11 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   c = pre;
   c.launch.cluster = 4;  // prefill has no split-K to merge
   EXPECT_NE(c.validate().error().message.find("launch.cluster"), std::string::npos);
+  c = pre;
+  c.launch.min_blocks = 0;
+  EXPECT_NE(c.validate().error().message.find("launch.min_blocks"), std::string::npos);
+  c.launch.min_blocks = 33;
+  EXPECT_NE(c.validate().error().message.find("launch.min_blocks"), std::string::npos);
   c = pre;
   c.templ = kTemplateAttention;  // the generic template is single-stage, one query per workgroup
   EXPECT_FALSE(c.validate().ok());
@@ -221,7 +228,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
 
   // A config written before template/q_tile existed still reads, as the generic kernel.
   nlohmann::json old = pre.to_json();
-  old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster");
+  old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster"), old["launch"].erase("min_blocks");
   auto legacy = KernelConfig::from_json(old);
   ASSERT_TRUE(legacy.ok()) << legacy.error().describe();
   EXPECT_EQ(legacy->templ, kTemplateAttention);
@@ -235,4 +242,9 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   auto r = render_kernel(amd, *gfx);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("NVIDIA"), std::string::npos) << r.error().message;
+
+  // min_blocks reaches the kernel's launch bounds.
+  auto nv = render_kernel(pre, *sm90);
+  ASSERT_TRUE(nv.ok()) << nv.error().describe();
+  EXPECT_NE(nv->source.find("__launch_bounds__(128, 3)"), std::string::npos);
 }

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_decode for gfx942 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"gfx942","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"stages":1,"threads":256,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":32,"template":"attention.cu","topk":16}
-// config-key: e25541645a8b7459
+// config: {"arch":"gfx942","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":1,"stages":1,"threads":256,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":32,"template":"attention.cu","topk":16}
+// config-key: 86d7f75db22bc485
 // template: attention.cu + prelude_hip.cuh (configs/archs/gfx942.json)
 // ---- vendor primitives: AMD (HIPRTC or Clang -nogpuinc; compiler builtins only) ----
 #define SJ_GLOBAL extern "C" __attribute__((global)) __attribute__((visibility("default")))

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_merge for gfx942 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"gfx942","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":0,"template":"merge.cu","topk":0}
-// config-key: 4cf589550bdb1532
+// config: {"arch":"gfx942","gqa_group":0,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":1,"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"merge","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":0,"template":"merge.cu","topk":0}
+// config-key: 68caf0d7b0f9ac34
 // template: merge.cu + prelude_hip.cuh (configs/archs/gfx942.json)
 // ---- vendor primitives: AMD (HIPRTC or Clang -nogpuinc; compiler builtins only) ----
 #define SJ_GLOBAL extern "C" __attribute__((global)) __attribute__((visibility("default")))

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_prefill for sm_90 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"stages":2,"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","q_tile":4,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
-// config-key: 01dfd4d7e06734b2
+// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":3,"stages":1,"threads":128,"waves_per_eu":1},"num_topk_chunks":1,"op":"prefill","q_dtype":"bf16","q_tile":4,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
+// config-key: dcf8f5bf6d1fe186
 // template: attention_nv.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
 // ---- vendor primitives: NVIDIA (NVRTC) ----
 #define SJ_GLOBAL extern "C" __global__
@@ -17,7 +17,13 @@ SJ_DEVICE long long sj_bid_x() { return (long long)blockIdx.x; }
 SJ_DEVICE long long sj_bid_y() { return (long long)blockIdx.y; }
 SJ_DEVICE long long sj_bid_z() { return (long long)blockIdx.z; }
 SJ_DEVICE void sj_sync() { __syncthreads(); }
-SJ_DEVICE float sj_exp2(float x) { return exp2f(x); }
+// One MUFU.EX2: exp2f adds a range fix-up for subnormal results (a compare, a
+// select and two multiplies), and softmax weights below 2^-126 are zeros anyway.
+SJ_DEVICE float sj_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 SJ_DEVICE float sj_log2(float x) { return log2f(x); }
 SJ_DEVICE float sj_neg_inf() { return __int_as_float(0xff800000); }
 SJ_DEVICE float sj_bits_to_float(unsigned u) { return __uint_as_float(u); }
@@ -298,7 +304,7 @@ constexpr int kTopk = 16;
 constexpr int kChunks = 1;
 constexpr int kSubK = 64;
 constexpr int kThreads = 128;
-constexpr int kStages = 2;
+constexpr int kStages = 1;
 constexpr int kQTile = 4;
 constexpr int kQDtype = 0;
 constexpr int kKvDtype = 0;
@@ -436,19 +442,23 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
       sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
     }
   }
-  // Scale to base 2 and mask: key my_n0 + k is visible to a row iff k <= its limit
-  // (the row's hi, or -1 when its query did not select the block), in 32 bits.
+  // Mask: key my_n0 + k is visible to a row iff k <= its limit (the row's hi, or
+  // -1 when its query did not select the block), in 32 bits. A sub-tile every row
+  // sees whole (the common case) skips the per-element compare.
   const long long span_a = w_a > 0.f ? hi_a - my_n0 : -1, span_b = w_b > 0.f ? hi_b - my_n0 : -1;
   const int lim_a = span_a < kKeysPerWarp ? (int)(span_a < -1 ? -1 : span_a) : kKeysPerWarp;
   const int lim_b = span_b < kKeysPerWarp ? (int)(span_b < -1 ? -1 : span_b) : kKeysPerWarp;
+  if (!__all_sync(0xffffffffu, lim_a >= kKeysPerWarp - 1 && lim_b >= kKeysPerWarp - 1)) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (j * 8 + (lane & 3) * 2 + (i & 1) > (i < 2 ? lim_a : lim_b)) s[j][i] = sj_neg_inf();
+  }
+  // Row max of the raw scores, then base 2: sm_scale_log2 > 0, so max(s) * c == max(s * c).
   float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int k = j * 8 + (lane & 3) * 2 + (i & 1);
-      s[j][i] = k <= (i < 2 ? lim_a : lim_b) ? s[j][i] * p.sm_scale_log2 : sj_neg_inf();
-    }
     mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
     mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
   }
@@ -456,18 +466,33 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-  const float m_new_a = fmaxf(st.m_a, mx_a), m_new_b = fmaxf(st.m_b, mx_b);
+  const float c = p.sm_scale_log2;
+  const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
   // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
   const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
   const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
   const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+  // P = 2^(s c - m), one FMA and one exp2 per score; weighted by the multiplicity only
+  // where some row selected the block more than once (a masked row is 0 whatever its weight).
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+    s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+    s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+    s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+  }
+  if (__any_sync(0xffffffffu, w_a > 1.f || w_b > 1.f)) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j) {
+      s[j][0] *= w_a;
+      s[j][1] *= w_a;
+      s[j][2] *= w_b;
+      s[j][3] *= w_b;
+    }
+  }
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
-    s[j][0] = w_a * sj_exp2(s[j][0] - base_a);
-    s[j][1] = w_a * sj_exp2(s[j][1] - base_a);
-    s[j][2] = w_b * sj_exp2(s[j][2] - base_b);
-    s[j][3] = w_b * sj_exp2(s[j][3] - base_b);
     sum_a += s[j][0] + s[j][1];
     sum_b += s[j][2] + s[j][3];
   }
@@ -557,7 +582,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 #else
 #define SJ_CLUSTER_DIMS
 #endif
-SJ_GLOBAL void __launch_bounds__(128) SJ_CLUSTER_DIMS sparsejit_prefill(SjAttnParams p) {
+SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
   sj_u16* sq = (sj_u16*)sj_smem;
