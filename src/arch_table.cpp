@@ -31,6 +31,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.q_row_groups = o.value("q_row_groups", 1);
     t.union_entries = o.value("union_entries", 256);
     t.max_cluster = o.value("max_cluster", 1);
+    t.dependent_launch = o.value("dependent_launch", false);
     if (o.contains("large_batch")) {
       const auto& l = o.at("large_batch");
       t.large_min_workgroups = l.at("min_workgroups").get<int>();

@@ -412,7 +412,9 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   m.total_q = a.total_q;
   m.num_heads = a.num_heads;
   void* margs[] = {&m};
-  if (auto st = (*merge)->kernel->launch(Dim3{unsigned(a.total_q), unsigned(a.num_heads), 1}, Dim3{(*merge)->threads, 1, 1}, 0, stream, margs);
+  const Dim3 mgrid{unsigned(a.total_q), unsigned(a.num_heads), 1}, mblock{(*merge)->threads, 1, 1};
+  const Kernel& mk = *(*merge)->kernel;
+  if (auto st = impl_->arch.merge.dependent_launch ? mk.launch_dependent(mgrid, mblock, 0, stream, margs) : mk.launch(mgrid, mblock, 0, stream, margs);
       !st)
     return to_call_status(st.error());
   return {};

@@ -304,6 +304,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
+  if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
   float* s_part = (float*)(sj_smem + kOffTiles + kScratchBytes);  // decode cluster merge: [G][head_dim] then [G] LSE

@@ -10,6 +10,7 @@ constexpr int kQDtype = {{Q_DTYPE}};
 }  // namespace
 
 SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(SjMergeParams p) {
+  sj_grid_dependency_wait();  // launched while the split-K kernel runs (sm_90): its partials are complete from here on
   const long long token = sj_bid_x(), head = sj_bid_y();
   const long long row_stride = p.total_q * p.num_heads;
   const long long row = token * p.num_heads + head;

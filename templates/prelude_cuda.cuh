@@ -20,6 +20,18 @@ SJ_DEVICE float sj_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// Programmatic dependent launch (sm_90+; no-ops below, and when the launch did not ask for it):
+// the dependent kernel waits for the previous grid's results; the previous grid lets it start early.
+SJ_DEVICE void sj_grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+SJ_DEVICE void sj_grid_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
 SJ_DEVICE float sj_log2(float x) { return log2f(x); }
 SJ_DEVICE float sj_neg_inf() { return __int_as_float(0xff800000); }
 SJ_DEVICE float sj_bits_to_float(unsigned u) { return __uint_as_float(u); }

@@ -824,6 +824,12 @@ std::vector<CaseSpec> decode_cases() {
   c.seq_lens = {3000, 0, 130, 2049, 7}, c.ragged_qlens = {3, 1, 4, 1, 2};
   add(c);
   c = {};
+  // TP1 at batch 2: 16 chunks of one entry each, the merge kernel launched while they run (sm_90: programmatic
+  // dependent launch). seq 8191 ends mid-block; seq 70 sees 70 keys of block 0.
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_B_q1_16chunks", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.layout = KvLayout::B, c.seq_lens = {8191, 70}, c.chunks = CaseSpec::Chunks::many, c.dup_ids = true, c.junk_ids = true;
+  add(c);
+  c = {};
   // 120 x 4 (query, kv head) pairs: one chunk, >= 400 workgroups, sm_90's large-batch launch (256 threads, 128-key stages).
   c.name = "G4_D128_k16_bf16_bf16_B_q1_largebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.layout = KvLayout::B;
   c.seq_lens = random_seq_lens(9, 120, 0, 2500), c.chunks = CaseSpec::Chunks::one, c.dup_ids = true;

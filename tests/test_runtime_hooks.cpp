@@ -22,15 +22,20 @@ namespace {
 
 class NoopKernel final : public Kernel {
  public:
-  explicit NoopKernel(std::atomic<int>* launches) : launches_(launches) {}
+  NoopKernel(std::atomic<int>* launches, std::atomic<int>* dependent) : launches_(launches), dependent_(dependent) {}
   Status launch(Dim3, Dim3, unsigned, void*, void**) const override {
     ++*launches_;
     return ok_status();
+  }
+  Status launch_dependent(Dim3 g, Dim3 b, unsigned s, void* st, void** a) const override {
+    ++*dependent_;
+    return launch(g, b, s, st, a);
   }
   std::string attributes_json() const override { return "{}"; }
 
  private:
   std::atomic<int>* launches_;
+  std::atomic<int>* dependent_;
 };
 
 class FakeDriver final : public Driver {
@@ -58,7 +63,7 @@ class FakeDriver final : public Driver {
 
 struct Fixture {
   FakeDriver driver;
-  std::atomic<int> built{0}, launches{0};
+  std::atomic<int> built{0}, launches{0}, dependent{0};
   std::vector<KernelConfig> configs;
   std::unique_ptr<Runtime> rt;
   Fixture() {
@@ -68,7 +73,7 @@ struct Fixture {
     h.make_kernel = [this](const KernelConfig& c) -> Result<std::shared_ptr<Kernel>> {
       ++built;
       configs.push_back(c);
-      return std::shared_ptr<Kernel>(std::make_shared<NoopKernel>(&launches));
+      return std::shared_ptr<Kernel>(std::make_shared<NoopKernel>(&launches, &dependent));
     };
     auto r = RuntimeAccess::create_for_testing(std::move(h));
     if (r) rt = std::move(*r);
@@ -162,13 +167,17 @@ TEST(RuntimeHooks, WarmedKernelsLaunchDuringCaptureWithoutRebuilding) {
   const int built = f.built;
   EXPECT_GE(built, 3);  // prefill + at least one (decode, merge) pair
   f.driver.capturing = true;
-  int expected_launches = 1;  // prefill
+  int expected_launches = 1, merges = 0;  // prefill
   for (std::int64_t reqs : {1, 2, 3, 7, 16, 64, 200, 1000}) {
     CallStatus st = f.rt->sparse_attn_decode(decode(*f.rt, reqs), nullptr);
     EXPECT_TRUE(st.ok) << reqs << ": " << st.message;
     // No workspace <=> no merge kernel (one chunk, or chunks merged in their cluster).
-    expected_launches += f.rt->decode_workspace_bytes(reqs, H, KVH, D, TOPK) == 0 ? 1 : 2;
+    const bool merge = f.rt->decode_workspace_bytes(reqs, H, KVH, D, TOPK) != 0;
+    expected_launches += merge ? 2 : 1;
+    merges += merge;
   }
+  EXPECT_GT(merges, 0);
+  EXPECT_EQ(f.dependent, merges) << "sm_90 launches every merge as a programmatic dependent of the split-K kernel";
   CallStatus st = f.rt->sparse_attn_prefill(prefill(3), nullptr);
   EXPECT_TRUE(st.ok) << st.message;
   EXPECT_EQ(f.built, built);

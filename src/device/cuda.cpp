@@ -26,6 +26,25 @@ using CUmodule = CUmod_st*;
 using CUfunction = CUfunc_st*;
 using CUstream = CUstream_st*;
 
+// cuLaunchKernelEx's config (CUlaunchConfig) and one attribute (CUlaunchAttribute: id, 4 bytes of padding, a 64-byte value union).
+struct CuLaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int value;
+    void* align;
+  } value;
+};
+static_assert(sizeof(CuLaunchAttribute) == 72, "CUlaunchAttribute is 72 bytes");
+struct CuLaunchConfig {
+  unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes;
+  CUstream stream;
+  CuLaunchAttribute* attrs;
+  unsigned num_attrs;
+};
+constexpr int kLaunchAttributeProgrammaticStreamSerialization = 6;
+
 constexpr CUresult kCudaSuccess = 0;
 constexpr CUresult kCudaErrorInvalidContext = 201;
 constexpr int kAttrMultiprocessorCount = 16;
@@ -61,6 +80,7 @@ struct CudaApi {
   CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                              void**, void**) = nullptr;
+  CUresult (*cuLaunchKernelEx)(const CuLaunchConfig*, CUfunction, void**, void**) = nullptr;  // optional (CUDA >= 11.8)
   CUresult (*cuFuncGetAttribute)(int*, int, CUfunction) = nullptr;
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
   CUresult (*cuMemAlloc_v2)(CUdeviceptr*, std::size_t) = nullptr;
@@ -195,6 +215,20 @@ class CudaKernel final : public Kernel {
                                                dynamic_shared_bytes, static_cast<CUstream>(stream), args, nullptr);
     if (rc == kCudaSuccess) return ok_status();
     return launch_failed(rc, grid, block, dynamic_shared_bytes, stream, args);
+  }
+
+  Status launch_dependent(Dim3 grid, Dim3 block, unsigned dynamic_shared_bytes, void* stream, void** args) const override {
+    const CudaApi& api = *module_->api;
+    if (api.cuLaunchKernelEx) {
+      CuLaunchAttribute attr;
+      std::memset(&attr, 0, sizeof attr);
+      attr.id = kLaunchAttributeProgrammaticStreamSerialization;
+      attr.value.value = 1;
+      const CuLaunchConfig config{grid.x, grid.y, grid.z, block.x, block.y, block.z, dynamic_shared_bytes, static_cast<CUstream>(stream), &attr, 1};
+      if (api.cuLaunchKernelEx(&config, fn_, args, nullptr) == kCudaSuccess) return ok_status();
+    }
+    // Nothing was enqueued: an ordinary launch gives the same result (and reports any error).
+    return launch(grid, block, dynamic_shared_bytes, stream, args);
   }
 
   std::string attributes_json() const override {
@@ -509,6 +543,7 @@ class CudaDriver final : public Driver {
     need("cuMemsetD8_v2", a.cuMemsetD8_v2);
     a.cuModuleLoadDataEx = s.library.function<decltype(a.cuModuleLoadDataEx)>("cuModuleLoadDataEx");
     a.cuStreamIsCapturing = s.library.function<decltype(a.cuStreamIsCapturing)>("cuStreamIsCapturing");
+    a.cuLaunchKernelEx = s.library.function<decltype(a.cuLaunchKernelEx)>("cuLaunchKernelEx");
     if (missing) {
       s.reason = s.library.path() + " lacks " + missing + " (driver too old?)";
       return;

@@ -42,6 +42,13 @@ class Kernel {
   virtual ~Kernel() = default;
   // args: pointers to each argument's value (cuLaunchKernel/hipModuleLaunchKernel convention).
   virtual Status launch(Dim3 grid, Dim3 block, unsigned dynamic_shared_bytes, void* stream, void** args) const = 0;
+  // Like launch, but the kernel may start while the stream's previous kernel is still
+  // running (NVIDIA programmatic dependent launch, sm_90+): it must wait for that
+  // kernel (griddepcontrol.wait, sj_grid_dependency_wait) before reading its results.
+  // Drivers without it launch normally, which is the same result.
+  virtual Status launch_dependent(Dim3 grid, Dim3 block, unsigned dynamic_shared_bytes, void* stream, void** args) const {
+    return launch(grid, block, dynamic_shared_bytes, stream, args);
+  }
   // Registers, static shared/LDS bytes, local/private bytes, max threads per block (from the driver).
   virtual std::string attributes_json() const = 0;
   // Allows launches with up to `bytes` of dynamic shared memory: above 48 KiB

@@ -25,6 +25,8 @@ SJ_DEVICE void sj_sync() {
 }
 SJ_DEVICE float sj_exp2(float x) { return __builtin_exp2f(x); }
 SJ_DEVICE float sj_log2(float x) { return __builtin_log2f(x); }
+SJ_DEVICE void sj_grid_dependency_wait() {}  // programmatic dependent launch is NVIDIA's; HIP orders the kernels
+SJ_DEVICE void sj_grid_launch_dependents() {}
 SJ_DEVICE float sj_bits_to_float(unsigned u) { return __builtin_bit_cast(float, u); }
 SJ_DEVICE unsigned sj_float_to_bits(float f) { return __builtin_bit_cast(unsigned, f); }
 SJ_DEVICE float sj_neg_inf() { return sj_bits_to_float(0xff800000u); }

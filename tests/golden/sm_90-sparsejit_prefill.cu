@@ -24,6 +24,18 @@ SJ_DEVICE float sj_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// Programmatic dependent launch (sm_90+; no-ops below, and when the launch did not ask for it):
+// the dependent kernel waits for the previous grid's results; the previous grid lets it start early.
+SJ_DEVICE void sj_grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+SJ_DEVICE void sj_grid_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
 SJ_DEVICE float sj_log2(float x) { return log2f(x); }
 SJ_DEVICE float sj_neg_inf() { return __int_as_float(0xff800000); }
 SJ_DEVICE float sj_bits_to_float(unsigned u) { return __uint_as_float(u); }
@@ -585,6 +597,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
+  if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
   float* s_part = (float*)(sj_smem + kOffTiles + kScratchBytes);  // decode cluster merge: [G][head_dim] then [G] LSE
