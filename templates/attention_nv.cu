@@ -275,19 +275,13 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
     const unsigned rank = sj_cluster_rank();
     for (int i = rank * kThreads + sj_tid(); i < kGroup * kHeadDim; i += kCluster * kThreads) {
       const int g = i / kHeadDim, d = i % kHeadDim;
-      float lse[kCluster], mx = sj_neg_inf();
+      float lse[kCluster], w[kCluster];
 #pragma unroll
-      for (int c = 0; c < kCluster; ++c) {
-        lse[c] = sj_ld_cluster_f32(s_part + kGroup * kHeadDim + g, c);
-        mx = fmaxf(mx, lse[c]);
-      }
-      float num = 0.f, den = 0.f;
+      for (int c = 0; c < kCluster; ++c) lse[c] = sj_ld_cluster_f32(s_part + kGroup * kHeadDim + g, c);
+      const float den = sj_lse_weights(lse, w);
+      float num = 0.f;
 #pragma unroll
-      for (int c = 0; c < kCluster; ++c) {
-        const float w = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
-        den += w;
-        num += w * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
-      }
+      for (int c = 0; c < kCluster; ++c) num += w[c] * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
       ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
           sj_f32_to_half<kQDtype>(den > 0.f ? num / den : 0.f);  // padded request row: zeros
     }

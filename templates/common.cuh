@@ -99,3 +99,21 @@ SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& 
     pos = ((const int*)p.seq_lens)[req] - p.decode_query_len + (token - req * p.decode_query_len);
   }
 }
+
+// Split-K merge by LSE (base 2), shared by the merge kernel and decode's cluster
+// merge: each part's weight 2^(lse_c - max) (0 for an empty part, lse = -inf)
+// into w; returns their sum, 0 when every part is empty (the caller then writes
+// zeros, never NaN). Unrolled by 16 so the loads behind lse are in flight together.
+template <int N>
+SJ_DEVICE float sj_lse_weights(const float (&lse)[N], float (&w)[N]) {
+  float mx = sj_neg_inf();
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) mx = lse[c] > mx ? lse[c] : mx;
+  float den = 0.f;
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) {
+    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
+    den += w[c];
+  }
+  return den;
+}

@@ -15,20 +15,10 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS({{THREADS}}, {{WAVES_PER_EU}}) {{KERNEL_NAME}}(Sj
   const long long row_stride = p.total_q * p.num_heads;
   const long long row = token * p.num_heads + head;
   // Unrolled over the chunks so their loads are in flight together (one latency, not kChunks).
-  float lse[kChunks];
-  float mx = sj_neg_inf();
+  float lse[kChunks], w[kChunks];
 #pragma unroll 16
-  for (int c = 0; c < kChunks; ++c) {
-    lse[c] = p.lse[c * row_stride + row];
-    mx = lse[c] > mx ? lse[c] : mx;
-  }
-  float w[kChunks];
-  float den = 0.f;
-#pragma unroll 16
-  for (int c = 0; c < kChunks; ++c) {
-    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
-    den += w[c];
-  }
+  for (int c = 0; c < kChunks; ++c) lse[c] = p.lse[c * row_stride + row];
+  const float den = sj_lse_weights(lse, w);
   for (int d = sj_tid(); d < kHeadDim; d += kThreads) {
     float num = 0.f;
 #pragma unroll 16

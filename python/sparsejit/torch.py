@@ -121,6 +121,13 @@ def _build_prefill(key, q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_le
     return plan
 
 
+def _decode_runtime(c):
+    """The device index, its runtime and the workspace bytes a decode of these shapes needs."""
+    index = _device_index(c["device"])
+    rt = runtime_for_device(index)
+    return index, rt, rt.decode_workspace_bytes(c["total_q"], c["num_heads"], c["num_kv_heads"], c["head_dim"], c["topk"])
+
+
 def _build_decode(key, q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale):
     """The full checks (raising for invalid input), then a plan, cached under ``key`` when it allows (None: never)."""
     _decode_plans.builds += 1
@@ -134,9 +141,7 @@ def _build_decode(key, q, kv_cache, topk_idx, block_table, seq_lens, num_kv_head
     if c["total_q"] == 0:
         plan = _plan.Plan(check=check, empty=True)
     else:
-        index = _device_index(c["device"])
-        rt = runtime_for_device(index)
-        nbytes = rt.decode_workspace_bytes(c["total_q"], c["num_heads"], c["num_kv_heads"], c["head_dim"], c["topk"])
+        index, rt, nbytes = _decode_runtime(c)
         plan = _plan.decode_plan(check, fields, c, rt, index, nbytes)
     if check is not None:
         _decode_plans.add(key, plan)
@@ -150,9 +155,7 @@ def _ragged_decode(q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, s
                                         k_scale, v_scale, query_start_loc, token_to_req_indices)  # fmt: skip
     if c["total_q"] == 0:
         return
-    index = _device_index(c["device"])
-    rt = runtime_for_device(index)
-    nbytes = rt.decode_workspace_bytes(c["total_q"], c["num_heads"], c["num_kv_heads"], c["head_dim"], c["topk"])
+    index, rt, nbytes = _decode_runtime(c)
     workspace = _alloc_workspace(nbytes, c["device"]) if nbytes else None
     buf = ctypes.create_string_buffer(_abi.DECODE_FORMAT.size)
     _abi.DECODE_FORMAT.pack_into(buf, 0, *fields, workspace.data_ptr() if workspace is not None else 0, nbytes,

@@ -293,6 +293,24 @@ SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& 
   }
 }
 
+// Split-K merge by LSE (base 2), shared by the merge kernel and decode's cluster
+// merge: each part's weight 2^(lse_c - max) (0 for an empty part, lse = -inf)
+// into w; returns their sum, 0 when every part is empty (the caller then writes
+// zeros, never NaN). Unrolled by 16 so the loads behind lse are in flight together.
+template <int N>
+SJ_DEVICE float sj_lse_weights(const float (&lse)[N], float (&w)[N]) {
+  float mx = sj_neg_inf();
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) mx = lse[c] > mx ? lse[c] : mx;
+  float den = 0.f;
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) {
+    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
+    den += w[c];
+  }
+  return den;
+}
+
 // ---- split-K merge: out = sum_c 2^(lse_c - M) o_c / sum_c 2^(lse_c - M) ----
 // grid: (total_q, num_heads). Rows whose chunks are all empty (padded requests) get zeros, never NaN.
 namespace {
@@ -308,20 +326,10 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(128, 1) sparsejit_merge(SjMergeParams p) {
   const long long row_stride = p.total_q * p.num_heads;
   const long long row = token * p.num_heads + head;
   // Unrolled over the chunks so their loads are in flight together (one latency, not kChunks).
-  float lse[kChunks];
-  float mx = sj_neg_inf();
+  float lse[kChunks], w[kChunks];
 #pragma unroll 16
-  for (int c = 0; c < kChunks; ++c) {
-    lse[c] = p.lse[c * row_stride + row];
-    mx = lse[c] > mx ? lse[c] : mx;
-  }
-  float w[kChunks];
-  float den = 0.f;
-#pragma unroll 16
-  for (int c = 0; c < kChunks; ++c) {
-    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
-    den += w[c];
-  }
+  for (int c = 0; c < kChunks; ++c) lse[c] = p.lse[c * row_stride + row];
+  const float den = sj_lse_weights(lse, w);
   for (int d = sj_tid(); d < kHeadDim; d += kThreads) {
     float num = 0.f;
 #pragma unroll 16

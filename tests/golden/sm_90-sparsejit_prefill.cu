@@ -293,6 +293,24 @@ SJ_DEVICE void sj_decode_row(const SjAttnParams& p, long long token, long long& 
   }
 }
 
+// Split-K merge by LSE (base 2), shared by the merge kernel and decode's cluster
+// merge: each part's weight 2^(lse_c - max) (0 for an empty part, lse = -inf)
+// into w; returns their sum, 0 when every part is empty (the caller then writes
+// zeros, never NaN). Unrolled by 16 so the loads behind lse are in flight together.
+template <int N>
+SJ_DEVICE float sj_lse_weights(const float (&lse)[N], float (&w)[N]) {
+  float mx = sj_neg_inf();
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) mx = lse[c] > mx ? lse[c] : mx;
+  float den = 0.f;
+#pragma unroll 16
+  for (int c = 0; c < N; ++c) {
+    w[c] = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
+    den += w[c];
+  }
+  return den;
+}
+
 // ---- block-sparse GQA attention, NVIDIA tensor-core kernel (sm_80+) ----
 // One workgroup = Q_TILE consecutive queries of one request (prefill) or one
 // query (decode) x one kv head x one top-k chunk. It walks the UNION of the
@@ -568,19 +586,13 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
     const unsigned rank = sj_cluster_rank();
     for (int i = rank * kThreads + sj_tid(); i < kGroup * kHeadDim; i += kCluster * kThreads) {
       const int g = i / kHeadDim, d = i % kHeadDim;
-      float lse[kCluster], mx = sj_neg_inf();
+      float lse[kCluster], w[kCluster];
 #pragma unroll
-      for (int c = 0; c < kCluster; ++c) {
-        lse[c] = sj_ld_cluster_f32(s_part + kGroup * kHeadDim + g, c);
-        mx = fmaxf(mx, lse[c]);
-      }
-      float num = 0.f, den = 0.f;
+      for (int c = 0; c < kCluster; ++c) lse[c] = sj_ld_cluster_f32(s_part + kGroup * kHeadDim + g, c);
+      const float den = sj_lse_weights(lse, w);
+      float num = 0.f;
 #pragma unroll
-      for (int c = 0; c < kCluster; ++c) {
-        const float w = (mx == sj_neg_inf() || lse[c] == sj_neg_inf()) ? 0.f : sj_exp2(lse[c] - mx);
-        den += w;
-        num += w * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
-      }
+      for (int c = 0; c < kCluster; ++c) num += w[c] * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
       ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
           sj_f32_to_half<kQDtype>(den > 0.f ? num / den : 0.f);  // padded request row: zeros
     }
