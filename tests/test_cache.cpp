@@ -451,6 +451,46 @@ TEST(KernelCache, SwappedEntryWithOwnSidecarIsRebuilt) {
   });
 }
 
+// A reader that finds a bad entry moves it aside under the key's lock, after
+// reading it again: never an entry someone rebuilt meanwhile, never one whose
+// key another process is writing (its commit replaces the bad file).
+TEST(DiskStore, QuarantineTakesTheKeyLockAndChecksAgain) {
+  TempDir t;
+  FakeCompiler fc;
+  auto k = key_for("quarantine race");
+  {
+    KernelCache c(settings_for(t.path));
+    ASSERT_TRUE(c.get_or_build(k, kSidecar, fc.fn("payload")).ok());
+  }
+  DiskStore store(t.path, true, false);
+  auto quarantined = [&] { return count_files(store.quarantine_dir(), [](const std::string&) { return true; }); };
+
+  // Rebuilt meanwhile: the entry read as bad earlier is valid now and stays.
+  store.quarantine(k.hex, "stale verdict");
+  EXPECT_TRUE(stdfs::exists(store.entry_path(k.hex)));
+  EXPECT_EQ(store.read(k.hex).found, DiskStore::Found::hit);
+  EXPECT_EQ(quarantined(), 0);
+
+  // Bad, and another holder has the key's lock (a writer between sidecar and entry): left alone.
+  std::string bytes = slurp(store.entry_path(k.hex));
+  bytes[bytes.size() / 2] ^= 0x5a;
+  spit(store.entry_path(k.hex), bytes);
+  ASSERT_EQ(store.read(k.hex).found, DiskStore::Found::bad);
+  {
+    auto writer = FileLock::acquire(store.lock_path(k.hex));
+    ASSERT_TRUE(writer.ok());
+    store.quarantine(k.hex, "checksum");
+    EXPECT_TRUE(stdfs::exists(store.entry_path(k.hex)));
+    EXPECT_EQ(quarantined(), 0);
+  }
+  // Bad and unlocked: moved aside with its sidecar, and no lock file is left behind.
+  store.quarantine(k.hex, "checksum");
+  EXPECT_FALSE(stdfs::exists(store.entry_path(k.hex)));
+  EXPECT_FALSE(stdfs::exists(store.sidecar_path(k.hex)));
+  EXPECT_FALSE(stdfs::exists(store.lock_path(k.hex)));
+  EXPECT_EQ(quarantined(), 2);
+}
+
 TEST(KernelCache, CorruptSidecarIsRebuilt) {
   expect_detected_and_rebuilt([](const DiskStore& s, const CacheKey& k1, const CacheKey&) {
     spit(s.sidecar_path(k1.hex), "{\"key\": \"trunc");
@@ -618,10 +658,13 @@ TEST(KernelCache, OlderSchemaTreeCountsTowardTheCapOldestFirst) {
   spit(newer + "/ab/newer.bin", std::string(4000, 'n'));
   DiskStore store(t.path, true, false);
   EXPECT_EQ(store.total_bytes(), 3 * kOldEntry);
+  EXPECT_EQ(store.older_schema_bytes(), 3 * kOldEntry);
 
   auto s = settings_for(t.path);
   s.max_bytes = 2 * ours + 2 * kOldEntry + kOldEntry / 2;  // ours two, and two old
   KernelCache c(s);
+  EXPECT_EQ(c.status().older_schema_bytes, 3 * kOldEntry) << "cache status shows what the cap counts";
+  EXPECT_EQ(c.status().bytes, 0u);
   auto k0 = key_for("schema 0"), k1 = key_for("schema 1");
   ASSERT_TRUE(c.get_or_build(k0, kSidecar, fc.fn(payload)).ok());
   EXPECT_TRUE(stdfs::exists(old0 + ".bin"));  // still under the cap
@@ -642,9 +685,11 @@ TEST(KernelCache, OlderSchemaTreeCountsTowardTheCapOldestFirst) {
 
   make_old(3, 5);
   spit(older + "/03/old3.lock", "");  // a dead holder's lock
+  EXPECT_EQ(c.status().older_schema_bytes, kOldEntry);
   ASSERT_TRUE(c.clear().ok());
   EXPECT_FALSE(stdfs::exists(older));
   EXPECT_EQ(c.status().entries, 0u);
+  EXPECT_EQ(c.status().older_schema_bytes, 0u);
   EXPECT_TRUE(stdfs::exists(newer + "/ab/newer.bin"));
   EXPECT_EQ(fc.calls, 3);
 }

@@ -12,12 +12,21 @@ void add_cache(CLI::App& app, Globals& g) {
 
   cmd->add_subcommand("status", "Effective path, mode, entries, bytes")->callback([&g] {
     auto s = default_cache()->status();
-    nlohmann::json j = {{"user_dir", s.user_dir}, {"system_dirs", s.system_dirs}, {"mode", s.mode},          {"entries", s.entries},
-                        {"bytes", s.bytes},       {"max_bytes", s.max_bytes},     {"memory_entries", s.memory_entries}};
+    nlohmann::json j = {{"user_dir", s.user_dir},
+                        {"system_dirs", s.system_dirs},
+                        {"mode", s.mode},
+                        {"entries", s.entries},
+                        {"bytes", s.bytes},
+                        {"older_schema_bytes", s.older_schema_bytes},
+                        {"max_bytes", s.max_bytes},
+                        {"memory_entries", s.memory_entries}};
     if (g.json) print_json(j);
     else {
       std::cout << "cache dir:   " << (s.user_dir.empty() ? "(none: memory only)" : s.user_dir) << "\nmode:        " << s.mode
                 << "\nentries:     " << s.entries << "\nbytes:       " << s.bytes << " (cap " << s.max_bytes << ")\n";
+      if (s.older_schema_bytes)
+        std::cout << "older schemas: " << s.older_schema_bytes
+                  << " bytes (left by earlier versions; counted by the cap and evicted first as they age; `cache clear` removes them)\n";
       for (const auto& d : s.system_dirs) std::cout << "system dir:  " << d << " (read-only)\n";
     }
   });

@@ -256,7 +256,18 @@ void DiskStore::quarantine_files(const std::string& bin, const std::string& json
   trim_quarantine();
 }
 
-void DiskStore::quarantine(const std::string& key, const std::string& why) const {
+void DiskStore::quarantine(const std::string& key, const std::string& why, bool key_locked) const {
+  std::optional<FileLock> lock;
+  if (writable_ && !key_locked) {
+    bool busy = false;
+    lock = FileLock::try_acquire(lock_path(key), &busy);
+    if (!lock && busy) {
+      log::warn("cache: bad entry " + entry_path(key) + ": " + why + "; left to the process rewriting it");
+      return;
+    }
+    // No lock file can be made here (full or odd dir): then no writer holds one either.
+    if (read(key).found != Found::bad) return;  // rebuilt (or removed) since it was read
+  }
   quarantine_files(entry_path(key), sidecar_path(key), why);
 }
 
@@ -315,12 +326,17 @@ std::vector<DiskStore::EntryStat> DiskStore::scan() const {
   return out;
 }
 
-std::uint64_t DiskStore::total_bytes() const {
-  std::uint64_t total = 0;
-  for (const auto& e : scan()) total += e.bytes;
+std::uint64_t DiskStore::older_schema_bytes() const {
   std::vector<KeyFiles> older;
   for (const auto& dir : older_schema_dirs(root_)) collect_older_key_files(dir, older);
+  std::uint64_t total = 0;
   for (const auto& k : older) total += k.bytes;
+  return total;
+}
+
+std::uint64_t DiskStore::total_bytes() const {
+  std::uint64_t total = older_schema_bytes();
+  for (const auto& e : scan()) total += e.bytes;
   return total;
 }
 
@@ -402,7 +418,8 @@ DiskStore::VerifyOutcome DiskStore::verify(bool fix) const {
         else if (auto r = read(key); r.found == Found::bad) why = r.why;
         if (why.empty()) continue;
         out.bad.push_back(p + ": " + why + (writable_ ? "" : " (read-only dir, left in place)"));
-        if (can_fix) quarantine_files(p, sdir + "/" + key + ".json", why);
+        if (can_fix && cache_format::is_valid_key_hex(key) && key.substr(0, 2) == shard) quarantine(key, why);  // under its lock
+        else if (can_fix) quarantine_files(p, sdir + "/" + key + ".json", why);
       } else if (fs::ends_with(name, ".json")) {
         std::string key = stem(name, ".json");
         if (present.count(key + ".bin") || !can_fix || !cache_format::is_valid_key_hex(key)) continue;

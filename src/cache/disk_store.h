@@ -53,9 +53,12 @@ class DiskStore {
   // and its sidecar (parses, names the same key).
   ReadResult read(const std::string& key) const;
 
-  // Moves the entry and its sidecar into quarantine/ and logs why (a
-  // read-only store only logs).
-  void quarantine(const std::string& key, const std::string& why) const;
+  // Moves a bad entry and its sidecar into quarantine/ and logs why (a read-only
+  // store only logs). Under the key's lock, after reading the entry again: one
+  // that another process rebuilt meanwhile is valid and stays; a key whose lock
+  // someone else holds is being rewritten and is left to its writer, whose
+  // commit replaces the bad file. `key_locked`: the caller holds the key's lock.
+  void quarantine(const std::string& key, const std::string& why, bool key_locked = false) const;
 
   // Sidecar first, then the entry (the commit point); both atomic.
   fs::IoStatus write(const std::string& key, const nlohmann::json& sidecar, const std::vector<std::uint8_t>& binary) const;
@@ -72,6 +75,8 @@ class DiskStore {
   std::vector<EntryStat> scan() const;
   // What the size cap counts: this schema's entries and the older schemas' files.
   std::uint64_t total_bytes() const;
+  // The older schemas' files alone (never read by this build; evicted first as they age).
+  std::uint64_t older_schema_bytes() const;
 
   // Removes least recently used entries of this and older schemas (never
   // `keep`, never a key whose lock is held: it is being written) until the

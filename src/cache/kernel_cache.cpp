@@ -258,13 +258,14 @@ struct KernelCache::Impl {
     return std::nullopt;
   }
 
-  std::optional<CacheResult> lookup_user(const std::string& key) const {
+  // key_locked: the caller holds the key's lock (a bad entry is then moved aside without taking it again).
+  std::optional<CacheResult> lookup_user(const std::string& key, bool key_locked = false) const {
     auto r = user_store->read(key);
     if (r.found == DiskStore::Found::hit) {
       user_store->touch(key);  // the LRU clock
       return hit(key, std::move(r), CacheOrigin::user_dir);
     }
-    if (r.found == DiskStore::Found::bad) user_store->quarantine(key, r.why);
+    if (r.found == DiskStore::Found::bad) user_store->quarantine(key, r.why, key_locked);
     return std::nullopt;
   }
 
@@ -279,7 +280,7 @@ struct KernelCache::Impl {
       auto l = made.ok() ? FileLock::acquire(user_store->lock_path(key.hex)) : Result<FileLock>(cache_error(made.message));
       if (l.ok()) {
         lock.emplace(std::move(l).value());
-        if (auto h = lookup_user(key.hex)) return *h;  // another process built it meanwhile
+        if (auto h = lookup_user(key.hex, true)) return *h;  // another process built it meanwhile
       } else {
         log::warn_once("cache-lock:" + user_store->root(),
                        "cache: " + l.error().message + "; compiling without the cross-process lock");
@@ -380,6 +381,7 @@ CacheStatus KernelCache::status() const {
       ++s.entries;
       s.bytes += e.bytes;
     }
+    s.older_schema_bytes = impl_->user_store->older_schema_bytes();
   }
   std::lock_guard<std::mutex> g(impl_->mu);
   s.memory_entries = impl_->memory.size();

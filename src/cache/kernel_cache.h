@@ -77,7 +77,8 @@ struct CacheStatus {
   std::vector<std::string> system_dirs;
   std::string mode;  // "readwrite", "read", "off", "memory-only (reason)"
   std::uint64_t entries = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;               // this schema's entries
+  std::uint64_t older_schema_bytes = 0;  // files of older schemas' trees: counted by the cap, evicted oldest first
   std::uint64_t max_bytes = 0;
   std::uint64_t memory_entries = 0;
 };
