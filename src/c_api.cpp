@@ -270,11 +270,9 @@ sj_status sj_cache_status_json(const sj_runtime* runtime, char* buf, size_t buf_
     if (runtime) {
       text = runtime->rt->cache_status_json();
     } else {
-      const CacheStatus st = default_cache()->status();
-      text = nlohmann::json{{"user_dir", st.user_dir},   {"system_dirs", st.system_dirs}, {"mode", st.mode},
-                            {"entries", st.entries},     {"bytes", st.bytes},             {"max_bytes", st.max_bytes},
-                            {"memory_entries", st.memory_entries}, {"record", knobs().record}}
-                 .dump();
+      nlohmann::json j = to_json(default_cache()->status());
+      j["record"] = knobs().record;
+      text = j.dump();
     }
     if (needed) *needed = text.size() + 1;
     if (!buf || buf_size < text.size() + 1)

@@ -274,18 +274,11 @@ int Runtime::device() const { return impl_->device; }
 
 std::string Runtime::cache_status_json() const {
   const CacheStatus st = impl_->builder.cache().status();
-  nlohmann::json j = {{"user_dir", st.user_dir},
-                      {"system_dirs", st.system_dirs},
-                      {"mode", st.mode},
-                      {"entries", st.entries},
-                      {"bytes", st.bytes},
-                      {"older_schema_bytes", st.older_schema_bytes},
-                      {"max_bytes", st.max_bytes},
-                      {"memory_entries", st.memory_entries},
-                      {"device", impl_->device},
-                      {"target", impl_->info.target},
-                      {"loaded_kernels", RuntimeAccess::loaded_kernels(*this)},
-                      {"record", knobs().record}};
+  nlohmann::json j = to_json(st);
+  j["device"] = impl_->device;
+  j["target"] = impl_->info.target;
+  j["loaded_kernels"] = RuntimeAccess::loaded_kernels(*this);
+  j["record"] = knobs().record;
   return j.dump();
 }
 

@@ -71,6 +71,7 @@ TEST(CApi, CacheStatusJsonWithoutARuntime) {
   auto j = nlohmann::json::parse(buf.c_str());
   EXPECT_TRUE(j.contains("mode"));
   EXPECT_TRUE(j.contains("user_dir"));
+  EXPECT_TRUE(j.contains("older_schema_bytes"));  // what the size cap counts besides this schema's entries
 }
 
 TEST(CApi, CreateReportsNoDeviceOrWorks) {

@@ -12,15 +12,7 @@ void add_cache(CLI::App& app, Globals& g) {
 
   cmd->add_subcommand("status", "Effective path, mode, entries, bytes")->callback([&g] {
     auto s = default_cache()->status();
-    nlohmann::json j = {{"user_dir", s.user_dir},
-                        {"system_dirs", s.system_dirs},
-                        {"mode", s.mode},
-                        {"entries", s.entries},
-                        {"bytes", s.bytes},
-                        {"older_schema_bytes", s.older_schema_bytes},
-                        {"max_bytes", s.max_bytes},
-                        {"memory_entries", s.memory_entries}};
-    if (g.json) print_json(j);
+    if (g.json) print_json(to_json(s));
     else {
       std::cout << "cache dir:   " << (s.user_dir.empty() ? "(none: memory only)" : s.user_dir) << "\nmode:        " << s.mode
                 << "\nentries:     " << s.entries << "\nbytes:       " << s.bytes << " (cap " << s.max_bytes << ")\n";

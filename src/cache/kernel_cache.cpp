@@ -370,6 +370,17 @@ std::shared_ptr<const CachedObject> KernelCache::find(const std::string& key_hex
   return impl_->memory.emplace(key_hex, h->object).first->second;
 }
 
+nlohmann::json to_json(const CacheStatus& s) {
+  return {{"user_dir", s.user_dir},
+          {"system_dirs", s.system_dirs},
+          {"mode", s.mode},
+          {"entries", s.entries},
+          {"bytes", s.bytes},
+          {"older_schema_bytes", s.older_schema_bytes},
+          {"max_bytes", s.max_bytes},
+          {"memory_entries", s.memory_entries}};
+}
+
 CacheStatus KernelCache::status() const {
   CacheStatus s;
   s.user_dir = effective_user_dir();

@@ -82,6 +82,8 @@ struct CacheStatus {
   std::uint64_t max_bytes = 0;
   std::uint64_t memory_entries = 0;
 };
+// The fields above as one JSON object (`cache status --json`, Runtime::cache_status_json).
+nlohmann::json to_json(const CacheStatus& s);
 
 class KernelCache {
  public:

@@ -449,6 +449,18 @@ struct SjRowState {
   float l_a, l_b;  // this thread's part of the running sum
 };
 
+// Multiplies this thread's elements of N C fragments by its rows' factors (a: elements 0-1, b: 2-3).
+template <int N>
+SJ_DEVICE void sj_scale_rows(float (&f)[N][4], float fa, float fb) {
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    f[t][0] *= fa;
+    f[t][1] *= fa;
+    f[t][2] *= fb;
+    f[t][3] *= fb;
+  }
+}
+
 // One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
 SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
                           long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4]) {
@@ -511,15 +523,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
     s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
     s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
   }
-  if (__any_sync(0xffffffffu, w_a > 1.f || w_b > 1.f)) {
-#pragma unroll
-    for (int j = 0; j < kSNT; ++j) {
-      s[j][0] *= w_a;
-      s[j][1] *= w_a;
-      s[j][2] *= w_b;
-      s[j][3] *= w_b;
-    }
-  }
+  if (__any_sync(0xffffffffu, w_a > 1.f || w_b > 1.f)) sj_scale_rows(s, w_a, w_b);
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
@@ -530,15 +534,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   st.l_b = st.l_b * alpha_b + sum_b;
   st.m_a = m_new_a;
   st.m_b = m_new_b;
-  if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) {  // the max moved: rescale O
-#pragma unroll
-    for (int t = 0; t < kONT; ++t) {
-      acc[t][0] *= alpha_a;
-      acc[t][1] *= alpha_a;
-      acc[t][2] *= alpha_b;
-      acc[t][3] *= alpha_b;
-    }
-  }
+  if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) sj_scale_rows(acc, alpha_a, alpha_b);  // the max moved: rescale O
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
 #pragma unroll
   for (int j = 0; j < kKeysPerWarp / 16; ++j) {
