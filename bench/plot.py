@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
-"""Merges sparsejit_bench's and triton_baseline.py's JSON lines into the
-pictures (per TP shape: decode bandwidth vs batch size with the copy ceiling,
-prefill time vs query length) and a markdown table (results.md)."""
+"""Merges sparsejit_bench's and triton_baseline.py's JSON lines (and
+decode_floor.py's, when given) into the pictures (per TP shape: decode
+bandwidth vs batch size with the copy ceiling, prefill time vs query length)
+and a markdown table (results.md). Without matplotlib it writes the table and
+says that it drew no pictures."""
 import argparse
 import json
 import math
 import os
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import sys
 
 
 def load(path):
@@ -30,6 +28,7 @@ def main():
     ap.add_argument("--ours", required=True)
     ap.add_argument("--triton", required=True)
     ap.add_argument("--outdir", required=True)
+    ap.add_argument("--floor", default="", help="decode_floor.py's JSON lines (optional)")
     a = ap.parse_args()
     ours = load(a.ours)
     tri = {r["name"]: r for r in load(a.triton) if "name" in r}
@@ -84,7 +83,29 @@ def main():
                      f"{fmt(r.get('union4'), 2)} | {fmt(ob / 1e3 if ob else None, 3)} | {fmt(tb / 1e3 if tb else None, 3)} | {fmt(ratio, 2)} | "
                      f"{fmt(t.get('err_ours'), 5) if t.get('err_ours') is not None else r.get('error', '—')} | "
                      f"{fmt(t.get('err_triton'), 5) if t.get('err_triton') is not None else t.get('error', '—')} |")
+    floor = load(a.floor) if a.floor else []
+    if floor:
+        # Our TP1 corr seq-8192 decode at the floor's batch sizes (the floor uses those shapes).
+        ours_tp1 = {r["batch"]: r for r in cases if r["kind"] == "decode" and r["tp"] == "tp1" and r["model"] == "corr" and r["seq_label"] == "8192"}
+        lines.append("")
+        lines.append("### The floor under small-batch decode (bench/decode_floor.py: TP1 shapes, graph µs per call)")
+        lines.append("")
+        lines.append("| case | batch | µs | GB/s (copy: read + write) | % copy ceiling | ours (TP1 corr 8192) µs |")
+        lines.append("|---|---|---|---|---|---|")
+        for f in floor:
+            bw = f.get("GBps")
+            ours_us = ours_tp1.get(f["batch"], {}).get("ours_us") if f.get("batch") else None
+            lines.append(f"| {f['case']} | {f['batch'] or '—'} | {fmt(f['us'], 2)} | {fmt(bw, 0)} | "
+                         f"{fmt(100 * bw / ceil if (bw and ceil) else None)} | {fmt(ours_us, 2)} |")
     open(os.path.join(a.outdir, "results.md"), "w").write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plot.py: matplotlib is not installed: results.md written, no pictures drawn", file=sys.stderr)
+        return
 
     tps = []
     for r in cases:

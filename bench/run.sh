@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark on a CUDA machine: sparsejit's kernels (C++ API),
 # the Triton port of vLLM's reference algorithm on the same inputs, float64
-# checks of both, and the pictures.
+# checks of both, the floor under small-batch decode (bench/decode_floor.py),
+# and the pictures.
 #
 #   bash bench/run.sh [OUTDIR]         (default bench/results)
 #
@@ -39,6 +40,9 @@ t1=$SECONDS
 python3 bench/triton_baseline.py --dump-dir "$DUMP" --ours "$OUTDIR/ours.jsonl" --out "$OUTDIR/triton.jsonl" "${EXTRA[@]}" \
   2>"$OUTDIR/triton.log" || echo "triton_baseline exit $?" >>"$OUTDIR/triton.log"
 echo "triton_baseline: $((SECONDS - t1)) s" >>"$OUTDIR/card.txt"
-python3 bench/plot.py --ours "$OUTDIR/ours.jsonl" --triton "$OUTDIR/triton.jsonl" --outdir "$OUTDIR" >/dev/null
+t2=$SECONDS
+python3 bench/decode_floor.py --out "$OUTDIR/decode_floor.jsonl" >/dev/null 2>"$OUTDIR/floor.log" || echo "decode_floor exit $?" >>"$OUTDIR/floor.log"
+echo "decode_floor: $((SECONDS - t2)) s" >>"$OUTDIR/card.txt"
+python3 bench/plot.py --ours "$OUTDIR/ours.jsonl" --triton "$OUTDIR/triton.jsonl" --floor "$OUTDIR/decode_floor.jsonl" --outdir "$OUTDIR" >/dev/null
 [[ -n "${BENCH_DUMP_DIR:-}" ]] || rm -rf "$DUMP"
 echo "results in $OUTDIR (results.md, *.png, *.jsonl)"
