@@ -119,6 +119,12 @@ TEST(ArchTable, SubKAndLaunchComeFromTheTables) {
   ASSERT_TRUE(g950.ok());
   EXPECT_EQ(g950->prefill.sub_k, 64);
   EXPECT_FALSE(g950->from_fallback);
+  // The merge kernel overlaps the split-K kernel (programmatic dependent launch) on sm_90 only.
+  auto sm90 = load_arch_table("sm_90");
+  ASSERT_TRUE(sm90.ok());
+  EXPECT_TRUE(sm90->merge.dependent_launch);
+  EXPECT_FALSE(g942->merge.dependent_launch);
+  EXPECT_FALSE(g950->merge.dependent_launch);
 }
 
 TEST(ArchTable, ExplicitFallbackByPrefix) {
@@ -207,6 +213,9 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_NE(c.validate().error().message.find("launch.min_blocks"), std::string::npos);
   c.launch.min_blocks = 33;
   EXPECT_NE(c.validate().error().message.find("launch.min_blocks"), std::string::npos);
+  c = pre;
+  c.templ = kTemplateAttention, c.launch.stages = 1, c.q_tile = 1, c.launch.min_blocks = 2;  // the generic template has no such bound
+  EXPECT_NE(c.validate().error().message.find("min_blocks"), std::string::npos) << c.validate().error().message;
   c = pre;
   c.templ = kTemplateAttention;  // the generic template is single-stage, one query per workgroup
   EXPECT_FALSE(c.validate().ok());
