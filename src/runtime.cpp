@@ -85,6 +85,11 @@ void pack_common(const Args& a, SjAttnParams& p) {
 constexpr std::size_t kAlign = 256;
 std::size_t align_up(std::size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
+// The merge kernel depends on head_dim, q's dtype and the chunk count only (warm and call use this one key).
+HotKey merge_key(std::int64_t head_dim, DType q_dtype, int chunks) {
+  return hot_key(Op::merge, head_dim, 0, 0, chunks, q_dtype, q_dtype, ScaleMode::none);
+}
+
 // Decode's split-K workspace: the partial outputs [chunks, total_q, heads, head_dim],
 // then the LSEs [chunks, total_q, heads], each 256-byte aligned. Empty when no merge
 // kernel runs (one chunk, or chunks merged in their cluster) or the shapes are empty.
@@ -199,9 +204,6 @@ struct Runtime::Impl {
 
   HotKey decode_key(const KernelShape& s, int chunks, bool large_batch) const {
     return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode, large_batch);
-  }
-  HotKey merge_key(const KernelShape& s, int chunks) const {
-    return hot_key(Op::merge, s.head_dim, 0, 0, chunks, s.q_dtype, s.q_dtype, ScaleMode::none);
   }
   AttnShape attn_shape(const KernelShape& s) const {
     return shape_of(s.num_heads, s.num_kv_heads, s.head_dim, s.topk, s.q_dtype, s.kv_dtype, s.scale_mode);
@@ -320,7 +322,7 @@ CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
     if (!a) return to_call_status(a.error());
     if (!decode_uses_merge_kernel(impl_->arch, chunks)) continue;  // the attention kernel writes the output itself
     const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
-    auto m = impl_->kernel_for(impl_->merge_key(sh, chunks), [&] { return merge; }, nullptr, false);
+    auto m = impl_->kernel_for(merge_key(sh.head_dim, sh.q_dtype, chunks), [&] { return merge; }, nullptr, false);
     if (!m) return to_call_status(m.error());
   }
   return {};
@@ -387,22 +389,26 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   p.token_to_req = a.token_to_req_indices;
   p.num_reqs = a.num_reqs;
   void* args[] = {&p};
-  const auto& k = **attn;
-  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
-  if (!decode_uses_merge_kernel(impl_->arch, chunks)) {  // one launch: the kernel (or its cluster) writes the output
-    p.out = a.output;
-    for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
-    if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
-    return {};
-  }
-  auto merge = impl_->kernel_for(hot_key(Op::merge, a.head_dim, 0, 0, chunks, a.q_dtype, a.q_dtype, ScaleMode::none),
-                                 [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
-  if (!merge) return to_call_status(merge.error());
   float* o_part = static_cast<float*>(a.workspace);
   float* lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + ws.lse_offset);
-  p.out = o_part;
-  p.lse = lse;
+  // Without a merge kernel the attention kernel (or its cluster) writes the output; with one, it
+  // writes the partials, and the merge kernel is found before anything launches.
+  const Impl::Loaded* merge = nullptr;
+  if (decode_uses_merge_kernel(impl_->arch, chunks)) {
+    auto m = impl_->kernel_for(merge_key(a.head_dim, a.q_dtype, chunks),
+                               [&] { return merge_config(impl_->arch, a.head_dim, a.q_dtype, chunks); }, stream, true);
+    if (!m) return to_call_status(m.error());
+    merge = *m;
+    p.out = o_part;
+    p.lse = lse;
+  } else {
+    p.out = a.output;
+    for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
+  }
+  const auto& k = **attn;
+  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
   if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
+  if (!merge) return {};
 
   SjMergeParams m;
   std::memset(&m, 0, sizeof m);
@@ -413,8 +419,8 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   m.total_q = a.total_q;
   m.num_heads = a.num_heads;
   void* margs[] = {&m};
-  const Dim3 mgrid{unsigned(a.total_q), unsigned(a.num_heads), 1}, mblock{(*merge)->threads, 1, 1};
-  const Kernel& mk = *(*merge)->kernel;
+  const Dim3 mgrid{unsigned(a.total_q), unsigned(a.num_heads), 1}, mblock{merge->threads, 1, 1};
+  const Kernel& mk = *merge->kernel;
   if (auto st = impl_->arch.merge.dependent_launch ? mk.launch_dependent(mgrid, mblock, 0, stream, margs) : mk.launch(mgrid, mblock, 0, stream, margs);
       !st)
     return to_call_status(st.error());

@@ -101,16 +101,21 @@ def _guard(tensors):
         return None
 
 
+def _plan_check(key, device, length, num_kv_heads, sm_scale, tensors, k_scale, v_scale):
+    """The guard a cached plan checks its tensors with, or None when this call is not to be cached."""
+    if key is None or not _plan.cacheable(device, length, num_kv_heads, sm_scale):
+        return None
+    return _guard(tensors if k_scale is None and v_scale is None else (*tensors, k_scale, v_scale))
+
+
 def _build_prefill(key, q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_lens, prefix_lens, max_query_len, num_kv_heads, sm_scale, output, k_scale, v_scale):
     """The full checks (raising for invalid input), then a plan, cached under ``key`` when it allows (None: never)."""
     _prefill_plans.builds += 1
     fields, c = _validate.prefill_fields(
         q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_lens, prefix_lens, max_query_len, num_kv_heads, sm_scale, output, k_scale, v_scale
     )
-    check = None
-    if key is not None and _plan.cacheable(c["device"], max_query_len, num_kv_heads, sm_scale):
-        tensors = (q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_lens, prefix_lens, output)
-        check = _guard(tensors if k_scale is None and v_scale is None else (*tensors, k_scale, v_scale))
+    tensors = (q, kv_cache, topk_idx, block_table, cu_seqlens_q, seq_lens, prefix_lens, output)
+    check = _plan_check(key, c["device"], max_query_len, num_kv_heads, sm_scale, tensors, k_scale, v_scale)
     if c["total_q"] == 0 or fields[_MAX_QUERY_LEN] == 0:  # nothing to do (max_query_len 0)
         plan = _plan.Plan(check=check, empty=True)
     else:
@@ -134,10 +139,8 @@ def _build_decode(key, q, kv_cache, topk_idx, block_table, seq_lens, num_kv_head
     fields, c = _validate.decode_fields(
         q, kv_cache, topk_idx, block_table, seq_lens, num_kv_heads, sm_scale, output, decode_query_len, k_scale, v_scale
     )
-    check = None
-    if key is not None and _plan.cacheable(c["device"], decode_query_len, num_kv_heads, sm_scale):
-        tensors = (q, kv_cache, topk_idx, block_table, seq_lens, output)
-        check = _guard(tensors if k_scale is None and v_scale is None else (*tensors, k_scale, v_scale))
+    tensors = (q, kv_cache, topk_idx, block_table, seq_lens, output)
+    check = _plan_check(key, c["device"], decode_query_len, num_kv_heads, sm_scale, tensors, k_scale, v_scale)
     if c["total_q"] == 0:
         plan = _plan.Plan(check=check, empty=True)
     else:

@@ -269,20 +269,17 @@ class CudaKernel final : public Kernel {
     const CudaApi& api = *module_->api;
     CUcontext current = nullptr;
     api.cuCtxGetCurrent(&current);
-    // A thread that never touched this device has no current context: make
-    // the module's current (as the runtime API would) and retry once.
-    if (rc == kCudaErrorInvalidContext && current == nullptr && api.cuCtxSetCurrent(module_->ctx) == kCudaSuccess) {
+    // Retry once in the module's context when the launch ran in the wrong one. The hot path never pays for this.
+    // - No context is current (a thread that never touched this device): the module's stays current, as the
+    //   runtime API would leave it.
+    // - Another device's context is current (an engine driving several GPUs, the caller's current device
+    //   elsewhere): the caller's is given back.
+    const bool none_current = rc == kCudaErrorInvalidContext && current == nullptr;
+    const bool other_current = current != nullptr && current != module_->ctx;
+    if ((none_current || other_current) && api.cuCtxSetCurrent(module_->ctx) == kCudaSuccess) {
       rc = api.cuLaunchKernel(fn_, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared,
                               static_cast<CUstream>(stream), args, nullptr);
-      if (rc == kCudaSuccess) return ok_status();
-    }
-    // Another device's context is current (an engine driving several GPUs, the
-    // caller's current device elsewhere): launch in the module's context and
-    // give the caller's back. The hot path never pays for this.
-    if (current != nullptr && current != module_->ctx && api.cuCtxSetCurrent(module_->ctx) == kCudaSuccess) {
-      rc = api.cuLaunchKernel(fn_, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared,
-                              static_cast<CUstream>(stream), args, nullptr);
-      api.cuCtxSetCurrent(current);
+      if (other_current) api.cuCtxSetCurrent(current);
       if (rc == kCudaSuccess) return ok_status();
     }
     auto dims = [](Dim3 d) { return std::to_string(d.x) + "x" + std::to_string(d.y) + "x" + std::to_string(d.z); };

@@ -92,8 +92,7 @@ KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_ch
     c.sub_k = arch.decode.large_sub_k;
   }
   c.num_topk_chunks = num_chunks;
-  if (c.templ == kTemplateAttentionNv && arch.decode.max_cluster > 1 && num_chunks > 1 && num_chunks <= arch.decode.max_cluster)
-    c.launch.cluster = num_chunks;
+  if (num_chunks > 1 && !decode_uses_merge_kernel(arch, num_chunks)) c.launch.cluster = num_chunks;  // they merge in their cluster
   if (c.templ == kTemplateAttentionNv) fit_stages(arch, c);
   return c;
 }
