@@ -27,6 +27,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     t.target_grid = o.value("target_grid", 256);
     t.launch.stages = o.value("stages", 1);
     t.launch.min_blocks = o.value("min_blocks", 1);
+    t.launch.wgmma = o.value("wgmma", false);
     t.templ = o.value("template", default_template);
     t.q_row_groups = o.value("q_row_groups", 1);
     t.union_entries = o.value("union_entries", 256);

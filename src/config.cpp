@@ -116,6 +116,11 @@ Status KernelConfig::validate() const {
     return field_error("launch.cluster", std::to_string(launch.cluster),
                        "must be 1, or num_topk_chunks (" + std::to_string(num_topk_chunks) + ", at most 8) for a decode with template " +
                            kTemplateAttentionNv);
+  if (launch.wgmma && !wgmma_fits())
+    return field_error("launch.wgmma", "true",
+                       "needs template " + std::string(kTemplateAttentionNv) +
+                           ", op prefill, arch sm_90, one warp per 16-row group of q_tile x gqa_group rows in whole warpgroups "
+                           "(launch.threads a multiple of 128), sub_k in {32, 64, 128} and head_dim in {64, 128}");
   if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1 || launch.min_blocks != 1))
     return field_error("launch.stages/q_tile/min_blocks",
                        std::to_string(launch.stages) + "/" + std::to_string(q_tile) + "/" + std::to_string(launch.min_blocks),
@@ -174,6 +179,16 @@ KernelConfig::NvWarpLayout KernelConfig::nv_warp_layout() const {
   return l;
 }
 
+bool KernelConfig::wgmma_fits() const {
+  if (templ != kTemplateAttentionNv || op != Op::prefill || (arch != "sm_90" && arch != "sm_90a")) return false;
+  const NvWarpLayout l = nv_warp_layout();
+  // wgmma's N is sub_k (S = Q K^T) and head_dim (O += P V); head_dim is whole 128-byte swizzled rows.
+  return launch.threads % 128 == 0 && l.key_split == 1 && l.row_groups == l.warps && (sub_k == 32 || sub_k == 64 || sub_k == 128) &&
+         (head_dim == 64 || head_dim == 128);
+}
+
+std::string KernelConfig::compile_target() const { return launch.wgmma && arch == "sm_90" ? "sm_90a" : arch; }
+
 std::size_t KernelConfig::dynamic_shared_bytes() const {
   if (op == Op::merge || templ != kTemplateAttentionNv) return 0;
   if (gqa_group < 1 || gqa_group > 16 || q_tile < 1 || launch.threads < 32 || num_topk_chunks < 1 || topk < 1 || head_dim < 1 || sub_k < 1)
@@ -183,8 +198,8 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t row_groups = l.row_groups, key_split = l.key_split;
   const std::size_t ld = head_dim + 8, chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
   const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
-  const std::size_t q_bytes = row_groups * 16 * ld * 2;
-  const std::size_t tiles = launch.stages * 2 * sub_k * ld * 2;
+  const std::size_t q_bytes = row_groups * 16 * (launch.wgmma ? head_dim : ld) * 2;
+  const std::size_t tiles = launch.stages * 2 * sub_k * (launch.wgmma ? head_dim : ld) * 2;  // wgmma: unpadded core matrices
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 3) * 4 : 0;
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
@@ -218,6 +233,7 @@ nlohmann::json KernelConfig::to_json() const {
   j["q_tile"] = q_tile;
   j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster},
                  {"min_blocks", launch.min_blocks}};
+  if (launch.wgmma) j["launch"]["wgmma"] = true;  // only when set: configs (and cache keys) from before the field keep their spelling
   return j;
 }
 
@@ -287,6 +303,11 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
     if (auto st = get_int(l, "stages", c.launch.stages, false); !st) return st.error();
     if (auto st = get_int(l, "cluster", c.launch.cluster, false); !st) return st.error();
     if (auto st = get_int(l, "min_blocks", c.launch.min_blocks, false); !st) return st.error();
+    if (l.contains("wgmma")) {
+      if (!l["wgmma"].is_boolean())
+        return make_error("config", "wgmma must be true or false, got " + l["wgmma"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      c.launch.wgmma = l["wgmma"].get<bool>();
+    }
   }
   if (auto st = c.validate(); !st) return st.error();
   return c;

@@ -33,6 +33,7 @@ struct LaunchParams {
   int stages = 1;        // K/V sub-tiles in flight (pipelined templates; 1 for the others)
   int cluster = 1;       // decode, attention_nv.cu on sm_90: the chunks form one cluster and merge in it (= num_topk_chunks)
   int min_blocks = 1;    // attention_nv.cu: workgroups per SM the register allocation must allow (__launch_bounds__)
+  bool wgmma = false;    // attention_nv.cu prefill on sm_90: warpgroup MMA (compiled for sm_90a); see KernelConfig::wgmma_fits
 };
 
 // The kernel templates (templates/<name>) and what each supports.
@@ -68,6 +69,11 @@ struct KernelConfig {
     int warps = 1, queries_per_group = 1, row_groups = 1, key_split = 1;
   };
   NvWarpLayout nv_warp_layout() const;
+  // Whether launch.wgmma can apply: attention_nv.cu prefill on sm_90, one warp per 16-row
+  // group in whole warpgroups, sub_k in {32, 64, 128} and head_dim in {64, 128}.
+  bool wgmma_fits() const;
+  // The target the compiler builds for: arch, or its sm_90a form when launch.wgmma is set.
+  std::string compile_target() const;
   std::string kernel_name() const;  // lowered (extern "C") name of the entry point
   nlohmann::json to_json() const;
   static Result<KernelConfig> from_json(const nlohmann::json& j);

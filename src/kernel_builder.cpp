@@ -41,7 +41,8 @@ Result<BuildOutcome> KernelBuilder::build(const KernelConfig& config, const std:
   auto compiler = CompilerRegistry::instance().choose(config.arch, backend.empty() ? arch->backends : std::vector<std::string>{backend});
   if (!compiler) return compiler.error();
   const auto extra = split_flags(knobs().extra_flags);
-  auto options = (*compiler)->default_options(config.arch);
+  const std::string target = config.compile_target();
+  auto options = (*compiler)->default_options(target);
   options.insert(options.end(), extra.begin(), extra.end());
   const CacheKey key = make_cache_key(rendered->source, (*compiler)->name(), (*compiler)->version(), config.arch, options,
                                       knobs().key_inputs());
@@ -59,7 +60,7 @@ Result<BuildOutcome> KernelBuilder::build(const KernelConfig& config, const std:
   auto got = cache_->get_or_build(key, sidecar, [&]() -> Result<CodeObject> {
     CompileRequest req;
     req.source = rendered->source;
-    req.target = config.arch;
+    req.target = target;
     req.options = extra;
     req.name_hint = config.kernel_name() + "-" + config.config_key();
     return comp->compile(req);

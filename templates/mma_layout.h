@@ -46,6 +46,19 @@ struct SjMmaAmd16x16x16 {
   static constexpr int c_col(int lane, int) { return lane & 15; }
 };
 
+// NVIDIA wgmma (sm_90a) operands in shared memory with the 128-byte swizzle, as
+// attention_nv.cu stores Q and K (read K-major) and V (read N-major): element e
+// (0 .. head_dim-1, head_dim a multiple of 64) of row r (a query row or a key) of a
+// buffer of `rows` rows (a multiple of 8, 1024-byte aligned), as an offset in
+// 16-bit elements. Elements [64c, 64c + 64) of every row form region c (rows x
+// 128 bytes); 16-byte chunk j of row r sits at chunk j ^ (r % 8) of its 128 bytes,
+// the PTX ISA's Swizzle<3,4,3> of the canonical layouts ("Shared Memory Matrix
+// Layout": K-major ((8,m),(T,2k)):((8T,SBO),(1,T)), MN-major
+// ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)), SBO 1024 bytes, LBO = rows x 128 bytes).
+struct SjWgmmaSw128 {
+  static constexpr int off(int rows, int r, int e) { return (e / 64) * (rows * 64) + r * 64 + (((e % 64) / 8) ^ (r % 8)) * 8 + e % 8; }
+};
+
 #ifdef SPARSEJIT_MMA_LAYOUT_HOST
 // Host only: the layouts by name, for test messages.
 inline const char* sj_mma_layout_name(const SjMmaNvM16N8K16*) { return "nvidia mma.m16n8k16"; }

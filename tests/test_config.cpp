@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <functional>
 
 #include <gtest/gtest.h>
 
@@ -196,6 +197,10 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_GE(pre.launch.stages, 1);
   // sm_90 prefill: one stage, registers capped for 3 workgroups per SM (measured fastest on the H100).
   EXPECT_EQ(pre.launch.min_blocks, 3);
+  // ... and its 64 rows multiply with wgmma, built for sm_90a.
+  EXPECT_TRUE(pre.launch.wgmma);
+  EXPECT_EQ(pre.compile_target(), "sm_90a");
+  EXPECT_EQ(pre.to_json()["launch"]["wgmma"], true);
   EXPECT_GT(pre.dynamic_shared_bytes(), 48u * 1024) << "needs the opt-in above 48 KiB";
   EXPECT_EQ(pre.shared_bytes(), 0u) << "no static shared memory in the pipelined template";
   auto back = KernelConfig::from_json(pre.to_json());
@@ -215,7 +220,42 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_NE(c.validate().error().message.find("launch.min_blocks"), std::string::npos);
   c = pre;
   c.templ = kTemplateAttention, c.launch.stages = 1, c.q_tile = 1, c.launch.min_blocks = 2;  // the generic template has no such bound
+  c.launch.wgmma = false;
   EXPECT_NE(c.validate().error().message.find("min_blocks"), std::string::npos) << c.validate().error().message;
+  c = pre;
+  // wgmma needs whole warpgroups of 16-row groups, a prefill, sm_90, and wgmma's shapes.
+  for (auto bad : std::vector<std::function<void(KernelConfig&)>>{
+           [](KernelConfig& k) { k.op = Op::decode, k.q_tile = 1, k.num_topk_chunks = 1; },
+           [](KernelConfig& k) { k.arch = "sm_80"; },
+           [](KernelConfig& k) { k.head_dim = 256; },
+           [](KernelConfig& k) { k.sub_k = 16; },
+           [](KernelConfig& k) { k.q_tile = 2, k.launch.threads = 64; },  // 2 row groups: half a warpgroup
+           [](KernelConfig& k) { k.q_tile = 2; },                          // 2 row groups, 4 warps: key split
+           [](KernelConfig& k) { k.templ = kTemplateAttention, k.launch.stages = 1, k.q_tile = 1, k.launch.min_blocks = 1; }}) {
+    c = pre;
+    bad(c);
+    ASSERT_FALSE(c.validate().ok()) << c.canonical();
+    EXPECT_NE(c.validate().error().message.find("launch.wgmma"), std::string::npos) << c.validate().error().message;
+    c.launch.wgmma = false;
+    EXPECT_EQ(c.compile_target(), c.arch);
+  }
+  // Written only when set: a config without it keeps the spelling (and cache key) it had.
+  c = pre;
+  c.launch.wgmma = false;
+  EXPECT_FALSE(c.to_json()["launch"].contains("wgmma"));
+  EXPECT_NE(c.config_key(), pre.config_key());
+  nlohmann::json j = pre.to_json();
+  j["launch"]["wgmma"] = 1;
+  EXPECT_NE(KernelConfig::from_json(j).error().message.find("wgmma"), std::string::npos);
+  // Shapes it does not fit fall back to mma.sync: G = 1 packs 16 queries in one row group (key split).
+  AttnShape g1 = s;
+  g1.num_kv_heads = 64;
+  const KernelConfig pre_g1 = prefill_config(*sm90, g1);
+  EXPECT_FALSE(pre_g1.launch.wgmma) << pre_g1.canonical();
+  EXPECT_TRUE(pre_g1.validate().ok());
+  AttnShape d256 = s;
+  d256.head_dim = 256;
+  EXPECT_FALSE(prefill_config(*sm90, d256).launch.wgmma);
   c = pre;
   c.templ = kTemplateAttention;  // the generic template is single-stage, one query per workgroup
   EXPECT_FALSE(c.validate().ok());
@@ -237,7 +277,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
 
   // A config written before template/q_tile existed still reads, as the generic kernel.
   nlohmann::json old = pre.to_json();
-  old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster"), old["launch"].erase("min_blocks");
+  old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster"), old["launch"].erase("min_blocks"), old["launch"].erase("wgmma");
   auto legacy = KernelConfig::from_json(old);
   ASSERT_TRUE(legacy.ok()) << legacy.error().describe();
   EXPECT_EQ(legacy->templ, kTemplateAttention);
@@ -248,6 +288,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   ASSERT_TRUE(gfx.ok());
   KernelConfig amd = pre;
   amd.arch = "gfx942";
+  amd.launch.wgmma = false;
   auto r = render_kernel(amd, *gfx);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("NVIDIA"), std::string::npos) << r.error().message;

@@ -245,3 +245,41 @@ TEST(MmaLayout, KernelTileLoopsComputeScoresAndOutput) {
         kernel_products_match<SjMmaAmd16x16x16, AmdModel>(G, D, SUB_K, rng);
       }
 }
+
+// wgmma's 128-byte swizzled operands: the offsets attention_nv.cu stores at are a
+// bijection, and they are where the hardware reads each element through the
+// kernel's descriptors (start address, LBO, SBO) under the PTX ISA's canonical
+// layouts and Swizzle<3,4,3> on the byte address (XOR bits 4-6 with bits 7-9).
+TEST(MmaLayout, WgmmaSwizzle128MatchesTheDescriptorsTheKernelUses) {
+  auto swizzle = [](int byte) { return byte ^ (((byte >> 7) & 7) << 4); };
+  for (int rows : {32, 64, 128}) {
+    for (int dims : {64, 128}) {
+      std::set<int> seen;
+      for (int r = 0; r < rows; ++r)
+        for (int e = 0; e < dims; ++e) {
+          const int o = SjWgmmaSw128::off(rows, r, e);
+          ASSERT_GE(o, 0);
+          ASSERT_LT(o, rows * dims);
+          seen.insert(o);
+        }
+      EXPECT_EQ(static_cast<int>(seen.size()), rows * dims) << rows << "x" << dims;
+      // K-major (Q and K, S = Q K^T): k-step kk reads dims 16kk .. 16kk + 15 of every row from
+      // start = (kk / 4) x rows x 128 + (kk % 4) x 32, SBO 1024: ((8,m),(T,2k)):((8T,SBO),(1,T)).
+      for (int kk = 0; kk < dims / 16; ++kk)
+        for (int r = 0; r < rows; ++r)
+          for (int k = 0; k < 16; ++k) {
+            const int start = (kk / 4) * rows * 128 + (kk % 4) * 32;
+            const int hw = swizzle(start + (r / 8) * 1024 + (r % 8) * 128 + k * 2);
+            ASSERT_EQ(hw, SjWgmmaSw128::off(rows, r, kk * 16 + k) * 2) << "K-major rows " << rows << " kk " << kk << " r " << r << " k " << k;
+          }
+      // MN-major (V, O += P V): k-step j reads keys 16j .. 16j + 15 (K) x every dim (N) from
+      // start = 2048 j, LBO = rows x 128 (next 64 dims), SBO 1024 (next 8 keys): ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)).
+      for (int j = 0; j < rows / 16; ++j)
+        for (int k = 0; k < 16; ++k)
+          for (int n = 0; n < dims; ++n) {
+            const int hw = swizzle(2048 * j + (n / 64) * rows * 128 + (n % 64) * 2 + (k / 8) * 1024 + (k % 8) * 128);
+            ASSERT_EQ(hw, SjWgmmaSw128::off(rows, 16 * j + k, n) * 2) << "MN-major rows " << rows << " j " << j << " k " << k << " n " << n;
+          }
+    }
+  }
+}

@@ -61,6 +61,7 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
     int q_tile = groups * per_group;
     while (q_tile > 1 && too_many(q_tile)) --q_tile;
     c.q_tile = q_tile;
+    c.launch.wgmma = c.launch.wgmma && c.wgmma_fits();  // the table asks for it; this shape's warp layout allows it
     fit_stages(arch, c);
   }
   return c;

@@ -119,6 +119,126 @@ SJ_DEVICE unsigned sj_pack_half2(float lo, float hi) {
   return r;
 }
 
+// ---- sm_90a warpgroup MMA (attention_nv.cu with launch.wgmma; compiled for sm_90a) ----
+// D[64 x N] (+)= A[64 x 16] x B[16 x N]: the 4 warps of a warpgroup each hold 16 rows
+// of A in registers (the m16n8k16 A fragment) and of D (N/8 C fragments); B is read
+// from shared memory through a descriptor. Asynchronous: wgmma_fence before the
+// first of a batch, commit, then wait before D is read.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SJ_HAS_WGMMA 1
+#else
+#define SJ_HAS_WGMMA 0
+#endif
+// Descriptor of a no-swizzle operand: 8x16-byte core matrices, `lbo` bytes apart
+// along K and `sbo` bytes apart along M/N (PTX ISA, "Matrix Descriptor Format").
+SJ_DEVICE unsigned long long sj_wgmma_desc(unsigned addr, unsigned lbo, unsigned sbo) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | ((unsigned long long)(sbo >> 4) << 32);
+}
+// The same for a 128-byte swizzled operand (1024-byte atoms of 8 rows; `sbo`: atom to atom).
+SJ_DEVICE unsigned long long sj_wgmma_desc_sw128(unsigned addr, unsigned lbo, unsigned sbo) {
+  return sj_wgmma_desc(addr, lbo, sbo) | (1ull << 62);
+}
+#if SJ_HAS_WGMMA
+SJ_DEVICE void sj_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+SJ_DEVICE void sj_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+SJ_DEVICE void sj_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Shared memory written by this thread (st.shared, cp.async) becomes visible to wgmma's reads.
+SJ_DEVICE void sj_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+#else
+SJ_DEVICE void sj_wgmma_fence() { __trap(); }
+SJ_DEVICE void sj_wgmma_commit() { __trap(); }
+SJ_DEVICE void sj_wgmma_wait() { __trap(); }
+SJ_DEVICE void sj_fence_proxy_async() { __trap(); }
+#endif
+// Pins accumulators after a wait: the compiler may not move them across it.
+template <int N>
+SJ_DEVICE void sj_wgmma_pin(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
+}
+#define SJ_WG_D4(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define SJ_WGMMA_N32(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %21, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "  \
+               "{%16, %17, %18, %19}, %20, p, 1, 1, %22; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+#define SJ_WGMMA_N64(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %37, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "  \
+               "{%32, %33, %34, %35}, %36, p, 1, 1, %38; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+#define SJ_WGMMA_N128(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %69, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "  \
+               "{%64, %65, %66, %67}, %68, p, 1, 1, %70; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7), SJ_WG_D4(d, 8), SJ_WG_D4(d, 9), SJ_WG_D4(d, 10), SJ_WG_D4(d, 11), SJ_WG_D4(d, 12), SJ_WG_D4(d, 13), SJ_WG_D4(d, 14), SJ_WG_D4(d, 15) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+// d (+)= a x B; accumulate = 0 overwrites d. kTransB: B is N-major (its N elements contiguous).
+template <int N, bool kBf16, int kTransB>
+SJ_DEVICE void sj_wgmma(float (&d)[N / 8][4], const unsigned (&a)[4], unsigned long long desc_b, int accumulate) {
+#if SJ_HAS_WGMMA
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma N");
+  if constexpr (N == 32) {
+    if constexpr (kBf16) SJ_WGMMA_N32("bf16"); else SJ_WGMMA_N32("f16");
+  } else if constexpr (N == 64) {
+    if constexpr (kBf16) SJ_WGMMA_N64("bf16"); else SJ_WGMMA_N64("f16");
+  } else {
+    if constexpr (kBf16) SJ_WGMMA_N128("bf16"); else SJ_WGMMA_N128("f16");
+  }
+#else
+  __trap();
+#endif
+}
+#define SJ_WGMMA_SS_N32(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %18, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "  \
+               "%16, %17, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+#define SJ_WGMMA_SS_N64(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "  \
+               "%32, %33, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+#define SJ_WGMMA_SS_N128(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "  \
+               "%64, %65, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7), SJ_WG_D4(d, 8), SJ_WG_D4(d, 9), SJ_WG_D4(d, 10), SJ_WG_D4(d, 11), SJ_WG_D4(d, 12), SJ_WG_D4(d, 13), SJ_WG_D4(d, 14), SJ_WG_D4(d, 15) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+// d (+)= A x B with A (K-major, 64 x 16) in shared memory too.
+template <int N, bool kBf16>
+SJ_DEVICE void sj_wgmma_ss(float (&d)[N / 8][4], unsigned long long desc_a, unsigned long long desc_b, int accumulate) {
+#if SJ_HAS_WGMMA
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma N");
+  if constexpr (N == 32) {
+    if constexpr (kBf16) SJ_WGMMA_SS_N32("bf16"); else SJ_WGMMA_SS_N32("f16");
+  } else if constexpr (N == 64) {
+    if constexpr (kBf16) SJ_WGMMA_SS_N64("bf16"); else SJ_WGMMA_SS_N64("f16");
+  } else {
+    if constexpr (kBf16) SJ_WGMMA_SS_N128("bf16"); else SJ_WGMMA_SS_N128("f16");
+  }
+#else
+  __trap();
+#endif
+}
+#undef SJ_WGMMA_SS_N32
+#undef SJ_WGMMA_SS_N64
+#undef SJ_WGMMA_SS_N128
+#undef SJ_WGMMA_N32
+#undef SJ_WGMMA_N64
+#undef SJ_WGMMA_N128
+#undef SJ_WG_D4
+
 // ---- sm_90 thread-block clusters (decode's one-launch merge) ----
 SJ_DEVICE void sj_cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
@@ -311,6 +431,75 @@ SJ_DEVICE float sj_lse_weights(const float (&lse)[N], float (&w)[N]) {
   return den;
 }
 
+// Element -> (lane, register) maps of the matrix instructions the attention
+// kernel uses, written once: the device templates embed this file and the host
+// tests (tests/test_mma_layout.cpp) include it and check it against software
+// models of the instructions. Each map goes from (lane, element i of that lane's
+// fragment) to the matrix coordinate; fragments are the instruction's 16-bit
+// inputs (A, B) and 32-bit float accumulators (C = D), element i of a fragment
+// sitting in bits [16*(i%2), 16*(i%2)+16) of register i/2 for A and B, and in
+// register i for C. No placeholders and no includes: rendered sources stay
+// self-contained. Plain constexpr works everywhere (NVRTC runs with
+// -default-device, HIP treats constexpr as host+device).
+#ifndef SPARSEJIT_MMA_LAYOUT_H
+#define SPARSEJIT_MMA_LAYOUT_H
+
+// NVIDIA mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 (sm_80+),
+// from the PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type":
+// groupID = lane / 4, threadID_in_group = lane % 4. A is 16x16 (row-major), B is
+// 16x8 (K x N, "col"), C/D 16x8.
+struct SjMmaNvM16N8K16 {
+  static constexpr int kM = 16, kN = 8, kK = 16, kLanes = 32;
+  static constexpr int kA = 8, kB = 4, kC = 4;  // elements per lane
+  // a0,a1: row g; a2,a3: row g+8; a4..a7 repeat that 8 columns to the right.
+  static constexpr int a_row(int lane, int i) { return (lane >> 2) + ((i >> 1) & 1) * 8; }
+  static constexpr int a_col(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 2) * 8; }
+  // b0,b1: k = 2t, 2t+1; b2,b3: k + 8; column n = g.
+  static constexpr int b_row(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >> 1) * 8; }
+  static constexpr int b_col(int lane, int) { return lane >> 2; }
+  // c0,c1: row g; c2,c3: row g+8; columns 2t, 2t+1.
+  static constexpr int c_row(int lane, int i) { return (lane >> 2) + (i >> 1) * 8; }
+  static constexpr int c_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
+};
+
+// AMD v_mfma_f32_16x16x16_bf16 (bf16_1k on gfx90a) and v_mfma_f32_16x16x16_f16
+// on wave64 (gfx90a/gfx942/gfx950), as in AMD's CDNA3 ISA guide ("Dependency
+// and layout of MFMA operands"), the AMD Matrix Instruction Calculator and AMD's
+// lab-notes example matrix-cores/src/mfma_fp32_16x16x16fp16.cpp: lane l holds
+// 4 consecutive k of A row l%16 and of B column l%16, starting at k = 4*(l/16);
+// D column l%16, rows 4*(l/16) .. +3.
+struct SjMmaAmd16x16x16 {
+  static constexpr int kM = 16, kN = 16, kK = 16, kLanes = 64;
+  static constexpr int kA = 4, kB = 4, kC = 4;
+  static constexpr int a_row(int lane, int) { return lane & 15; }
+  static constexpr int a_col(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int b_row(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int b_col(int lane, int) { return lane & 15; }
+  static constexpr int c_row(int lane, int i) { return (lane >> 4) * 4 + i; }
+  static constexpr int c_col(int lane, int) { return lane & 15; }
+};
+
+// NVIDIA wgmma (sm_90a) operands in shared memory with the 128-byte swizzle, as
+// attention_nv.cu stores Q and K (read K-major) and V (read N-major): element e
+// (0 .. head_dim-1, head_dim a multiple of 64) of row r (a query row or a key) of a
+// buffer of `rows` rows (a multiple of 8, 1024-byte aligned), as an offset in
+// 16-bit elements. Elements [64c, 64c + 64) of every row form region c (rows x
+// 128 bytes); 16-byte chunk j of row r sits at chunk j ^ (r % 8) of its 128 bytes,
+// the PTX ISA's Swizzle<3,4,3> of the canonical layouts ("Shared Memory Matrix
+// Layout": K-major ((8,m),(T,2k)):((8T,SBO),(1,T)), MN-major
+// ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)), SBO 1024 bytes, LBO = rows x 128 bytes).
+struct SjWgmmaSw128 {
+  static constexpr int off(int rows, int r, int e) { return (e / 64) * (rows * 64) + r * 64 + (((e % 64) / 8) ^ (r % 8)) * 8 + e % 8; }
+};
+
+#ifdef SPARSEJIT_MMA_LAYOUT_HOST
+// Host only: the layouts by name, for test messages.
+inline const char* sj_mma_layout_name(const SjMmaNvM16N8K16*) { return "nvidia mma.m16n8k16"; }
+inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfma 16x16x16"; }
+#endif
+
+#endif
+
 // ---- block-sparse GQA attention, NVIDIA tensor-core kernel (sm_80+) ----
 // One workgroup = Q_TILE consecutive queries of one request (prefill) or one
 // query (decode) x one kv head x one top-k chunk. It walks the UNION of the
@@ -341,6 +530,7 @@ constexpr int kKvDtype = 0;
 constexpr int kScaleMode = 0;
 constexpr bool kDecode = 1;
 constexpr int kCluster = 1;  // decode: the chunks of one (query, kv head) form a cluster and merge in it (sm_90)
+constexpr bool kWgmma = false;      // prefill on sm_90a: each warpgroup's 64 rows multiply with wgmma
 constexpr int kBlock = 128;
 constexpr int kSubs = kBlock / kSubK;
 constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
@@ -356,6 +546,7 @@ constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the 
 constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
+constexpr int kKvHalves = kWgmma ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kWarps % kRowGroups == 0, "Q_TILE's row groups must divide the warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
@@ -364,11 +555,15 @@ static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
 static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
 static_assert(kStages >= 1, "STAGES");
 static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8), "a merge cluster is the chunks of one decode query");
+static_assert(!kWgmma || (SJ_HAS_WGMMA && !kDecode && kKeySplit == 1 && kWarps % 4 == 0 && (kSubK == 32 || kSubK == 64 || kSubK == 128) &&
+                          (kHeadDim == 64 || kHeadDim == 128)),
+              "wgmma: sm_90a, prefill, one warp per row group, whole warpgroups, wgmma N shapes, 128-byte swizzle rows");
 
 // Dynamic shared memory layout; KernelConfig::dynamic_shared_bytes mirrors it
 // and the kernel traps if it was given less.
-constexpr int kQBytes = kRowGroups * 16 * kLd * 2;
-constexpr int kTileBytes = 2 * kSubK * kLd * 2;  // K then V of one sub-tile
+constexpr int kQRows = kRowGroups * 16;
+constexpr int kQBytes = kQRows * (kWgmma ? kHeadDim : kLd) * 2;
+constexpr int kTileBytes = 2 * kKvHalves * 2;  // K then V of one sub-tile
 constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 3) * 4 : 0;  // O, m, l, weights
 constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
 constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes + kPartBytes ? kStages * kTileBytes : kScratchBytes + kPartBytes;
@@ -378,12 +573,23 @@ constexpr int kOffTiles = kQBytes;
 constexpr int kOffList = kOffTiles + kRegionBytes;
 constexpr int kOffMisc = kOffList + kListBytes;
 constexpr int kSmemBytes = kOffMisc + kMiscBytes;
+static_assert(!kWgmma || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "wgmma: swizzle atoms start 1024-byte aligned");
 
 // Row r of row group rg: query index in the tile, or -1 for a padding row.
 SJ_DEVICE int sj_row_query(int rg, int r) {
   if (r >= kQPerRG * kGroup) return -1;
   const int q = rg * kQPerRG + r / kGroup;
   return q < kQTile ? q : -1;
+}
+
+// Offset (halves) of row n, dim d in a buffer of kRows rows (the K or V part of a
+// staged sub-tile: keys; Q: its rows). mma.sync: rows padded by 8 halves
+// (conflict-free ldmatrix). wgmma: the 128-byte swizzle (mma_layout.h), dims
+// [64r, 64r + 64) of every row in region r (kRows x 128 bytes): 8 lanes writing
+// one row hit every bank once, and wgmma reads Q and K K-major, V N-major from it.
+template <int kRows>
+SJ_DEVICE int sj_row_off(int n, int d) {
+  return kWgmma ? SjWgmmaSw128::off(kRows, n, d) : n * kLd + d;
 }
 
 // Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
@@ -395,19 +601,22 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kv
   const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
   constexpr int kVecPerRow = kHeadDim / 8;
   constexpr int kRowsPerPass = kThreads / kVecPerRow;
-  if (kRawCopy && kThreads % kVecPerRow == 0 && kSubK % kRowsPerPass == 0 && (p.flags & SJ_FLAG_KV_VEC16)) {
+  constexpr bool kMapOk = kThreads % kVecPerRow == 0 && (!kWgmma || kRowsPerPass % 8 == 0);
+  if (kRawCopy && kMapOk && kSubK % kRowsPerPass == 0 && (p.flags & SJ_FLAG_KV_VEC16)) {
     // Thread t copies 16 bytes at column (t % kVecPerRow) * 8 of rows t / kVecPerRow + i * kRowsPerPass:
-    // addresses advance by a constant, the per-copy work is two adds and a compare.
+    // addresses advance by a constant (whole swizzle atoms under wgmma), the per-copy
+    // work is two adds and a compare.
     const int n_first = sj_tid() / kVecPerRow, d = (sj_tid() % kVecPerRow) * 8;
     const long long lim = hi - n0;  // keys n <= lim are visible to some query of the tile
     const sj_u16* src = (const sj_u16*)p.kv + row + n_first * p.kv_stride[2] + d;
     const long long src_step = kRowsPerPass * p.kv_stride[2];
-    unsigned dst = sj_smem_addr(tile + n_first * kLd + d);
+    const unsigned dst = sj_smem_addr(tile + sj_row_off<kSubK>(n_first, d));
+    constexpr unsigned kDstStep = kRowsPerPass * (kWgmma ? 128 : kLd * 2);  // sj_row_off(kRowsPerPass, 0) bytes
 #pragma unroll
     for (int i = 0; i < kSubK / kRowsPerPass; ++i) {
       const int bytes = n_first + i * kRowsPerPass <= lim ? 16 : 0;
-      sj_cp_async16(dst + i * kRowsPerPass * kLd * 2, src + i * src_step, bytes);
-      sj_cp_async16(dst + (kSubK + i * kRowsPerPass) * kLd * 2, src + p.v_offset + i * src_step, bytes);
+      sj_cp_async16(dst + i * kDstStep, src + i * src_step, bytes);
+      sj_cp_async16(dst + kKvHalves * 2 + i * kDstStep, src + p.v_offset + i * src_step, bytes);
     }
   } else {
     constexpr int kElems = 2 * kSubK * kHeadDim;
@@ -436,7 +645,7 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kv
         if (i < kElems) {
           const int is_v = i >= kSubK * kHeadDim;
           const int ii = i - is_v * kSubK * kHeadDim;
-          tile[(is_v * kSubK + ii / kHeadDim) * kLd + ii % kHeadDim] = v[u];
+          tile[is_v * kKvHalves + sj_row_off<kSubK>(ii / kHeadDim, ii % kHeadDim)] = v[u];
         }
       }
     }
@@ -461,29 +670,11 @@ SJ_DEVICE void sj_scale_rows(float (&f)[N][4], float fa, float fb) {
   }
 }
 
-// One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
-SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
-                          long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4]) {
+// Masks S (this warp's rows x its key slice, from key my_n0 on), runs the online
+// softmax step and leaves P in s; rescales O when a row's max moved.
+SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b,
+                          SjRowState& st, float (&acc)[kONT][4]) {
   const int lane = sj_tid() % 32;
-  const long long my_n0 = n0 + ks * kKeysPerWarp;
-  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
-  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
-  const unsigned v_base = sj_smem_addr(tile + (kSubK + ks * kKeysPerWarp) * kLd);
-  float s[kSNT][4];
-#pragma unroll
-  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
-    unsigned a[4];
-    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
-#pragma unroll
-    for (int j = 0; j < kSNT / 2; ++j) {
-      unsigned b[4];
-      sj_ldsm_x4(b, k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2);
-      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
-      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
-    }
-  }
   // Mask: key my_n0 + k is visible to a row iff k <= its limit (the row's hi, or
   // -1 when its query did not select the block), in 32 bits. A sub-tile every row
   // sees whole (the common case) skips the per-element compare.
@@ -535,20 +726,83 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   st.m_a = m_new_a;
   st.m_b = m_new_b;
   if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) sj_scale_rows(acc, alpha_a, alpha_b);  // the max moved: rescale O
+}
+
+// One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
+// mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
+// warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
+SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
+                          long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4]) {
+  const int lane = sj_tid() % 32;
+  const long long my_n0 = n0 + ks * kKeysPerWarp;
+  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
+  const unsigned v_base = sj_smem_addr(tile + kKvHalves + ks * kKeysPerWarp * kLd);
+  float s[kSNT][4];
+  if constexpr (kWgmma) {
+    // A: the warpgroup's 64 rows of Q, B: the K part, both K-major: dims 16kk.. sit
+    // in region kk / 4 at byte 32 (kk % 4) of each row; 8-row atoms 1024 bytes apart.
+    const unsigned qa = sj_smem_addr(sq) + (rg / 4) * 64 * 128, ka = sj_smem_addr(tile);
+    sj_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk)
+      sj_wgmma_ss<kKeysPerWarp, kBf16>(s, sj_wgmma_desc_sw128(qa + (kk / 4) * kQRows * 128 + (kk % 4) * 32, 16, 1024),
+                                       sj_wgmma_desc_sw128(ka + (kk / 4) * kSubK * 128 + (kk % 4) * 32, 16, 1024), kk);
+    sj_wgmma_commit();
+    sj_wgmma_wait();
+    sj_wgmma_pin(s);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+      unsigned a[4];
+      sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+#pragma unroll
+      for (int j = 0; j < kSNT / 2; ++j) {
+        unsigned b[4];
+        sj_ldsm_x4(b, k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2);
+        sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
+        sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+      }
+    }
+  }
+  if (live) sj_softmax(p, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
+  if constexpr (kWgmma) {
+    // B: V, N-major: keys 16j.. are the two 8-row atoms from byte 2048 j, dims 64r.. in region r (sub_k x 128 bytes).
+    // Every A fragment is packed before the fence: a register written between two
+    // wgmma makes the compiler fence (and serialize) them.
+    unsigned a[kSubK / 16][4];
 #pragma unroll
-  for (int j = 0; j < kKeysPerWarp / 16; ++j) {
-    unsigned a[4];
-    a[0] = sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]);
-    a[1] = sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]);
-    a[2] = sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
-    a[3] = sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+    for (int j = 0; j < kSubK / 16; ++j) {
+      a[j][0] = live ? sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]) : 0u;
+      a[j][1] = live ? sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]) : 0u;
+      a[j][2] = live ? sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]) : 0u;
+      a[j][3] = live ? sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]) : 0u;
+    }
+    sj_wgmma_fence();
 #pragma unroll
-    for (int dt = 0; dt < kHeadDim / 16; ++dt) {
-      unsigned b[4];
-      sj_ldsm_x4_trans(b, v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2);
-      sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
-      sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+    for (int j = 0; j < kSubK / 16; ++j)
+      sj_wgmma<kONT * 8, kBf16, 1>(acc, a[j], sj_wgmma_desc_sw128(v_base + j * 2048, kSubK * 128, 1024), 1);
+    sj_wgmma_commit();
+    sj_wgmma_wait();
+    sj_wgmma_pin(acc);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kKeysPerWarp / 16; ++j) {
+      unsigned a[4];
+      a[0] = sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]);
+      a[1] = sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]);
+      a[2] = sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+      a[3] = sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+#pragma unroll
+      for (int dt = 0; dt < kHeadDim / 16; ++dt) {
+        unsigned b[4];
+        sj_ldsm_x4_trans(b, v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2);
+        sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
+        sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+      }
     }
   }
 }
@@ -605,6 +859,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttnParams p) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
+  if (kWgmma && (sj_smem_addr(sj_smem) & 1023u)) __trap();       // the swizzle atoms need a 1024-byte aligned base
   if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
@@ -673,7 +928,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttn
       const bool live = q >= 0 && q_token[q] >= 0;
       const sj_u16* src = (const sj_u16*)p.q;
       if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
-      sj_cp_async16(sj_smem_addr(sq + r * kLd + d), src, live ? 16 : 0);
+      sj_cp_async16(sj_smem_addr(sq + sj_row_off<kQRows>(r, d)), src, live ? 16 : 0);
     }
   } else {
     constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
@@ -690,7 +945,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttn
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
         const int i = i0 + u * kThreads;
-        if (i < kElems) sq[(i / kHeadDim) * kLd + i % kHeadDim] = v[u];
+        if (i < kElems) sq[sj_row_off<kQRows>(i / kHeadDim, i % kHeadDim)] = v[u];
       }
     }
   }
@@ -799,10 +1054,11 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttn
     auto compute = [&](int slot) {
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
-      if ((l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi) {  // warp-uniform
+      const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
+      if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
         const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
-        sj_subtile(p, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, st, acc);
+        sj_subtile(p, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
       }
       SJ_ADVANCE(cu_u, cu_sub)
     };
@@ -811,6 +1067,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttn
       while (cu_u < n_list) {
         issue(0);
         sj_cp_async_wait<0>();
+        if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
         sj_sync();
         compute(0);
         sj_sync();
@@ -823,6 +1080,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SjAttn
       }
       while (cu_u < n_list) {
         sj_cp_async_wait<(kStages > 1 ? kStages - 2 : 0)>();
+        if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
         sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
         issue(ld_slot);
         ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;

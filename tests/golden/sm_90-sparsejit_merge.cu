@@ -119,6 +119,126 @@ SJ_DEVICE unsigned sj_pack_half2(float lo, float hi) {
   return r;
 }
 
+// ---- sm_90a warpgroup MMA (attention_nv.cu with launch.wgmma; compiled for sm_90a) ----
+// D[64 x N] (+)= A[64 x 16] x B[16 x N]: the 4 warps of a warpgroup each hold 16 rows
+// of A in registers (the m16n8k16 A fragment) and of D (N/8 C fragments); B is read
+// from shared memory through a descriptor. Asynchronous: wgmma_fence before the
+// first of a batch, commit, then wait before D is read.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SJ_HAS_WGMMA 1
+#else
+#define SJ_HAS_WGMMA 0
+#endif
+// Descriptor of a no-swizzle operand: 8x16-byte core matrices, `lbo` bytes apart
+// along K and `sbo` bytes apart along M/N (PTX ISA, "Matrix Descriptor Format").
+SJ_DEVICE unsigned long long sj_wgmma_desc(unsigned addr, unsigned lbo, unsigned sbo) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | ((unsigned long long)(sbo >> 4) << 32);
+}
+// The same for a 128-byte swizzled operand (1024-byte atoms of 8 rows; `sbo`: atom to atom).
+SJ_DEVICE unsigned long long sj_wgmma_desc_sw128(unsigned addr, unsigned lbo, unsigned sbo) {
+  return sj_wgmma_desc(addr, lbo, sbo) | (1ull << 62);
+}
+#if SJ_HAS_WGMMA
+SJ_DEVICE void sj_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+SJ_DEVICE void sj_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+SJ_DEVICE void sj_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Shared memory written by this thread (st.shared, cp.async) becomes visible to wgmma's reads.
+SJ_DEVICE void sj_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+#else
+SJ_DEVICE void sj_wgmma_fence() { __trap(); }
+SJ_DEVICE void sj_wgmma_commit() { __trap(); }
+SJ_DEVICE void sj_wgmma_wait() { __trap(); }
+SJ_DEVICE void sj_fence_proxy_async() { __trap(); }
+#endif
+// Pins accumulators after a wait: the compiler may not move them across it.
+template <int N>
+SJ_DEVICE void sj_wgmma_pin(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
+}
+#define SJ_WG_D4(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define SJ_WGMMA_N32(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %21, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "  \
+               "{%16, %17, %18, %19}, %20, p, 1, 1, %22; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+#define SJ_WGMMA_N64(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %37, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "  \
+               "{%32, %33, %34, %35}, %36, p, 1, 1, %38; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+#define SJ_WGMMA_N128(ty)                                                                        \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %69, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "  \
+               "{%64, %65, %66, %67}, %68, p, 1, 1, %70; }"                     \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7), SJ_WG_D4(d, 8), SJ_WG_D4(d, 9), SJ_WG_D4(d, 10), SJ_WG_D4(d, 11), SJ_WG_D4(d, 12), SJ_WG_D4(d, 13), SJ_WG_D4(d, 14), SJ_WG_D4(d, 15) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB))
+// d (+)= a x B; accumulate = 0 overwrites d. kTransB: B is N-major (its N elements contiguous).
+template <int N, bool kBf16, int kTransB>
+SJ_DEVICE void sj_wgmma(float (&d)[N / 8][4], const unsigned (&a)[4], unsigned long long desc_b, int accumulate) {
+#if SJ_HAS_WGMMA
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma N");
+  if constexpr (N == 32) {
+    if constexpr (kBf16) SJ_WGMMA_N32("bf16"); else SJ_WGMMA_N32("f16");
+  } else if constexpr (N == 64) {
+    if constexpr (kBf16) SJ_WGMMA_N64("bf16"); else SJ_WGMMA_N64("f16");
+  } else {
+    if constexpr (kBf16) SJ_WGMMA_N128("bf16"); else SJ_WGMMA_N128("f16");
+  }
+#else
+  __trap();
+#endif
+}
+#define SJ_WGMMA_SS_N32(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %18, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "  \
+               "%16, %17, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+#define SJ_WGMMA_SS_N64(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "  \
+               "%32, %33, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+#define SJ_WGMMA_SS_N128(ty)                                                                     \
+  asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;\n\t"                                  \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." ty "." ty " "                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "  \
+               "%64, %65, p, 1, 1, 0, 0; }"                                                  \
+               : SJ_WG_D4(d, 0), SJ_WG_D4(d, 1), SJ_WG_D4(d, 2), SJ_WG_D4(d, 3), SJ_WG_D4(d, 4), SJ_WG_D4(d, 5), SJ_WG_D4(d, 6), SJ_WG_D4(d, 7), SJ_WG_D4(d, 8), SJ_WG_D4(d, 9), SJ_WG_D4(d, 10), SJ_WG_D4(d, 11), SJ_WG_D4(d, 12), SJ_WG_D4(d, 13), SJ_WG_D4(d, 14), SJ_WG_D4(d, 15) \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
+// d (+)= A x B with A (K-major, 64 x 16) in shared memory too.
+template <int N, bool kBf16>
+SJ_DEVICE void sj_wgmma_ss(float (&d)[N / 8][4], unsigned long long desc_a, unsigned long long desc_b, int accumulate) {
+#if SJ_HAS_WGMMA
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma N");
+  if constexpr (N == 32) {
+    if constexpr (kBf16) SJ_WGMMA_SS_N32("bf16"); else SJ_WGMMA_SS_N32("f16");
+  } else if constexpr (N == 64) {
+    if constexpr (kBf16) SJ_WGMMA_SS_N64("bf16"); else SJ_WGMMA_SS_N64("f16");
+  } else {
+    if constexpr (kBf16) SJ_WGMMA_SS_N128("bf16"); else SJ_WGMMA_SS_N128("f16");
+  }
+#else
+  __trap();
+#endif
+}
+#undef SJ_WGMMA_SS_N32
+#undef SJ_WGMMA_SS_N64
+#undef SJ_WGMMA_SS_N128
+#undef SJ_WGMMA_N32
+#undef SJ_WGMMA_N64
+#undef SJ_WGMMA_N128
+#undef SJ_WG_D4
+
 // ---- sm_90 thread-block clusters (decode's one-launch merge) ----
 SJ_DEVICE void sj_cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
