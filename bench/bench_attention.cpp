@@ -4,7 +4,9 @@
 // can rebuild the identical tensors, time the Triton baseline on them and check
 // both implementations against a float64 reference.
 //
-//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only]
+//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8]
+//   --kv-fp8: K/V as fp8 e4m3fn (every byte 1.0) with scalar scales; times our kernels only
+//   (no dump for the float64 check, which is bf16's; the GPU tests check fp8).
 //
 // Inputs. All bf16 tensors (q, the KV cache) are filled from one random "chunk"
 // of C bf16 values (N(0,1), C not a multiple of anything the layouts use):
@@ -50,6 +52,7 @@ constexpr double MiB = 1024.0 * 1024.0;
 struct Options {
   std::string out, dump_dir, filter;
   bool quick = false, gen_only = false;
+  bool kv_fp8 = false;  // K/V as fp8 e4m3fn with scalar scales: our timing only (the float64 check is bf16's)
 };
 
 std::uint16_t to_bf16(float f) {
@@ -382,9 +385,17 @@ json problem_json(const Problem& P) {
 json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdeviceptr chunk, const Options& opt, json j) {
   const std::int64_t qn = P.total_q * P.H * D;
   const std::int64_t set_elems = P.set_pages * P.page_elems();
-  DeviceBuf q(qn * 2), out(qn * 2), kv(std::size_t(P.R) * set_elems * 2);
+  const std::size_t kv_esize = opt.kv_fp8 ? 1 : 2;
+  j["kv_dtype"] = opt.kv_fp8 ? "fp8_e4m3fn" : "bf16";
+  DeviceBuf q(qn * 2), out(qn * 2), kv(std::size_t(P.R) * set_elems * kv_esize);
   tiled_fill(q.p, qn, P.q_off, chunk);
-  tiled_fill(kv.p, std::int64_t(P.R) * set_elems, P.kv_off, chunk);
+  std::unique_ptr<DeviceBuf> d_scales;
+  if (opt.kv_fp8) {
+    SJB_CHECK(cuda().cuMemsetD8(kv.p, 0x38, std::size_t(P.R) * set_elems));  // e4m3fn 1.0: no NaN, timing only
+    d_scales = upload(std::vector<float>{0.5f, 0.25f});
+  } else {
+    tiled_fill(kv.p, std::int64_t(P.R) * set_elems, P.kv_off, chunk);
+  }
   auto d_topk = upload(P.topk), d_bt = upload(P.bt), d_seq = upload(P.seq);
   std::unique_ptr<DeviceBuf> d_cu, d_prefix, ws;
   const float sm_scale = static_cast<float>(1.0 / std::sqrt(double(D)));
@@ -392,7 +403,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
   auto fill_common = [&](auto& a, int set) {
     a.q = q.ptr();
     a.q_stride[0] = std::int64_t(P.H) * D, a.q_stride[1] = D, a.q_stride[2] = 1;
-    a.kv_cache = reinterpret_cast<void*>(kv.p + std::size_t(set) * set_elems * 2);
+    a.kv_cache = reinterpret_cast<void*>(kv.p + std::size_t(set) * set_elems * kv_esize);
     a.kv_stride[0] = std::int64_t(P.KVH) * BLK * 2 * D, a.kv_stride[1] = std::int64_t(BLK) * 2 * D, a.kv_stride[2] = 2 * D,
     a.kv_stride[3] = 1;
     a.v_offset = D;
@@ -407,6 +418,10 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     a.output_stride[0] = std::int64_t(P.H) * D, a.output_stride[1] = D, a.output_stride[2] = 1;
     a.total_q = P.total_q, a.num_heads = P.H, a.num_kv_heads = P.KVH, a.head_dim = D, a.topk = TOPK;
     a.q_dtype = sparsejit::DType::bf16, a.kv_dtype = sparsejit::DType::bf16, a.scale_mode = sparsejit::ScaleMode::none;
+    if (opt.kv_fp8) {
+      a.kv_dtype = sparsejit::DType::fp8_e4m3fn, a.scale_mode = sparsejit::ScaleMode::scalar;
+      a.k_scale = reinterpret_cast<const void*>(d_scales->p), a.v_scale = reinterpret_cast<const void*>(d_scales->p + 4);
+    }
     a.sm_scale = sm_scale;
   };
 
@@ -479,7 +494,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     SJB_CHECK(cuda().cuCtxSynchronize());
     const double best = j["ours_graph_us"].is_null() ? j["ours_eager_us"].get<double>() : j["ours_graph_us"].get<double>();
     j["ours_us"] = best;
-    j["ours_GBps"] = P.kv_bytes / (best * 1e-6) / 1e9;
+    j["ours_GBps"] = P.kv_bytes / double(2 / kv_esize) / (best * 1e-6) / 1e9;  // the bytes read: half of bf16's for fp8
   } else {
     const int reps = opt.quick ? 3 : 5;
     call(0);
@@ -494,7 +509,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
   call(0);
   SJB_CHECK(cuda().cuStreamSynchronize(stream));
   if (!error.empty()) return j["error"] = error, j;
-  if (!opt.dump_dir.empty()) {
+  if (!opt.dump_dir.empty() && !opt.kv_fp8) {
     const auto dir = std::filesystem::path(opt.dump_dir) / P.name;
     std::vector<std::uint16_t> rows(P.rows.size() * std::size_t(P.H) * D);
     const std::size_t row_bytes = std::size_t(P.H) * D * 2;
@@ -531,8 +546,9 @@ int main_impl(int argc, char** argv) {
     else if (a == "--filter") opt.filter = next();
     else if (a == "--quick") opt.quick = true;
     else if (a == "--gen-only") opt.gen_only = true;
+    else if (a == "--kv-fp8") opt.kv_fp8 = true;
     else {
-      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only]\n");
+      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8]\n");
       return 1;
     }
   }

@@ -199,7 +199,9 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t ld = head_dim + 8, chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
   const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
   const std::size_t q_bytes = row_groups * 16 * (launch.wgmma ? head_dim : ld) * 2;
-  const std::size_t tiles = launch.stages * 2 * sub_k * (launch.wgmma ? head_dim : ld) * 2;  // wgmma: unpadded core matrices
+  // Per stage: K and V in q's dtype (wgmma: unpadded swizzled rows), and fp8's raw bytes.
+  const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim : 0;
+  const std::size_t tiles = launch.stages * (2 * sub_k * (launch.wgmma ? head_dim : ld) * 2 + raw);
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 3) * 4 : 0;
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;

@@ -48,6 +48,13 @@ constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segmen
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
 constexpr int kKvHalves = kWgmma ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
+// fp8 K/V: each stage also holds the sub-tile's raw bytes (K rows, then V rows, head_dim
+// bytes each), copied with 16-byte cp.async and dequantized in shared memory before use.
+constexpr bool kFp8 = kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2 || kKvDtype == SJ_FP8_E4M3FNUZ || kKvDtype == SJ_FP8_E5M2FNUZ;
+constexpr int kRawBytes = kFp8 ? 2 * kSubK * kHeadDim : 0;
+constexpr int kRawVecPerRow = kHeadDim / 16;
+constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
+constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kWarps % kRowGroups == 0, "Q_TILE's row groups must divide the warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
@@ -67,7 +74,8 @@ constexpr int kQBytes = kQRows * (kWgmma ? kHeadDim : kLd) * 2;
 constexpr int kTileBytes = 2 * kKvHalves * 2;  // K then V of one sub-tile
 constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 3) * 4 : 0;  // O, m, l, weights
 constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
-constexpr int kRegionBytes = kStages * kTileBytes > kScratchBytes + kPartBytes ? kStages * kTileBytes : kScratchBytes + kPartBytes;
+constexpr int kStageBytes = kTileBytes + kRawBytes;
+constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
 constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
 constexpr int kOffTiles = kQBytes;
@@ -93,12 +101,16 @@ SJ_DEVICE int sj_row_off(int n, int d) {
   return kWgmma ? SjWgmmaSw128::off(kRows, n, d) : n * kLd + d;
 }
 
+// Whether fp8 K/V go through the staging bytes (16-byte copies need the strides to allow them).
+SJ_DEVICE bool sj_fp8_staged(const SjAttnParams& p) { return kFp8Staged && (p.flags & SJ_FLAG_KV_VEC16); }
+
 // Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
-// 16-byte cp.async when K/V need no conversion and the strides allow it,
+// 16-byte cp.async when K/V need no conversion and the strides allow it; fp8's
+// raw bytes to `raw` the same way (sj_dequant_subtile converts them later);
 // otherwise batched element loads dequantized to q's dtype. Keys past `hi` are
 // zeros (never read past the sequence; a zero V keeps 0 * garbage out of P V).
-SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kvh, long long page, int sub, long long n0,
-                               long long hi) {
+SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned char* raw, long long kvh, long long page, int sub,
+                               long long n0, long long hi) {
   const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
   constexpr int kVecPerRow = kHeadDim / 8;
   constexpr int kRowsPerPass = kThreads / kVecPerRow;
@@ -118,6 +130,18 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kv
       const int bytes = n_first + i * kRowsPerPass <= lim ? 16 : 0;
       sj_cp_async16(dst + i * kDstStep, src + i * src_step, bytes);
       sj_cp_async16(dst + kKvHalves * 2 + i * kDstStep, src + p.v_offset + i * src_step, bytes);
+    }
+  } else if (sj_fp8_staged(p)) {
+    const int n_first = sj_tid() / kRawVecPerRow, d = (sj_tid() % kRawVecPerRow) * 16;
+    const long long lim = hi - n0;
+    const sj_u8* src = (const sj_u8*)p.kv + row + n_first * p.kv_stride[2] + d;
+    const long long src_step = kRawRowsPerPass * p.kv_stride[2];
+    const unsigned dst = sj_smem_addr(raw + n_first * kHeadDim + d);
+#pragma unroll
+    for (int i = 0; i < kSubK / kRawRowsPerPass; ++i) {
+      const int bytes = n_first + i * kRawRowsPerPass <= lim ? 16 : 0;
+      sj_cp_async16(dst + i * kRawRowsPerPass * kHeadDim, src + i * src_step, bytes);
+      sj_cp_async16(dst + kSubK * kHeadDim + i * kRawRowsPerPass * kHeadDim, src + p.v_offset + i * src_step, bytes);
     }
   } else {
     constexpr int kElems = 2 * kSubK * kHeadDim;
@@ -150,6 +174,63 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, long long kv
         }
       }
     }
+  }
+}
+
+// Two fp8 values (the low byte first) to floats, exactly: sm_89+ converts e4m3fn
+// and e5m2 pairs in one instruction (both are exact in fp16); the fnuz formats
+// and older targets decode in software.
+SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
+#if __CUDA_ARCH__ >= 890
+  if constexpr (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) {
+    unsigned h2;
+    const unsigned short b = (unsigned short)two;
+    if constexpr (kKvDtype == SJ_FP8_E4M3FN)
+      asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(b));
+    else
+      asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(h2) : "h"(b));
+    lo = sj_f16_to_f32((sj_u16)(h2 & 0xffffu));
+    hi = sj_f16_to_f32((sj_u16)(h2 >> 16));
+    return;
+  }
+#endif
+  lo = sj_fp8_to_f32<kKvDtype>((sj_u8)two);
+  hi = sj_fp8_to_f32<kKvDtype>((sj_u8)(two >> 8));
+}
+
+// fp8 staged: sub-tile `sub` of page `page` from its raw bytes to q's dtype in
+// `tile`, 16 elements a step, with sj_load_kv's arithmetic (the exact fp8 value
+// times the scale, rounded once to nearest even). Keys past `hi` become zeros
+// whatever their bytes and scales.
+SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
+                                  long long n0, long long hi) {
+  constexpr int kPart = kSubK * kRawVecPerRow;  // 16-byte chunks of K (then of V)
+  const float* k_scale = (const float*)p.k_scale;
+  const float* v_scale = (const float*)p.v_scale;
+  const float k_sc = kScaleMode == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kScaleMode == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
+  for (int c = sj_tid(); c < 2 * kPart; c += kThreads) {
+    const int is_v = c >= kPart, cc = c - is_v * kPart;
+    const int n = cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
+    unsigned out[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    if (n0 + n <= hi) {
+      const uint4 b = *(const uint4*)(raw + (is_v * kSubK + n) * kHeadDim + d);
+      const unsigned w[4] = {b.x, b.y, b.z, b.w};
+      float sc = is_v ? v_sc : k_sc;
+      if (kScaleMode == SJ_SCALE_PER_TOKEN_HEAD) {
+        const long long slot = page * kBlock + sub * kSubK + n;  // physical token slot
+        sc = is_v ? v_scale[kvh * p.vs_stride[0] + slot * p.vs_stride[1]] : k_scale[kvh * p.ks_stride[0] + slot * p.ks_stride[1]];
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float f0, f1;
+        sj_fp8x2_to_f32(w[j / 2] >> (16 * (j % 2)), f0, f1);
+        if (kScaleMode != SJ_SCALE_NONE) f0 = f0 * sc, f1 = f1 * sc;
+        out[j] = sj_pack_half2<kBf16>(f0, f1);  // round to nearest even, as sj_f32_to_half
+      }
+    }
+    sj_u16* t = tile + is_v * kKvHalves;
+    *(uint4*)(t + sj_row_off<kSubK>(n, d)) = make_uint4(out[0], out[1], out[2], out[3]);
+    *(uint4*)(t + sj_row_off<kSubK>(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
   }
 }
 
@@ -364,6 +445,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
+  unsigned char* raws = sj_smem + kOffTiles + kStages * kTileBytes;  // fp8: the stages' raw bytes
   float* s_part = (float*)(sj_smem + kOffTiles + kScratchBytes);  // decode cluster merge: [G][head_dim] then [G] LSE
   int* l_blk = (int*)(sj_smem + kOffList);
   int* l_page = l_blk + kListCap;
@@ -546,8 +628,8 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   }
     auto issue = [&](int slot) {
       if (ld_u < n_list) {
-        sj_load_subtile(p, tiles + slot * (kTileBytes / 2), kvh, l_page[ld_u], ld_sub, (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK,
-                        cta_hi);
+        sj_load_subtile(p, tiles + slot * (kTileBytes / 2), raws + slot * kRawBytes, kvh, l_page[ld_u], ld_sub,
+                        (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi);
         SJ_ADVANCE(ld_u, ld_sub)
       }
       sj_cp_async_commit();
@@ -555,6 +637,11 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     auto compute = [&](int slot) {
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
+      if (sj_fp8_staged(p)) {  // workgroup-uniform: every thread converts its share, then the tile is complete
+        sj_dequant_subtile(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0, cta_hi);
+        if constexpr (kWgmma) sj_fence_proxy_async();
+        sj_sync();
+      }
       const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;

@@ -239,6 +239,13 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
     c.launch.wgmma = false;
     EXPECT_EQ(c.compile_target(), c.arch);
   }
+  // fp8 K/V: every stage also holds the sub-tile's raw bytes (K then V, head_dim bytes a key).
+  AttnShape f8 = s;
+  f8.kv_dtype = DType::fp8_e4m3fn, f8.scale_mode = ScaleMode::scalar;
+  const KernelConfig pre_f8 = prefill_config(*sm90, f8);
+  EXPECT_EQ(pre_f8.launch.stages, pre.launch.stages);
+  EXPECT_EQ(pre_f8.dynamic_shared_bytes(),
+            pre.dynamic_shared_bytes() + std::size_t(pre.launch.stages) * 2 * pre.sub_k * pre.head_dim);
   // Written only when set: a config without it keeps the spelling (and cache key) it had.
   c = pre;
   c.launch.wgmma = false;
