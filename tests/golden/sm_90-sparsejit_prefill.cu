@@ -504,15 +504,18 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // One workgroup = Q_TILE consecutive queries of one request (prefill) or one
 // query (decode) x one kv head x one top-k chunk. It walks the UNION of the
 // blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
-// keys are streamed into shared memory with 16-byte cp.async copies STAGES deep,
-// and every warp reads them from there with ldmatrix.
+// keys are streamed into shared memory with 16-byte cp.async copies STAGES deep
+// (fp8: their raw bytes, dequantized in shared memory), and every warp reads them
+// from there with ldmatrix for mma.sync, or (WGMMA, sm_90a prefill) each
+// warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles.
 //
 // Warps: the rows of the tile are the G heads of each query, packed 16 to a row
 // group (G = 8 packs two queries, G = 16 one); warp w owns row group
 // w % ROW_GROUPS and the key slice w / ROW_GROUPS of every sub-tile (KEY_SPLIT
 // slices). A warp keeps S, P and O in registers (the C fragments of S are the A
 // fragments of P), runs the online softmax (base 2) per sub-tile, and skips a
-// sub-tile none of its queries selected. Key slices are merged by LSE at the end.
+// sub-tile none of its queries selected (under wgmma it adds P = 0 instead: the
+// warpgroup multiplies together). Key slices are merged by LSE at the end.
 //
 // A query that selected a block k times weighs it k times (the reference walks
 // the top-k list entry by entry); with Q_TILE = 1 duplicates stay separate entries.
