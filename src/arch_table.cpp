@@ -1,5 +1,7 @@
 #include "arch_table.h"
 
+#include <initializer_list>
+
 #include <nlohmann/json.hpp>
 
 #include "log.h"
@@ -16,10 +18,36 @@ Result<nlohmann::json> parse(const std::string& path) {
   return j;
 }
 
+// A key the reader does not know is an error naming it: a misspelled knob would otherwise be
+// ignored silently, and the tuning it was meant to change never applied.
+Status known_keys(const nlohmann::json& o, std::initializer_list<const char*> keys, const std::string& where) {
+  for (auto it = o.begin(); it != o.end(); ++it) {
+    bool ok = false;
+    for (const char* k : keys) ok = ok || it.key() == k;
+    if (!ok) {
+      std::string list;
+      for (const char* k : keys) list += (list.empty() ? "" : ", ") + std::string(k);
+      return make_error("arch", where + ": unknown key \"" + it.key() + "\" (known: " + list + ")");
+    }
+  }
+  return ok_status();
+}
+
 Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const std::string& path) {
   const std::string default_template = std::string(name) == "merge" ? kTemplateMerge : kTemplateAttention;
   if (!ops.contains(name) || !ops[name].is_object()) return make_error("arch", path + ": ops." + name + " is missing");
   const auto& o = ops[name];
+  if (auto st = known_keys(o,
+                           {"template", "threads", "waves_per_eu", "sub_k", "target_grid", "stages", "min_blocks", "wgmma",
+                            "q_row_groups", "union_entries", "max_cluster", "dependent_launch", "large_batch"},
+                           path + ": ops." + name);
+      !st)
+    return st;
+  if (o.contains("large_batch") && o["large_batch"].is_object())
+    if (auto st = known_keys(o["large_batch"], {"min_workgroups", "threads", "stages", "min_blocks", "sub_k"},
+                             path + ": ops." + name + ".large_batch");
+        !st)
+      return st;
   try {
     t.launch.threads = o.value("threads", 128);
     t.launch.waves_per_eu = o.value("waves_per_eu", 1);
@@ -61,7 +89,15 @@ Status fill(const nlohmann::json& j, ArchTable& a, const std::string& path) {
   } catch (const std::exception& e) {
     return make_error("arch", path + ": " + e.what());
   }
+  if (auto st = known_keys(j,
+                           {"target", "vendor", "description", "prelude", "backends", "wave_size", "max_shared_bytes",
+                            "max_dynamic_shared_bytes", "max_vgprs", "ops"},
+                           path);
+      !st)
+    return st;
   if (!j.contains("ops")) return make_error("arch", path + ": ops is missing");
+  if (j["ops"].is_object())
+    if (auto st = known_keys(j["ops"], {"prefill", "decode", "merge"}, path + ": ops"); !st) return st;
   for (auto [name, t] : {std::pair<const char*, OpTuning*>{"prefill", &a.prefill}, {"decode", &a.decode}, {"merge", &a.merge}})
     if (auto st = read_op(j["ops"], name, *t, path); !st) return st;
   a.source = path;

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "arch_table.h"
+#include "knobs.h"
+#include "reliability_util.h"
 #include "config.h"
 #include "ops/config_select.h"
 #include "preset.h"
@@ -126,6 +128,34 @@ TEST(ArchTable, SubKAndLaunchComeFromTheTables) {
   EXPECT_TRUE(sm90->merge.dependent_launch);
   EXPECT_FALSE(g942->merge.dependent_launch);
   EXPECT_FALSE(g950->merge.dependent_launch);
+}
+
+// A misspelled knob in a table is an error that names it, never silently ignored.
+TEST(ArchTable, UnknownKeysAreErrorsThatNameThem) {
+  using testing_util::ScratchDir;
+  ScratchDir t("arch-keys");
+  std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", t.path, std::filesystem::copy_options::recursive);
+  const std::string sm90 = t.sub("archs/sm_90.json");
+  const auto good = nlohmann::json::parse(testing_util::read_text(sm90));
+  ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
+  ASSERT_TRUE(load_arch_table("sm_90").ok());
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    const char* where;
+  };
+  for (const auto& c : std::vector<Case>{
+           {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmm"] = true; }, "ops.prefill: unknown key \"wgmm\""},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"]["min_workgroup"] = 9; }, "ops.decode.large_batch: unknown key"},
+           {[](nlohmann::json& j) { j["ops"]["mrege"] = j["ops"]["merge"]; }, "ops: unknown key \"mrege\""},
+           {[](nlohmann::json& j) { j["max_dynamic_shared"] = 1; }, "unknown key \"max_dynamic_shared\""}}) {
+    nlohmann::json j = good;
+    c.edit(j);
+    testing_util::write_text(sm90, j.dump(1));
+    auto a = load_arch_table("sm_90");
+    ASSERT_FALSE(a.ok()) << c.where;
+    EXPECT_NE(a.error().message.find(c.where), std::string::npos) << a.error().message;
+    EXPECT_NE(a.error().message.find("sm_90.json"), std::string::npos) << a.error().message;
+  }
 }
 
 TEST(ArchTable, ExplicitFallbackByPrefix) {
