@@ -175,3 +175,24 @@ TEST(Cli, CompileWritesACodeObject) {
   ASSERT_GT(bytes.size(), 4u);
   EXPECT_EQ(bytes.substr(0, 4), "\x7f" "ELF");
 }
+
+// inspect names what it built: the sm_90 prefill is built for sm_90a (wgmma), and the launch's
+// dynamic shared memory (the pipelined template declares none statically).
+TEST(Cli, InspectNamesTheCompileTargetAndDynamicSharedMemory) {
+  if (!can_build("sm_90")) GTEST_SKIP() << "NVRTC cannot build sm_90 here";
+  TempDir d;
+  const std::string env = "SPARSEJIT_CACHE_DIR=" + d.path.string();
+  auto r = run_cli(env, "inspect --op prefill --arch sm_90 --head-dim 128 --topk 16 --gqa-group 16 --no-disassembly --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << read_file(stderr_path());
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["compile_target"], "sm_90a");
+  EXPECT_EQ(j["config"]["launch"]["wgmma"], true);
+  EXPECT_GT(j["dynamic_shared_bytes"].get<long>(), 48 * 1024);
+  auto text = run_cli(env, "inspect --op prefill --arch sm_90 --head-dim 128 --topk 16 --gqa-group 16 --no-disassembly");
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("built for sm_90a (wgmma)"), std::string::npos) << text.out;
+  // Decode keeps mma.sync and its target.
+  auto dec = run_cli(env, "inspect --op decode --arch sm_90 --head-dim 128 --topk 16 --gqa-group 16 --chunks 2 --no-disassembly --json");
+  ASSERT_EQ(dec.exit_code, 0) << dec.out;
+  EXPECT_EQ(nlohmann::json::parse(dec.out)["compile_target"], "sm_90");
+}

@@ -25,11 +25,16 @@ void add_inspect(CLI::App& app, Globals& g) {
     j["config"] = config->to_json();
     j["key"] = built->key;
     j["backend"] = built->backend;
+    j["compile_target"] = config->compile_target();
+    j["dynamic_shared_bytes"] = config->dynamic_shared_bytes();
     if (g.json) {
       print_json(j);
       return;
     }
     std::cout << built->kernel_name << " for " << config->arch << " (" << built->backend << ", key " << built->key.substr(0, 16) << ")\n";
+    if (config->compile_target() != config->arch)
+      std::cout << "  built for " << config->compile_target() << (config->launch.wgmma ? " (wgmma)" : "") << "\n";
+    if (config->dynamic_shared_bytes() > 0) std::cout << "  dynamic shared bytes per launch " << config->dynamic_shared_bytes() << "\n";
     for (const auto& k : ins->kernels) {
       std::cout << "  kernel " << k.kernel << "\n";
       if (k.vgprs >= 0) std::cout << "    VGPRs " << k.vgprs << "  AGPRs " << k.agprs << "  SGPRs " << k.sgprs << "  wave" << k.wavefront_size << "\n";
