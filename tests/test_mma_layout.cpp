@@ -263,6 +263,12 @@ TEST(MmaLayout, WgmmaSwizzle128MatchesTheDescriptorsTheKernelUses) {
           seen.insert(o);
         }
       EXPECT_EQ(static_cast<int>(seen.size()), rows * dims) << rows << "x" << dims;
+      // The copy loop advances whole atoms: k rows further (k a multiple of 8) is k x 128 bytes
+      // further for every element, whatever its chunk (attention_nv.cu's kDstStep).
+      for (int k = 8; k < rows; k += 8)
+        for (int r = 0; r + k < rows; ++r)
+          for (int e = 0; e < dims; e += 8)
+            ASSERT_EQ(SjWgmmaSw128::off(rows, r + k, e) - SjWgmmaSw128::off(rows, r, e), k * 64) << rows << " " << r << " " << k << " " << e;
       // K-major (Q and K, S = Q K^T): k-step kk reads dims 16kk .. 16kk + 15 of every row from
       // start = (kk / 4) x rows x 128 + (kk % 4) x 32, SBO 1024: ((8,m),(T,2k)):((8T,SBO),(1,T)).
       for (int kk = 0; kk < dims / 16; ++kk)
