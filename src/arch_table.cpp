@@ -48,30 +48,62 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
                              path + ": ops." + name + ".large_batch");
         !st)
       return st;
-  try {
-    t.launch.threads = o.value("threads", 128);
-    t.launch.waves_per_eu = o.value("waves_per_eu", 1);
-    t.sub_k = o.value("sub_k", 0);
-    t.target_grid = o.value("target_grid", 256);
-    t.launch.stages = o.value("stages", 1);
-    t.launch.min_blocks = o.value("min_blocks", 1);
-    t.launch.wgmma = o.value("wgmma", false);
-    t.templ = o.value("template", default_template);
-    t.q_row_groups = o.value("q_row_groups", 1);
-    t.union_entries = o.value("union_entries", 256);
-    t.max_cluster = o.value("max_cluster", 1);
-    t.dependent_launch = o.value("dependent_launch", false);
-    if (o.contains("large_batch")) {
-      const auto& l = o.at("large_batch");
-      t.large_min_workgroups = l.at("min_workgroups").get<int>();
-      t.large_launch = t.launch;
-      t.large_launch.threads = l.value("threads", t.launch.threads);
-      t.large_launch.stages = l.value("stages", t.launch.stages);
-      t.large_launch.min_blocks = l.value("min_blocks", t.launch.min_blocks);
-      t.large_sub_k = l.value("sub_k", t.sub_k);
-    }
-  } catch (const std::exception& e) {
-    return make_error("arch", path + ": ops." + name + ": " + e.what());
+  // Each knob is checked for its type and a sane range here (a huge target_grid would make the
+  // decode variant scan run for minutes); KernelConfig::validate checks the finer rules.
+  const std::string where = path + ": ops." + name;
+  auto int_knob = [](const nlohmann::json& obj, const char* key, int def, long long lo, long long hi, int& out,
+                     const std::string& at) -> Status {
+    out = def;
+    if (!obj.contains(key)) return ok_status();
+    const auto& v = obj[key];
+    if (!v.is_number_integer())
+      return make_error("arch", at + "." + key + " must be an integer, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    const long long x = v.is_number_unsigned() ? (v.get<unsigned long long>() > static_cast<unsigned long long>(hi) ? hi + 1 : v.get<long long>())
+                                               : v.get<long long>();
+    if (x < lo || x > hi)
+      return make_error("arch", at + "." + key + " = " + v.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    out = static_cast<int>(x);
+    return ok_status();
+  };
+  auto bool_knob = [](const nlohmann::json& obj, const char* key, bool& out, const std::string& at) -> Status {
+    out = false;
+    if (!obj.contains(key)) return ok_status();
+    if (!obj[key].is_boolean())
+      return make_error("arch", at + "." + key + " must be true or false, got " +
+                                    obj[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    out = obj[key].get<bool>();
+    return ok_status();
+  };
+  constexpr long long kMaxGrid = 1 << 20;
+  for (Status st : {int_knob(o, "threads", 128, 32, 1024, t.launch.threads, where),
+                    int_knob(o, "waves_per_eu", 1, 1, 10, t.launch.waves_per_eu, where),
+                    int_knob(o, "sub_k", 0, 0, 128, t.sub_k, where),
+                    int_knob(o, "target_grid", 256, 1, kMaxGrid, t.target_grid, where),
+                    int_knob(o, "stages", 1, 1, 8, t.launch.stages, where),
+                    int_knob(o, "min_blocks", 1, 1, 32, t.launch.min_blocks, where),
+                    int_knob(o, "q_row_groups", 1, 1, 16, t.q_row_groups, where),
+                    int_knob(o, "union_entries", 256, 1, 4096, t.union_entries, where),
+                    int_knob(o, "max_cluster", 1, 1, 8, t.max_cluster, where),
+                    bool_knob(o, "wgmma", t.launch.wgmma, where),
+                    bool_knob(o, "dependent_launch", t.dependent_launch, where)})
+    if (!st) return st;
+  t.templ = default_template;
+  if (o.contains("template")) {
+    if (!o["template"].is_string()) return make_error("arch", where + ".template must be a string");
+    t.templ = o["template"].get<std::string>();
+  }
+  if (o.contains("large_batch")) {
+    const auto& l = o["large_batch"];
+    const std::string at = where + ".large_batch";
+    if (!l.is_object()) return make_error("arch", at + " must be an object");
+    if (!l.contains("min_workgroups")) return make_error("arch", at + ".min_workgroups is missing");
+    t.large_launch = t.launch;
+    for (Status st : {int_knob(l, "min_workgroups", 0, 1, kMaxGrid, t.large_min_workgroups, at),
+                      int_knob(l, "threads", t.launch.threads, 32, 1024, t.large_launch.threads, at),
+                      int_knob(l, "stages", t.launch.stages, 1, 8, t.large_launch.stages, at),
+                      int_knob(l, "min_blocks", t.launch.min_blocks, 1, 32, t.large_launch.min_blocks, at),
+                      int_knob(l, "sub_k", t.sub_k, 0, 128, t.large_sub_k, at)})
+      if (!st) return st;
   }
   return ok_status();
 }

@@ -130,8 +130,9 @@ TEST(ArchTable, SubKAndLaunchComeFromTheTables) {
   EXPECT_FALSE(g950->merge.dependent_launch);
 }
 
-// A misspelled knob in a table is an error that names it, never silently ignored.
-TEST(ArchTable, UnknownKeysAreErrorsThatNameThem) {
+// A misspelled knob, or a value of the wrong type or out of range, is an error that names it,
+// never silently ignored (or, for a huge target_grid, a minutes-long scan of decode variants).
+TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
   using testing_util::ScratchDir;
   ScratchDir t("arch-keys");
   std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", t.path, std::filesystem::copy_options::recursive);
@@ -147,7 +148,14 @@ TEST(ArchTable, UnknownKeysAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmm"] = true; }, "ops.prefill: unknown key \"wgmm\""},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"]["min_workgroup"] = 9; }, "ops.decode.large_batch: unknown key"},
            {[](nlohmann::json& j) { j["ops"]["mrege"] = j["ops"]["merge"]; }, "ops: unknown key \"mrege\""},
-           {[](nlohmann::json& j) { j["max_dynamic_shared"] = 1; }, "unknown key \"max_dynamic_shared\""}}) {
+           {[](nlohmann::json& j) { j["max_dynamic_shared"] = 1; }, "unknown key \"max_dynamic_shared\""},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["target_grid"] = 2147483647; }, "ops.decode.target_grid = 2147483647 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["prefill"]["threads"] = 4294967424ull; }, "ops.prefill.threads = 4294967424 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["prefill"]["sub_k"] = 64.5; }, "ops.prefill.sub_k must be an integer"},
+           {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmma"] = 1; }, "ops.prefill.wgmma must be true or false"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"].erase("min_workgroups"); }, "large_batch.min_workgroups is missing"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"]["stages"] = 0; }, "large_batch.stages = 0 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"}}) {
     nlohmann::json j = good;
     c.edit(j);
     testing_util::write_text(sm90, j.dump(1));

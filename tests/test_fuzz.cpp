@@ -20,11 +20,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "arch_table.h"
 #include "cache/entry_format.h"
 #include "compiler/helper_main.h"
 #include "config.h"
 #include "knobs.h"
 #include "manifest.h"
+#include "ops/config_select.h"
 #include "ops/validate.h"
 #include "preset.h"
 #include "reliability_util.h"
@@ -221,6 +223,67 @@ TEST(Fuzz, PresetManifestReader) {
   });
   EXPECT_GT(accepted, 0);
   EXPECT_GT(n, 200);
+}
+
+// ---- arch tables (configs/archs/*.json) through SPARSEJIT_CONFIG_DIR ----
+
+// A mutated table either loads or is refused with an arch error; what a loaded one chooses for
+// MiniMax-M3's shapes is a config that validates and renders, or a clear error. Never a throw,
+// a crash or a hang (the decode variant scan is bounded by the table's ranges).
+TEST(Fuzz, ArchTableReader) {
+  ScratchDir t("fuzz-arch");
+  std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", t.path, std::filesystem::copy_options::recursive);
+  const std::string path = t.sub("archs/sm_90.json");
+  const auto base = nlohmann::json::parse(testing_util::read_text(path));
+  ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
+  static const char* op_names[] = {"prefill", "decode", "merge"};
+  static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "stages", "min_blocks", "wgmma", "q_row_groups",
+                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "bogus"};
+  long loaded = 0, chosen = 0;
+  long n = fuzz_loop("arch_table", [&](std::mt19937_64& r, long) {
+    nlohmann::json j = base;
+    for (int m = 0, nm = static_cast<int>(1 + r() % 3); m < nm; ++m) {
+      auto& op = j["ops"][op_names[r() % 3]];
+      const char* k = knobs[r() % 14];
+      switch (r() % 5) {
+        case 0: op.erase(k); break;
+        case 1: op[k] = random_json(r, 1); break;
+        case 2:
+          if (!op["large_batch"].is_object()) op["large_batch"] = nlohmann::json::object();
+          op["large_batch"][r() % 2 ? "min_workgroups" : "threads"] = interesting_int(r);
+          break;
+        default: op[k] = interesting_int(r) % 300; break;  // mostly near the real ranges
+      }
+    }
+    std::string text = shown(j);
+    if (r() % 8 == 0) text.resize(r() % (text.size() + 1));  // truncated file
+    testing_util::write_text(path, text);
+    try {
+      auto a = load_arch_table("sm_90");
+      if (!a.ok()) {
+        EXPECT_EQ(a.error().stage, "arch");
+        return;
+      }
+      ++loaded;
+      for (auto [h, kvh, d] : {std::tuple<int, int, int>{64, 4, 128}, {8, 1, 128}, {64, 64, 256}}) {
+        AttnShape sh;
+        sh.num_heads = h, sh.num_kv_heads = kvh, sh.head_dim = d, sh.topk = 16;
+        std::vector<KernelConfig> cs{prefill_config(*a, sh)};
+        for (auto [chunks, large] : decode_variants(*a, kvh, 16)) cs.push_back(decode_config(*a, sh, chunks, large));
+        for (const auto& c : cs) {
+          if (!c.validate().ok()) continue;
+          auto rendered = render_kernel(c, *a);
+          if (rendered.ok()) ++chosen;
+          else EXPECT_FALSE(rendered.error().message.empty());
+        }
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "exception escaped the arch table path: " << e.what() << " for " << text;
+    }
+  });
+  EXPECT_GT(loaded, 0);
+  EXPECT_GT(chosen, 0);
+  EXPECT_GT(n, 100);
 }
 
 // ---- the recorded manifest (SPARSEJIT_RECORD / warm --manifest) ----
