@@ -11,6 +11,7 @@
 // GPU cases skip visibly without a CUDA device. Set SPARSEJIT_TEST_SEED=<n> to
 // replay a failing run (the seed is printed with every failure and in the summary).
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -25,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "knobs.h"
+#include "reliability_util.h"
 #include "gpu_harness.h"
 #include "reference.h"
 #include "sparsejit/sparsejit.hpp"
@@ -1071,10 +1074,57 @@ TEST_P(GpuDecode, MatchesReference) {
         for (std::int64_t h = 0; h < s.H; ++h) ASSERT_EQ(r.visible(t, h), 0);
 }
 
+// The sm_90 prefill under launch variants of its arch table (the ones docs/PERF.md times): each
+// must match the reference as the shipped table does. A Runtime of its own reads the variant
+// table (SPARSEJIT_CONFIG_DIR); on other devices the variant changes nothing and the check still holds.
+struct TableVariant {
+  std::string name;
+  nlohmann::json prefill;  // merged into ops.prefill of sm_90.json
+};
+
+class GpuPrefillTableVariant : public ::testing::TestWithParam<TableVariant> {};
+
+TEST_P(GpuPrefillTableVariant, MatchesReference) {
+  std::string reason;
+  if (!gputest::gpu_available(&reason)) GTEST_SKIP() << "no GPU: " << reason;
+  testing_util::ScratchDir t("table-variant");
+  std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", t.path, std::filesystem::copy_options::recursive);
+  const std::string path = t.sub("archs/sm_90.json");
+  auto table = nlohmann::json::parse(testing_util::read_text(path));
+  table["ops"]["prefill"].update(GetParam().prefill);
+  testing_util::write_text(path, table.dump(1));
+  ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
+  RuntimeOptions opt;
+  opt.device = 0;
+  auto rt = Runtime::create(opt);
+  ASSERT_NE(rt, nullptr);
+  for (const CaseSpec& s : prefill_cases()) {
+    if (s.name.rfind("m3", 0) != 0) continue;  // the MiniMax-M3 shapes (G 16 and 8, bf16 and fp8)
+    SCOPED_TRACE(s.name);
+    const std::uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed) + ")");
+    Rng rng(seed);
+    const Problem p = make_problem(s, false, rng);
+    DeviceProblem d;
+    ASSERT_EQ(upload(p, d), "");
+    const CallStatus st = rt->sparse_attn_prefill(prefill_args(s, p, device_pointers(d)), nullptr);
+    ASSERT_TRUE(st.ok) << st.stage << ": " << st.message;
+    ASSERT_EQ(gputest::synchronize(), "");
+    std::vector<std::uint16_t> out(p.out_elems);
+    ASSERT_EQ(d.out.download(out.data()), "");
+    check_output(s, p, ref::prefill(prefill_args(s, p, host_pointers(p))), out, seed);
+  }
+}
+
 std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) { return info.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuPrefill, ::testing::ValuesIn(prefill_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Cases, GpuDecode, ::testing::ValuesIn(decode_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Cases, GpuPrefillTableVariant,
+                         ::testing::Values(TableVariant{"wgmma_k32_2stages", {{"sub_k", 32}, {"stages", 2}}},
+                                           TableVariant{"wgmma_k128_2blocks", {{"sub_k", 128}, {"min_blocks", 2}}},
+                                           TableVariant{"mma_sync", {{"wgmma", false}}}),
+                         [](const ::testing::TestParamInfo<TableVariant>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace sparsejit
