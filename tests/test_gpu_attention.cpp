@@ -1026,21 +1026,23 @@ class GpuAttention : public ::testing::TestWithParam<CaseSpec> {
 class GpuPrefill : public GpuAttention {};
 class GpuDecode : public GpuAttention {};
 
-TEST_P(GpuPrefill, MatchesReference) {
-  const CaseSpec& s = GetParam();
-  SCOPED_TRACE("seed " + std::to_string(seed_) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed_) + ")");
-  Rng rng(seed_);
+// One prefill case on `rt` from `seed`: random inputs, poisoned output, compared with the reference.
+void run_prefill_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed) + ")");
+  Rng rng(seed);
   const Problem p = make_problem(s, false, rng);
   DeviceProblem d;
   ASSERT_EQ(upload(p, d), "");
-  const CallStatus st = rt_->sparse_attn_prefill(prefill_args(s, p, device_pointers(d)), nullptr);
+  const CallStatus st = rt.sparse_attn_prefill(prefill_args(s, p, device_pointers(d)), nullptr);
   ASSERT_TRUE(st.ok) << st.stage << ": " << st.message;
   ASSERT_EQ(gputest::synchronize(), "");
   std::vector<std::uint16_t> out(p.out_elems);
   ASSERT_EQ(d.out.download(out.data()), "");
   const ref::Result r = ref::prefill(prefill_args(s, p, host_pointers(p)));
-  check_output(s, p, r, out, seed_);
+  check_output(s, p, r, out, seed);
 }
+
+TEST_P(GpuPrefill, MatchesReference) { run_prefill_case(*rt_, GetParam(), seed_); }
 
 TEST_P(GpuDecode, MatchesReference) {
   const CaseSpec& s = GetParam();
@@ -1101,18 +1103,8 @@ TEST_P(GpuPrefillTableVariant, MatchesReference) {
   for (const CaseSpec& s : prefill_cases()) {
     if (s.name.rfind("m3", 0) != 0) continue;  // the MiniMax-M3 shapes (G 16 and 8, bf16 and fp8)
     SCOPED_TRACE(s.name);
-    const std::uint64_t seed = fresh_seed();
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed) + ")");
-    Rng rng(seed);
-    const Problem p = make_problem(s, false, rng);
-    DeviceProblem d;
-    ASSERT_EQ(upload(p, d), "");
-    const CallStatus st = rt->sparse_attn_prefill(prefill_args(s, p, device_pointers(d)), nullptr);
-    ASSERT_TRUE(st.ok) << st.stage << ": " << st.message;
-    ASSERT_EQ(gputest::synchronize(), "");
-    std::vector<std::uint16_t> out(p.out_elems);
-    ASSERT_EQ(d.out.download(out.data()), "");
-    check_output(s, p, ref::prefill(prefill_args(s, p, host_pointers(p))), out, seed);
+    run_prefill_case(*rt, s, fresh_seed());
+    if (::testing::Test::HasFatalFailure()) return;
   }
 }
 
