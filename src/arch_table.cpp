@@ -1,6 +1,8 @@
 #include "arch_table.h"
 
+#include <algorithm>
 #include <initializer_list>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,94 +20,99 @@ Result<nlohmann::json> parse(const std::string& path) {
   return j;
 }
 
-// A key the reader does not know is an error naming it: a misspelled knob would otherwise be
-// ignored silently, and the tuning it was meant to change never applied.
-Status known_keys(const nlohmann::json& o, std::initializer_list<const char*> keys, const std::string& where) {
-  for (auto it = o.begin(); it != o.end(); ++it) {
-    bool ok = false;
-    for (const char* k : keys) ok = ok || it.key() == k;
-    if (!ok) {
-      std::string list;
-      for (const char* k : keys) list += (list.empty() ? "" : ", ") + std::string(k);
-      return make_error("arch", where + ": unknown key \"" + it.key() + "\" (known: " + list + ")");
-    }
-  }
+// An error naming the first key of `o` that `known` rejects: a misspelled knob would otherwise
+// be ignored silently, and the tuning it was meant to change never applied.
+template <typename Known>
+Status unknown_key(const nlohmann::json& o, const Known& known, const std::string& list, const std::string& where) {
+  for (auto it = o.begin(); it != o.end(); ++it)
+    if (!known(it.key())) return make_error("arch", where + ": unknown key \"" + it.key() + "\" (known: " + list + ")");
   return ok_status();
 }
 
-Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const std::string& path) {
-  const std::string default_template = std::string(name) == "merge" ? kTemplateMerge : kTemplateAttention;
-  if (!ops.contains(name) || !ops[name].is_object()) return make_error("arch", path + ": ops." + name + " is missing");
-  const auto& o = ops[name];
-  if (auto st = known_keys(o,
-                           {"template", "threads", "waves_per_eu", "sub_k", "target_grid", "stages", "min_blocks", "wgmma",
-                            "q_row_groups", "union_entries", "max_cluster", "dependent_launch", "large_batch"},
-                           path + ": ops." + name);
-      !st)
-    return st;
-  if (o.contains("large_batch") && o["large_batch"].is_object())
-    if (auto st = known_keys(o["large_batch"], {"min_workgroups", "threads", "stages", "min_blocks", "sub_k"},
-                             path + ": ops." + name + ".large_batch");
-        !st)
-      return st;
-  // Each knob is checked for its type and a sane range here (a huge target_grid would make the
-  // decode variant scan run for minutes); KernelConfig::validate checks the finer rules.
-  const std::string where = path + ": ops." + name;
-  auto int_knob = [](const nlohmann::json& obj, const char* key, int def, long long lo, long long hi, int& out,
-                     const std::string& at) -> Status {
-    out = def;
-    if (!obj.contains(key)) return ok_status();
-    const auto& v = obj[key];
-    if (!v.is_number_integer())
-      return make_error("arch", at + "." + key + " must be an integer, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    const long long x = v.is_number_unsigned() ? (v.get<unsigned long long>() > static_cast<unsigned long long>(hi) ? hi + 1 : v.get<long long>())
-                                               : v.get<long long>();
+Status known_keys(const nlohmann::json& o, std::initializer_list<const char*> keys, const std::string& where) {
+  std::string list;
+  for (const char* k : keys) list += (list.empty() ? "" : ", ") + std::string(k);
+  return unknown_key(o, [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); }, list, where);
+}
+
+// The knobs of one table object (an op, or its large_batch): each read checks the type and a sane
+// range and names the key (a huge target_grid would make the decode variant scan run for minutes;
+// KernelConfig::validate checks the finer rules). unknown() then refuses every key no read asked
+// for, so the list of keys is the reads themselves.
+class Knobs {
+ public:
+  Knobs(const nlohmann::json& o, std::string where) : o_(o), where_(std::move(where)) {}
+
+  // Absent: `out` keeps its value (the default).
+  Status integer(const char* key, long long lo, long long hi, int& out) {
+    if (!ask(key)) return ok_status();
+    const auto& v = o_[key];
+    if (!v.is_number_integer()) return make_error("arch", where_ + "." + key + " must be an integer, got " + shown(v));
+    const long long x = v.is_number_unsigned() && v.get<unsigned long long>() > static_cast<unsigned long long>(hi) ? hi + 1 : v.get<long long>();
     if (x < lo || x > hi)
-      return make_error("arch", at + "." + key + " = " + v.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      return make_error("arch", where_ + "." + key + " = " + shown(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     out = static_cast<int>(x);
     return ok_status();
-  };
-  auto bool_knob = [](const nlohmann::json& obj, const char* key, bool& out, const std::string& at) -> Status {
-    out = false;
-    if (!obj.contains(key)) return ok_status();
-    if (!obj[key].is_boolean())
-      return make_error("arch", at + "." + key + " must be true or false, got " +
-                                    obj[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    out = obj[key].get<bool>();
-    return ok_status();
-  };
-  constexpr long long kMaxGrid = 1 << 20;
-  for (Status st : {int_knob(o, "threads", 128, 32, 1024, t.launch.threads, where),
-                    int_knob(o, "waves_per_eu", 1, 1, 10, t.launch.waves_per_eu, where),
-                    int_knob(o, "sub_k", 0, 0, 128, t.sub_k, where),
-                    int_knob(o, "target_grid", 256, 1, kMaxGrid, t.target_grid, where),
-                    int_knob(o, "stages", 1, 1, 8, t.launch.stages, where),
-                    int_knob(o, "min_blocks", 1, 1, 32, t.launch.min_blocks, where),
-                    int_knob(o, "q_row_groups", 1, 1, 16, t.q_row_groups, where),
-                    int_knob(o, "union_entries", 256, 1, 4096, t.union_entries, where),
-                    int_knob(o, "max_cluster", 1, 1, 8, t.max_cluster, where),
-                    bool_knob(o, "wgmma", t.launch.wgmma, where),
-                    bool_knob(o, "dependent_launch", t.dependent_launch, where)})
-    if (!st) return st;
-  t.templ = default_template;
-  if (o.contains("template")) {
-    if (!o["template"].is_string()) return make_error("arch", where + ".template must be a string");
-    t.templ = o["template"].get<std::string>();
   }
-  if (o.contains("large_batch")) {
-    const auto& l = o["large_batch"];
-    const std::string at = where + ".large_batch";
-    if (!l.is_object()) return make_error("arch", at + " must be an object");
-    if (!l.contains("min_workgroups")) return make_error("arch", at + ".min_workgroups is missing");
-    t.large_launch = t.launch;
-    for (Status st : {int_knob(l, "min_workgroups", 0, 1, kMaxGrid, t.large_min_workgroups, at),
-                      int_knob(l, "threads", t.launch.threads, 32, 1024, t.large_launch.threads, at),
-                      int_knob(l, "stages", t.launch.stages, 1, 8, t.large_launch.stages, at),
-                      int_knob(l, "min_blocks", t.launch.min_blocks, 1, 32, t.large_launch.min_blocks, at),
-                      int_knob(l, "sub_k", t.sub_k, 0, 128, t.large_sub_k, at)})
+  Status boolean(const char* key, bool& out) {
+    if (!ask(key)) return ok_status();
+    if (!o_[key].is_boolean()) return make_error("arch", where_ + "." + key + " must be true or false, got " + shown(o_[key]));
+    out = o_[key].get<bool>();
+    return ok_status();
+  }
+  Status text(const char* key, std::string& out) {
+    if (!ask(key)) return ok_status();
+    if (!o_[key].is_string()) return make_error("arch", where_ + "." + key + " must be a string");
+    out = o_[key].get<std::string>();
+    return ok_status();
+  }
+  // A key read elsewhere (a nested object).
+  bool ask(const char* key) {
+    asked_.push_back(key);
+    return o_.contains(key);
+  }
+  Status unknown() const {
+    std::string list;
+    for (const auto& k : asked_) list += (list.empty() ? "" : ", ") + k;
+    return unknown_key(o_, [&](const std::string& key) { return std::find(asked_.begin(), asked_.end(), key) != asked_.end(); }, list,
+                       where_);
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  static std::string shown(const nlohmann::json& v) { return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+  const nlohmann::json& o_;
+  std::string where_;
+  std::vector<std::string> asked_;
+};
+
+Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const std::string& path) {
+  if (!ops.contains(name) || !ops[name].is_object()) return make_error("arch", path + ": ops." + name + " is missing");
+  Knobs o(ops[name], path + ": ops." + name);
+  constexpr long long kMaxGrid = 1 << 20;
+  t = OpTuning{};
+  t.templ = std::string(name) == "merge" ? kTemplateMerge : kTemplateAttention;
+  for (Status st : {o.integer("threads", 32, 1024, t.launch.threads), o.integer("waves_per_eu", 1, 10, t.launch.waves_per_eu),
+                    o.integer("sub_k", 0, 128, t.sub_k), o.integer("target_grid", 1, kMaxGrid, t.target_grid),
+                    o.integer("stages", 1, 8, t.launch.stages), o.integer("min_blocks", 1, 32, t.launch.min_blocks),
+                    o.integer("q_row_groups", 1, 16, t.q_row_groups), o.integer("union_entries", 1, 4096, t.union_entries),
+                    o.integer("max_cluster", 1, 8, t.max_cluster), o.boolean("wgmma", t.launch.wgmma),
+                    o.boolean("dependent_launch", t.dependent_launch), o.text("template", t.templ)})
+    if (!st) return st;
+  if (o.ask("large_batch")) {
+    const auto& lj = ops[name]["large_batch"];
+    const std::string at = o.where() + ".large_batch";
+    if (!lj.is_object()) return make_error("arch", at + " must be an object");
+    if (!lj.contains("min_workgroups")) return make_error("arch", at + ".min_workgroups is missing");
+    Knobs l(lj, at);
+    t.large_launch = t.launch;  // what large_batch does not set stays the op's
+    t.large_sub_k = t.sub_k;
+    for (Status st : {l.integer("min_workgroups", 1, kMaxGrid, t.large_min_workgroups), l.integer("threads", 32, 1024, t.large_launch.threads),
+                      l.integer("stages", 1, 8, t.large_launch.stages), l.integer("min_blocks", 1, 32, t.large_launch.min_blocks),
+                      l.integer("sub_k", 0, 128, t.large_sub_k), l.unknown()})
       if (!st) return st;
   }
-  return ok_status();
+  return o.unknown();
 }
 
 Status fill(const nlohmann::json& j, ArchTable& a, const std::string& path) {
