@@ -97,6 +97,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
                     o.integer("stages", 1, 8, t.launch.stages), o.integer("min_blocks", 1, 32, t.launch.min_blocks),
                     o.integer("q_row_groups", 1, 16, t.q_row_groups), o.integer("union_entries", 1, 4096, t.union_entries),
                     o.integer("max_cluster", 1, 8, t.max_cluster), o.boolean("wgmma", t.launch.wgmma),
+                    o.boolean("tma", t.launch.tma),
                     o.boolean("dependent_launch", t.dependent_launch), o.text("template", t.templ)})
     if (!st) return st;
   if (o.ask("large_batch")) {
@@ -107,9 +108,10 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     Knobs l(lj, at);
     t.large_launch = t.launch;  // what large_batch does not set stays the op's
     t.large_sub_k = t.sub_k;
-    for (Status st : {l.integer("min_workgroups", 1, kMaxGrid, t.large_min_workgroups), l.integer("threads", 32, 1024, t.large_launch.threads),
+    for (Status st : {l.integer("min_workgroups", 1, kMaxGrid, t.large_min_workgroups), l.integer("min_entries", 1, 4096, t.large_min_entries),
+                      l.integer("threads", 32, 1024, t.large_launch.threads),
                       l.integer("stages", 1, 8, t.large_launch.stages), l.integer("min_blocks", 1, 32, t.large_launch.min_blocks),
-                      l.integer("sub_k", 0, 128, t.large_sub_k), l.unknown()})
+                      l.integer("sub_k", 0, 128, t.large_sub_k), l.boolean("tma", t.large_launch.tma), l.unknown()})
       if (!st) return st;
   }
   return o.unknown();

@@ -20,9 +20,11 @@ struct OpTuning {
   int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup
   int max_cluster = 1;      // decode, attention_nv.cu: merge split-K in a cluster of up to this many chunks (sm_90: 8)
   bool dependent_launch = false;  // merge: launched to overlap the split-K kernel's tail (programmatic dependent launch)
-  // decode: from this many workgroups (total_q x kv heads x chunks) on, large_launch/large_sub_k
+  // decode: from this many workgroups (total_q x kv heads x chunks) on, each walking at least
+  // large_min_entries top-k entries (topk / chunks, rounded up), large_launch/large_sub_k
   // replace launch/sub_k ("large_batch" in the table; 0: never).
   int large_min_workgroups = 0;
+  int large_min_entries = 1;
   LaunchParams large_launch;
   int large_sub_k = 0;
 };

@@ -121,6 +121,11 @@ Status KernelConfig::validate() const {
                        "needs template " + std::string(kTemplateAttentionNv) +
                            ", op prefill, arch sm_90, one warp per 16-row group of q_tile x gqa_group rows in whole warpgroups "
                            "(launch.threads a multiple of 128), sub_k in {32, 64, 128} and head_dim in {64, 128}");
+  if (launch.tma && !tma_fits())
+    return field_error("launch.tma", "true",
+                       "needs template " + std::string(kTemplateAttentionNv) +
+                           ", op decode, arch sm_90, launch.wgmma off, kv_dtype equal to q_dtype, head_dim a multiple of 64 "
+                           "and launch.threads >= 64 (a producer warp and at least one math warp)");
   if (templ != kTemplateAttentionNv && (launch.stages != 1 || q_tile != 1 || launch.min_blocks != 1))
     return field_error("launch.stages/q_tile/min_blocks",
                        std::to_string(launch.stages) + "/" + std::to_string(q_tile) + "/" + std::to_string(launch.min_blocks),
@@ -172,7 +177,7 @@ Status KernelConfig::validate() const {
 
 KernelConfig::NvWarpLayout KernelConfig::nv_warp_layout() const {
   NvWarpLayout l;
-  l.warps = std::max(1, launch.threads / 32);
+  l.warps = std::max(1, launch.threads / 32 - (launch.tma ? 1 : 0));  // the math warps
   l.queries_per_group = std::max(1, 16 / std::max(1, gqa_group));
   l.row_groups = std::max(1, (q_tile + l.queries_per_group - 1) / l.queries_per_group);
   l.key_split = std::max(1, l.warps / l.row_groups);
@@ -187,6 +192,11 @@ bool KernelConfig::wgmma_fits() const {
          (head_dim == 64 || head_dim == 128);
 }
 
+bool KernelConfig::tma_fits() const {
+  return templ == kTemplateAttentionNv && op == Op::decode && (arch == "sm_90" || arch == "sm_90a") && !launch.wgmma &&
+         kv_dtype == q_dtype && head_dim % 64 == 0 && launch.threads >= 64;
+}
+
 std::string KernelConfig::compile_target() const { return launch.wgmma && arch == "sm_90" ? "sm_90a" : arch; }
 
 std::size_t KernelConfig::dynamic_shared_bytes() const {
@@ -198,14 +208,16 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t row_groups = l.row_groups, key_split = l.key_split;
   const std::size_t ld = head_dim + 8, chunk = (topk + num_topk_chunks - 1) / num_topk_chunks;
   const std::size_t entries = q_tile * chunk, list_cap = std::min<std::size_t>(entries, 256);
-  const std::size_t q_bytes = row_groups * 16 * (launch.wgmma ? head_dim : ld) * 2;
+  std::size_t q_bytes = row_groups * 16 * (launch.wgmma ? head_dim : ld) * 2;
+  if (launch.tma) q_bytes = (q_bytes + 1023) / 1024 * 1024;  // the swizzled tiles start 1024-byte aligned
   // Per stage: K and V in q's dtype (wgmma: unpadded swizzled rows), and fp8's raw bytes.
   const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim : 0;
-  const std::size_t tiles = launch.stages * (2 * sub_k * (launch.wgmma ? head_dim : ld) * 2 + raw);
+  const bool swizzled = launch.wgmma || launch.tma;  // unpadded 128-byte swizzled rows
+  const std::size_t tiles = launch.stages * (2 * sub_k * (swizzled ? head_dim : ld) * 2 + raw);
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 3) * 4 : 0;
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
-  const std::size_t misc = 16 * 8 * 2 + 32 * 4;
+  const std::size_t misc = 16 * 8 * 2 + 32 * 4 + (launch.tma ? 2 * launch.stages * 8 : 0);  // tma: each stage's full and empty mbarrier
   return q_bytes + std::max(tiles, scratch + part) + list + misc;
 }
 
@@ -236,6 +248,7 @@ nlohmann::json KernelConfig::to_json() const {
   j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster},
                  {"min_blocks", launch.min_blocks}};
   if (launch.wgmma) j["launch"]["wgmma"] = true;  // only when set: configs (and cache keys) from before the field keep their spelling
+  if (launch.tma) j["launch"]["tma"] = true;
   return j;
 }
 
@@ -305,10 +318,12 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
     if (auto st = get_int(l, "stages", c.launch.stages, false); !st) return st.error();
     if (auto st = get_int(l, "cluster", c.launch.cluster, false); !st) return st.error();
     if (auto st = get_int(l, "min_blocks", c.launch.min_blocks, false); !st) return st.error();
-    if (l.contains("wgmma")) {
-      if (!l["wgmma"].is_boolean())
-        return make_error("config", "wgmma must be true or false, got " + l["wgmma"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-      c.launch.wgmma = l["wgmma"].get<bool>();
+    for (auto [key, out] : {std::pair<const char*, bool*>{"wgmma", &c.launch.wgmma}, {"tma", &c.launch.tma}}) {
+      if (!l.contains(key)) continue;
+      if (!l[key].is_boolean())
+        return make_error("config", std::string(key) + " must be true or false, got " +
+                                        l[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      *out = l[key].get<bool>();
     }
   }
   if (auto st = c.validate(); !st) return st.error();

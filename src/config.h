@@ -34,6 +34,10 @@ struct LaunchParams {
   int cluster = 1;       // decode, attention_nv.cu on sm_90: the chunks form one cluster and merge in it (= num_topk_chunks)
   int min_blocks = 1;    // attention_nv.cu: workgroups per SM the register allocation must allow (__launch_bounds__)
   bool wgmma = false;    // attention_nv.cu prefill on sm_90: warpgroup MMA (compiled for sm_90a); see KernelConfig::wgmma_fits
+  // attention_nv.cu decode on sm_90: the last of launch.threads' warps is a producer that streams
+  // K/V sub-tiles with tensor copies (TMA, 128-byte swizzled) completing on mbarriers; the others
+  // multiply. See KernelConfig::tma_fits.
+  bool tma = false;
 };
 
 // The kernel templates (templates/<name>) and what each supports.
@@ -72,6 +76,10 @@ struct KernelConfig {
   // Whether launch.wgmma can apply: attention_nv.cu prefill on sm_90, one warp per 16-row
   // group in whole warpgroups, sub_k in {32, 64, 128} and head_dim in {64, 128}.
   bool wgmma_fits() const;
+  // Whether launch.tma can apply: attention_nv.cu decode on sm_90 without wgmma, K/V in q's
+  // dtype (copied unchanged), head_dim a multiple of 64 (128-byte swizzle rows), and at least
+  // one math warp beside the producer.
+  bool tma_fits() const;
   // The target the compiler builds for: arch, or its sm_90a form when launch.wgmma is set.
   std::string compile_target() const;
   std::string kernel_name() const;  // lowered (extern "C") name of the entry point

@@ -105,6 +105,7 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
     v["CLUSTER"] = std::to_string(c.launch.cluster);
     v["MIN_BLOCKS"] = std::to_string(c.launch.min_blocks);
     v["WGMMA"] = c.launch.wgmma ? "true" : "false";
+    v["TMA"] = c.launch.tma ? "true" : "false";
     v.erase("WAVES_PER_EU");
   }
   if (c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes)

@@ -310,7 +310,7 @@ CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
   std::vector<std::pair<int, bool>> variants;
   if (total_q > 0) {
     const int chunks = decode_num_chunks(total_q, sh.num_kv_heads, sh.topk);
-    variants.emplace_back(chunks, decode_large_batch(impl_->arch, total_q, sh.num_kv_heads, chunks));
+    variants.emplace_back(chunks, decode_large_batch(impl_->arch, total_q, sh.num_kv_heads, chunks, sh.topk));
   } else {
     variants = decode_variants(impl_->arch, sh.num_kv_heads, sh.topk);
   }
@@ -336,6 +336,41 @@ std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t n
                                             std::int64_t head_dim, std::int64_t topk) const {
   return decode_workspace(impl_->arch, decode_num_chunks(total_q, num_kv_heads, topk), total_q, num_heads, head_dim).bytes;
 }
+
+namespace {
+
+// launch.tma: tensor maps of K and V for the decode kernel (SjTmaMaps), 5-D in 16-bit
+// elements: (dims within 64, key, 64-dim group, kv head, page), boxes of one sub-tile.
+// Needs the 16-byte copies' alignment (SJ_FLAG_KV_VEC16); on success sets
+// SJ_FLAG_KV_TMA. When the driver cannot encode them the kernel's producer warp loads
+// elements instead (correct, slower), and that is said once.
+void encode_kv_maps(const Driver& driver, const DecodeArgs& a, const KernelConfig& c, SjAttnParams& p, SjTmaMaps& maps) {
+  if (!(p.flags & SJ_FLAG_KV_VEC16)) return;
+  Driver::TensorMap16 m;
+  m.rank = 5;
+  const std::uint64_t dims[5] = {64, std::uint64_t(kSparseBlock), std::uint64_t(a.head_dim / 64), std::uint64_t(a.num_kv_heads),
+                                 std::uint64_t(a.num_pages)};
+  const std::uint64_t strides[4] = {std::uint64_t(a.kv_stride[2]) * 2, 64 * 2, std::uint64_t(a.kv_stride[1]) * 2,
+                                    std::uint64_t(a.kv_stride[0]) * 2};
+  const std::uint32_t box[5] = {64, std::uint32_t(c.sub_k), std::uint32_t(a.head_dim / 64), 1, 1};
+  std::memcpy(m.dims, dims, sizeof dims);
+  std::memcpy(m.strides, strides, sizeof strides);
+  std::memcpy(m.box, box, sizeof box);
+  m.base = a.kv_cache;
+  Status st = driver.encode_tensor_map(m, maps.k);
+  if (st) {
+    m.base = static_cast<const char*>(a.kv_cache) + a.v_offset * 2;
+    st = driver.encode_tensor_map(m, maps.v);
+  }
+  if (!st) {
+    log::warn_once("tensor-map", "decode: K/V tensor maps unavailable (" + st.error().message +
+                                     "); the producer warp loads elements instead, which is slower");
+    return;
+  }
+  p.flags |= SJ_FLAG_KV_TMA;
+}
+
+}  // namespace
 
 CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
   if (auto st = validate_prefill(a); !st) return to_call_status(st.error());
@@ -371,7 +406,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   const DecodeWorkspace ws = decode_workspace(impl_->arch, chunks, a.total_q, a.num_heads, a.head_dim);
   if (auto st = validate_decode(a, ws.bytes); !st) return to_call_status(st.error());
   if (a.total_q == 0) return {};
-  const bool large = decode_large_batch(impl_->arch, a.total_q, a.num_kv_heads, chunks);
+  const bool large = decode_large_batch(impl_->arch, a.total_q, a.num_kv_heads, chunks, a.topk);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
   auto attn = impl_->kernel_for(
       hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, large),
@@ -406,8 +441,15 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
     for (int i = 0; i < 3; ++i) p.out_stride[i] = a.output_stride[i];
   }
   const auto& k = **attn;
+  SjTmaMaps maps;  // launch.tma: the kernel's second parameter
+  void* tma_args[] = {&p, &maps};
+  if (k.config.launch.tma) {
+    std::memset(&maps, 0, sizeof maps);
+    encode_kv_maps(*impl_->driver, a, k.config, p, maps);
+  }
   const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
-  if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, args); !st) return to_call_status(st.error());
+  if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, k.config.launch.tma ? tma_args : args); !st)
+    return to_call_status(st.error());
   if (!merge) return {};
 
   SjMergeParams m;

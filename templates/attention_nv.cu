@@ -35,13 +35,16 @@ constexpr int kScaleMode = {{SCALE_MODE}};
 constexpr bool kDecode = {{IS_DECODE}};
 constexpr int kCluster = {{CLUSTER}};  // decode: the chunks of one (query, kv head) form a cluster and merge in it (sm_90)
 constexpr bool kWgmma = {{WGMMA}};      // prefill on sm_90a: each warpgroup's 64 rows multiply with wgmma
+constexpr bool kTma = {{TMA}};       // decode on sm_90: the last warp streams K/V with tensor copies on mbarriers
 constexpr int kBlock = 128;
 constexpr int kSubs = kBlock / kSubK;
 constexpr int kChunkSize = (kTopk + kChunks - 1) / kChunks;
-constexpr int kWarps = kThreads / 32;
+constexpr int kWarps = kThreads / 32;                      // every warp of the workgroup
+constexpr int kMathWarps = kWarps - (kTma ? 1 : 0);       // the warps that multiply (kTma: all but the producer)
+constexpr int kMathThreads = kMathWarps * 32;
 constexpr int kQPerRG = 16 / kGroup;                       // queries per 16-row group
 constexpr int kRowGroups = (kQTile + kQPerRG - 1) / kQPerRG;
-constexpr int kKeySplit = kWarps / kRowGroups;
+constexpr int kKeySplit = kMathWarps / kRowGroups;
 constexpr int kKeysPerWarp = kSubK / kKeySplit;
 constexpr int kSNT = kKeysPerWarp / 8;                     // S n-tiles per warp and sub-tile
 constexpr int kONT = kHeadDim / 8;                         // O n-tiles
@@ -50,7 +53,8 @@ constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the 
 constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
-constexpr int kKvHalves = kWgmma ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
+constexpr bool kSwTiles = kWgmma || kTma;                  // K/V tiles in the 128-byte swizzle (mma_layout.h), else padded rows
+constexpr int kKvHalves = kSwTiles ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
 // fp8 K/V: each stage also holds the sub-tile's raw bytes (K rows, then V rows, head_dim
 // bytes each), copied with 16-byte cp.async and dequantized in shared memory before use.
 constexpr bool kFp8 = kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2 || kKvDtype == SJ_FP8_E4M3FNUZ || kKvDtype == SJ_FP8_E5M2FNUZ;
@@ -59,7 +63,7 @@ constexpr int kRawVecPerRow = kHeadDim / 16;
 constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
 constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
-static_assert(kWarps % kRowGroups == 0, "Q_TILE's row groups must divide the warps");
+static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
 static_assert(kBlock % kSubK == 0 && kHeadDim % 16 == 0, "tile shapes");
 static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
@@ -69,6 +73,7 @@ static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8)
 static_assert(!kWgmma || (SJ_HAS_WGMMA && !kDecode && kKeySplit == 1 && kWarps % 4 == 0 && (kSubK == 32 || kSubK == 64 || kSubK == 128) &&
                           (kHeadDim == 64 || kHeadDim == 128)),
               "wgmma: sm_90a, prefill, one warp per row group, whole warpgroups, wgmma N shapes, 128-byte swizzle rows");
+static_assert(!kTma || (kDecode && kRawCopy && !kWgmma && kHeadDim % 64 == 0), "tensor copies: decode, K/V in q's dtype, 128-byte swizzle rows");
 
 // Dynamic shared memory layout; KernelConfig::dynamic_shared_bytes mirrors it
 // and the kernel traps if it was given less.
@@ -80,12 +85,12 @@ constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // 
 constexpr int kStageBytes = kTileBytes + kRawBytes;
 constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
-constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4;
-constexpr int kOffTiles = kQBytes;
+constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4 + (kTma ? 2 * kStages * 8 : 0);  // kTma: the stages' full, then empty barriers
+constexpr int kOffTiles = kTma ? (kQBytes + 1023) / 1024 * 1024 : kQBytes;  // swizzled tiles: 1024-byte aligned
 constexpr int kOffList = kOffTiles + kRegionBytes;
 constexpr int kOffMisc = kOffList + kListBytes;
 constexpr int kSmemBytes = kOffMisc + kMiscBytes;
-static_assert(!kWgmma || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "wgmma: swizzle atoms start 1024-byte aligned");
+static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
 // Row r of row group rg: query index in the tile, or -1 for a padding row.
 SJ_DEVICE int sj_row_query(int rg, int r) {
@@ -95,17 +100,60 @@ SJ_DEVICE int sj_row_query(int rg, int r) {
 }
 
 // Offset (halves) of row n, dim d in a buffer of kRows rows (the K or V part of a
-// staged sub-tile: keys; Q: its rows). mma.sync: rows padded by 8 halves
-// (conflict-free ldmatrix). wgmma: the 128-byte swizzle (mma_layout.h), dims
+// staged sub-tile: keys; Q: its rows). Padded: rows of head_dim + 8 halves
+// (conflict-free ldmatrix). Swizzled: the 128-byte swizzle (mma_layout.h), dims
 // [64r, 64r + 64) of every row in region r (kRows x 128 bytes): 8 lanes writing
-// one row hit every bank once, and wgmma reads Q and K K-major, V N-major from it.
-template <int kRows>
-SJ_DEVICE int sj_row_off(int n, int d) {
-  return kWgmma ? SjWgmmaSw128::off(kRows, n, d) : n * kLd + d;
+// one row hit every bank once, wgmma reads Q and K K-major, V N-major from it, a
+// tensor copy (TMA, SWIZZLE_128B) writes it, and ldmatrix reads it conflict-free.
+template <int kRows, bool kSwizzled>
+SJ_DEVICE int sj_off(int n, int d) {
+  return kSwizzled ? SjWgmmaSw128::off(kRows, n, d) : n * kLd + d;
 }
+// Q (swizzled under wgmma) and the K/V tiles (swizzled under wgmma and tensor copies).
+template <int kRows>
+SJ_DEVICE int sj_row_off(int n, int d) { return sj_off<kRows, kWgmma>(n, d); }
+SJ_DEVICE int sj_tile_off(int n, int d) { return sj_off<kSubK, kSwTiles>(n, d); }
 
 // Whether fp8 K/V go through the staging bytes (16-byte copies need the strides to allow them).
 SJ_DEVICE bool sj_fp8_staged(const SjAttnParams& p) { return kFp8Staged && (p.flags & SJ_FLAG_KV_VEC16); }
+
+// Copies sub-tile `sub` of page `page` to `tile` with batched element loads, dequantized
+// to q's dtype (any strides and dtypes); keys past `hi` are zeros. kN threads share it,
+// this one being number t; `row` is the element offset of the sub-tile's first K row.
+template <int kN>
+SJ_DEVICE void sj_load_subtile_elems(const SjAttnParams& p, sj_u16* tile, long long kvh, long long page, int sub, long long n0,
+                                     long long hi, int t, long long row) {
+  constexpr int kElems = 2 * kSubK * kHeadDim;
+  constexpr int kBatch = SJ_STAGE_BATCH;
+  const float* k_scale = (const float*)p.k_scale;
+  const float* v_scale = (const float*)p.v_scale;
+  const long long slot0 = page * kBlock + sub * kSubK;  // physical token slot of key 0 (per-token scales)
+  for (int i0 = t; i0 < kElems; i0 += kN * kBatch) {
+    sj_u16 v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = i0 + u * kN;
+      const int is_v = i >= kSubK * kHeadDim;
+      const int ii = i - is_v * kSubK * kHeadDim;
+      const int n = ii / kHeadDim, d = ii % kHeadDim;
+      v[u] = 0;
+      if (i < kElems && n0 + n <= hi) {
+        const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
+        v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, kvh * p.vs_stride[0] + (slot0 + n) * p.vs_stride[1])
+                    : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, kvh * p.ks_stride[0] + (slot0 + n) * p.ks_stride[1]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = i0 + u * kN;
+      if (i < kElems) {
+        const int is_v = i >= kSubK * kHeadDim;
+        const int ii = i - is_v * kSubK * kHeadDim;
+        tile[is_v * kKvHalves + sj_tile_off(ii / kHeadDim, ii % kHeadDim)] = v[u];
+      }
+    }
+  }
+}
 
 // Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
 // 16-byte cp.async when K/V need no conversion and the strides allow it; fp8's
@@ -117,7 +165,7 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
   const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
   constexpr int kVecPerRow = kHeadDim / 8;
   constexpr int kRowsPerPass = kThreads / kVecPerRow;
-  constexpr bool kMapOk = kThreads % kVecPerRow == 0 && (!kWgmma || kRowsPerPass % 8 == 0);
+  constexpr bool kMapOk = kThreads % kVecPerRow == 0 && (!kSwTiles || kRowsPerPass % 8 == 0);
   if (kRawCopy && kMapOk && kSubK % kRowsPerPass == 0 && (p.flags & SJ_FLAG_KV_VEC16)) {
     // Thread t copies 16 bytes at column (t % kVecPerRow) * 8 of rows t / kVecPerRow + i * kRowsPerPass:
     // addresses advance by a constant (whole swizzle atoms under wgmma), the per-copy
@@ -126,8 +174,8 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
     const long long lim = hi - n0;  // keys n <= lim are visible to some query of the tile
     const sj_u16* src = (const sj_u16*)p.kv + row + n_first * p.kv_stride[2] + d;
     const long long src_step = kRowsPerPass * p.kv_stride[2];
-    const unsigned dst = sj_smem_addr(tile + sj_row_off<kSubK>(n_first, d));
-    constexpr unsigned kDstStep = kRowsPerPass * (kWgmma ? 128 : kLd * 2);  // sj_row_off(kRowsPerPass, 0) bytes
+    const unsigned dst = sj_smem_addr(tile + sj_tile_off(n_first, d));
+    constexpr unsigned kDstStep = kRowsPerPass * (kSwTiles ? 128 : kLd * 2);  // sj_tile_off(kRowsPerPass, 0) bytes
 #pragma unroll
     for (int i = 0; i < kSubK / kRowsPerPass; ++i) {
       const int bytes = n_first + i * kRowsPerPass <= lim ? 16 : 0;
@@ -147,36 +195,30 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
       sj_cp_async16(dst + kSubK * kHeadDim + i * kRawRowsPerPass * kHeadDim, src + p.v_offset + i * src_step, bytes);
     }
   } else {
-    constexpr int kElems = 2 * kSubK * kHeadDim;
-    constexpr int kBatch = SJ_STAGE_BATCH;
-    const float* k_scale = (const float*)p.k_scale;
-    const float* v_scale = (const float*)p.v_scale;
-    const long long slot0 = page * kBlock + sub * kSubK;  // physical token slot of key 0 (per-token scales)
-    for (int i0 = sj_tid(); i0 < kElems; i0 += kThreads * kBatch) {
-      sj_u16 v[kBatch];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kThreads;
-        const int is_v = i >= kSubK * kHeadDim;
-        const int ii = i - is_v * kSubK * kHeadDim;
-        const int n = ii / kHeadDim, d = ii % kHeadDim;
-        v[u] = 0;
-        if (i < kElems && n0 + n <= hi) {
-          const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
-          v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, kvh * p.vs_stride[0] + (slot0 + n) * p.vs_stride[1])
-                      : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, kvh * p.ks_stride[0] + (slot0 + n) * p.ks_stride[1]);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kThreads;
-        if (i < kElems) {
-          const int is_v = i >= kSubK * kHeadDim;
-          const int ii = i - is_v * kSubK * kHeadDim;
-          tile[is_v * kKvHalves + sj_row_off<kSubK>(ii / kHeadDim, ii % kHeadDim)] = v[u];
-        }
-      }
+    sj_load_subtile_elems<kThreads>(p, tile, kvh, page, sub, n0, hi, sj_tid(), row);
+  }
+}
+
+// kTma, the producer warp: sub-tile `sub` of page `page` to `tile`, completing on the
+// stage's `full` barrier (one arrival). With the host's tensor maps (SJ_FLAG_KV_TMA):
+// lane 0 copies the K part, then the V part, each one tensor copy of SUB_K keys x
+// head_dim that lands in the 128-byte swizzle (dims 64r.. of the keys in region r).
+// Keys past the query are copied too (they lie inside the page); the math warps
+// mask them (K) and zero them (V) before use. Without the maps the warp loads elements.
+SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u16* tile, unsigned full, long long kvh, long long page,
+                              int sub, long long n0, long long hi, int lane) {
+  if (p.flags & SJ_FLAG_KV_TMA) {
+    if (lane == 0) {
+      sj_mbar_arrive_expect_tx(full, kTileBytes);
+      const int c[5] = {0, sub * kSubK, 0, (int)kvh, (int)page};  // dims within 64, key, 64-dim group, kv head, page
+      sj_tma_load_5d(sj_smem_addr(tile), maps.k, c, full);
+      sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, full);
     }
+  } else {
+    sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane,
+                              page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2]);
+    __syncwarp();  // every lane's stores, then the release
+    if (lane == 0) sj_mbar_arrive(full);
   }
 }
 
@@ -232,8 +274,8 @@ SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* ra
       }
     }
     sj_u16* t = tile + is_v * kKvHalves;
-    *(uint4*)(t + sj_row_off<kSubK>(n, d)) = make_uint4(out[0], out[1], out[2], out[3]);
-    *(uint4*)(t + sj_row_off<kSubK>(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
+    *(uint4*)(t + sj_tile_off(n, d)) = make_uint4(out[0], out[1], out[2], out[3]);
+    *(uint4*)(t + sj_tile_off(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
   }
 }
 
@@ -323,6 +365,21 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
   const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
   const unsigned v_base = sj_smem_addr(tile + kKvHalves + ks * kKeysPerWarp * kLd);
+  // ldmatrix row addresses: lane l gives row (l & 7) + 8 x (one bit of l) of key step j, at
+  // dims d0 + 8 x (another bit of l). Padded rows: one multiply-add; swizzled: sj_tile_off.
+  const unsigned k_tile = sj_smem_addr(tile), v_tile = sj_smem_addr(tile + kKvHalves);
+  auto k_row = [&](int j, int k0) -> unsigned {
+    if constexpr (kSwTiles)
+      return k_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8);
+    else
+      return k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2;
+  };
+  auto v_row = [&](int j, int dt) -> unsigned {
+    if constexpr (kSwTiles)
+      return v_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8);
+    else
+      return v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2;
+  };
   float s[kSNT][4];
   if constexpr (kWgmma) {
     // A: the warpgroup's 64 rows of Q, B: the K part, both K-major: dims 16kk.. sit
@@ -346,7 +403,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
 #pragma unroll
       for (int j = 0; j < kSNT / 2; ++j) {
         unsigned b[4];
-        sj_ldsm_x4(b, k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2);
+        sj_ldsm_x4(b, k_row(j, k0));
         sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
         sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
       }
@@ -384,7 +441,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
 #pragma unroll
       for (int dt = 0; dt < kHeadDim / 16; ++dt) {
         unsigned b[4];
-        sj_ldsm_x4_trans(b, v_base + ((j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + dt * 16 + (lane >> 4) * 8) * 2);
+        sj_ldsm_x4_trans(b, v_row(j, dt));
         sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
         sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
       }
@@ -441,10 +498,20 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 #else
 #define SJ_CLUSTER_DIMS
 #endif
-SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SjAttnParams p) {
+#if {{TMA}}
+#define SJ_KERNEL_PARAMS SjAttnParams p, const __grid_constant__ SjTmaMaps maps  // the maps' address is in parameter space
+#else
+#define SJ_KERNEL_PARAMS SjAttnParams p
+#endif
+SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{KERNEL_NAME}}(SJ_KERNEL_PARAMS) {
   extern __shared__ __align__(16) unsigned char sj_smem[];
   if (sj_dynamic_smem_bytes() < (unsigned)kSmemBytes) __trap();  // host and template disagree: fail loudly
-  if (kWgmma && (sj_smem_addr(sj_smem) & 1023u)) __trap();       // the swizzle atoms need a 1024-byte aligned base
+  if (kSwTiles && (sj_smem_addr(sj_smem) & 1023u)) __trap();     // the swizzle atoms need a 1024-byte aligned base
+#if {{TMA}}
+  const SjTmaMaps* tma_maps = &maps;
+#else
+  const SjTmaMaps* tma_maps = nullptr;  // no tensor copies
+#endif
   if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
@@ -460,6 +527,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   long long* q_token = (long long*)(sj_smem + kOffMisc);  // [16]: token of each tile query, -1 if none
   long long* q_hi = q_token + 16;                          // [16]: last visible key position (-1: none)
   int* counts = (int*)(q_hi + 16);                         // [32]: per-warp counts for the list compaction
+  const unsigned bars = sj_smem_addr(counts + 32);          // kTma: [STAGES] full barriers, then [STAGES] empty ones
 
   const int tid = sj_tid(), warp = tid / 32, lane = tid % 32;
   const long long kvh = sj_bid_y();
@@ -486,6 +554,13 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     if (tid == 0) {
       q_token[0] = token;
       q_hi[0] = pos;
+      if constexpr (kTma) {
+        for (int s = 0; s < kStages; ++s) {
+          sj_mbar_init(bars + 8 * s, 1);                           // full: the producer's arrival (and its bytes)
+          sj_mbar_init(bars + 8 * (kStages + s), kMathWarps);      // empty: one arrival per math warp
+        }
+        sj_mbar_init_fence();
+      }
     }
   } else {
     // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
@@ -506,9 +581,11 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
   // for with the first K/V sub-tile) or batched loads. Never one dependent load
   // per element: the compiler cannot reorder global loads across shared stores.
-  if (p.flags & SJ_FLAG_Q_VEC16) {
+  // kTma: the math warps load Q (they wait for it among themselves).
+  if (kTma && tid >= kMathThreads) {
+  } else if (p.flags & SJ_FLAG_Q_VEC16) {
     constexpr int kVecPerRow = kHeadDim / 8;
-    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kThreads) {
+    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kMathThreads) {
       const int r = c / kVecPerRow, d = (c % kVecPerRow) * 8;
       const int q = sj_row_query(r / 16, r % 16);
       const bool live = q >= 0 && q_token[q] >= 0;
@@ -518,11 +595,11 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     }
   } else {
     constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
-    for (int i0 = tid; i0 < kElems; i0 += kThreads * kBatch) {
+    for (int i0 = tid; i0 < kElems; i0 += kMathThreads * kBatch) {
       sj_u16 v[kBatch];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kThreads, r = i / kHeadDim, d = i % kHeadDim;
+        const int i = i0 + u * kMathThreads, r = i / kHeadDim, d = i % kHeadDim;
         const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
         v[u] = 0;
         if (q >= 0 && q_token[q] >= 0)
@@ -530,7 +607,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kThreads;
+        const int i = i0 + u * kMathThreads;
         if (i < kElems) sq[sj_row_off<kQRows>(i / kHeadDim, i % kHeadDim)] = v[u];
       }
     }
@@ -555,6 +632,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   for (int t = 0; t < kONT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
 
   const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
+  int pipe = 0;  // kTma: sub-tiles through the stages so far (stage pipe % STAGES, its phase pipe / STAGES)
   for (int seg0 = 0; seg0 < kEntries; seg0 += kListCap) {
     // 1. The segment's top-k entries: block id, or -1 (padding, out of the block
     //    table, unmapped or beyond the cache, or wholly after the query).
@@ -646,6 +724,18 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         sj_sync();
       }
       const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
+      if (kTma && live && n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
+        // The tensor copy brought the whole sub-tile: zero this warp's V rows past the
+        // query (0 x garbage is not 0; K there is masked). Only this warp reads them.
+        const long long last = cta_hi - (n0 + ks * kKeysPerWarp);  // rows r <= last are visible
+        sj_u16* v = tiles + slot * (kTileBytes / 2) + kKvHalves;
+        for (int i = lane; i < kKeysPerWarp * (kHeadDim / 8); i += 32) {
+          const int r = i / (kHeadDim / 8), c = (i % (kHeadDim / 8)) * 8;
+          if (r > last) *(uint4*)(v + sj_tile_off(ks * kKeysPerWarp + r, c)) = make_uint4(0u, 0u, 0u, 0u);
+        }
+        sj_fence_proxy_async();  // ordered before the producer's next copy into this stage
+        __syncwarp();
+      }
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
         const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
@@ -653,7 +743,35 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       }
       SJ_ADVANCE(cu_u, cu_sub)
     };
-    if constexpr (kStages == 1) {
+    if constexpr (kTma) {
+      // The producer warp fills each stage once every math warp released it; the math
+      // warps take each stage once its bytes are in. No workgroup barrier in the loop.
+      if (warp == kMathWarps) {
+        while (ld_u < n_list) {
+          const int slot = pipe % kStages;
+          if (pipe >= kStages) sj_mbar_wait(bars + 8 * (kStages + slot), (pipe / kStages - 1) & 1);
+          sj_tma_subtile(p, *tma_maps, tiles + slot * (kTileBytes / 2), bars + 8 * slot, kvh, l_page[ld_u], ld_sub,
+                         (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi, lane);
+          SJ_ADVANCE(ld_u, ld_sub)
+          ++pipe;
+        }
+      } else {
+        if (seg0 == 0) {  // Q is in
+          sj_cp_async_commit();
+          sj_cp_async_wait<0>();
+          sj_named_sync(kMathThreads);
+        }
+        while (cu_u < n_list) {
+          const int slot = pipe % kStages;
+          sj_mbar_wait(bars + 8 * slot, (pipe / kStages) & 1);
+          compute(slot);
+          __syncwarp();
+          if (lane == 0) sj_mbar_arrive(bars + 8 * (kStages + slot));
+          ++pipe;
+        }
+      }
+      sj_sync();  // every warp is done with the stages and the list
+    } else if constexpr (kStages == 1) {
       sj_cp_async_commit();  // Q (first segment)
       while (cu_u < n_list) {
         issue(0);
@@ -690,11 +808,12 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 1);
   st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 2);
   const int c0 = (lane & 3) * 2;
+  const bool math = !kTma || warp < kMathWarps;  // kTma: the producer warp holds no rows
   if constexpr (kKeySplit == 1) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = lane / 4 + half * 8, q = half ? qb : qa;
-      if (q < 0 || q_token[q] < 0) continue;
+      if (!math || q < 0 || q_token[q] < 0) continue;
       const float l = half ? st.l_b : st.l_a;
       const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
       const long long head = kvh * kGroup + r % kGroup;
@@ -711,7 +830,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     float* s_m = s_o + kKeySplit * kRows * kHeadDim;
     float* s_l = s_m + kKeySplit * kRows;
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < 2 && math; ++half) {
       const int r = rg * 16 + lane / 4 + half * 8;
       float* o = s_o + (ks * kRows + r) * kHeadDim;
 #pragma unroll

@@ -138,13 +138,10 @@ SJ_DEVICE unsigned long long sj_wgmma_desc_sw128(unsigned addr, unsigned lbo, un
 SJ_DEVICE void sj_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 SJ_DEVICE void sj_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 SJ_DEVICE void sj_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
-// Shared memory written by this thread (st.shared, cp.async) becomes visible to wgmma's reads.
-SJ_DEVICE void sj_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 #else
 SJ_DEVICE void sj_wgmma_fence() { __trap(); }
 SJ_DEVICE void sj_wgmma_commit() { __trap(); }
 SJ_DEVICE void sj_wgmma_wait() { __trap(); }
-SJ_DEVICE void sj_fence_proxy_async() { __trap(); }
 #endif
 // Pins accumulators after a wait: the compiler may not move them across it.
 template <int N>
@@ -234,6 +231,46 @@ SJ_DEVICE void sj_wgmma_ss(float (&d)[N / 8][4], unsigned long long desc_a, unsi
 #undef SJ_WGMMA_N64
 #undef SJ_WGMMA_N128
 #undef SJ_WG_D4
+
+// Shared memory written by this thread (st.shared, cp.async) is ordered before the async
+// proxy's accesses to it (wgmma's reads, later tensor copies); sm_90.
+SJ_DEVICE void sj_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// ---- sm_90 tensor copies (TMA) completing on mbarriers (decode with launch.tma) ----
+// A producer warp has the copy engine move whole K/V sub-tiles (no registers, no
+// per-thread requests); a stage is full when its barrier's arrival and its expected
+// bytes are both in, and empty when every math warp has arrived.
+SJ_DEVICE void sj_mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+// The initialized barriers are visible to the copy engine and to the other threads (after a barrier).
+SJ_DEVICE void sj_mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+SJ_DEVICE void sj_mbar_arrive(unsigned bar) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory"); }
+// Arrives and adds `bytes` to the transfer count the phase waits for.
+SJ_DEVICE void sj_mbar_arrive_expect_tx(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Waits until the phase of parity `parity` has completed.
+SJ_DEVICE void sj_mbar_wait(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  } while (!done);
+}
+// The box of tensor map `map` (a CUtensorMap in parameter space) at coordinates c
+// (elements, innermost first) to this workgroup's shared memory at dst; completes its
+// bytes on `bar`'s transfer count.
+SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];" ::"r"(dst),
+      "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar)
+      : "memory");
+}
+// A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).
+SJ_DEVICE void sj_named_sync(unsigned threads) { asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory"); }
 
 // ---- sm_90 thread-block clusters (decode's one-launch merge) ----
 SJ_DEVICE void sj_cluster_sync() {

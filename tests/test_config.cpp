@@ -181,18 +181,18 @@ TEST(ArchTable, ExplicitFallbackByPrefix) {
 }
 
 TEST(ConfigSelect, DecodeChunksArePowersOfTwoAndPure) {
-  // target grid 256 on sm_90: mirrors vLLM's TARGET_GRID heuristic.
+  // vLLM's TARGET_GRID heuristic, with sm_90's target grid of 128 workgroups.
   auto t = load_arch_table("sm_90");
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(decode_chunks(*t, 1, 4, 16), 16);
-  EXPECT_EQ(decode_chunks(*t, 8, 4, 16), 8);
+  EXPECT_EQ(decode_chunks(*t, 8, 4, 16), 4);
   EXPECT_EQ(decode_chunks(*t, 64, 4, 16), 1);
   EXPECT_EQ(decode_chunks(*t, 3, 1, 16), 16);
   // sm_90 merges 2 chunks inside their cluster, more with the merge kernel.
   EXPECT_FALSE(decode_uses_merge_kernel(*t, 1));
   EXPECT_FALSE(decode_uses_merge_kernel(*t, 2));
   EXPECT_TRUE(decode_uses_merge_kernel(*t, 4));
-  EXPECT_EQ(decode_chunks(*t, 20, 1, 16), 8);
+  EXPECT_EQ(decode_chunks(*t, 20, 1, 16), 4);
   EXPECT_EQ(decode_chunks(*t, 1, 1, 5), 4);
   for (int q = 1; q < 300; ++q) {
     const int c = decode_chunks(*t, q, 1, 16);
@@ -212,9 +212,9 @@ TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {
     // 2 distinct GQA groups (16, 8) x 2 variants: 4 prefill + the decodes of every chunk count the
     // runtime can pick (1..16: 20) + a merge (bf16 q) for each count that needs one: sm_90 merges
     // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up. sm_90
-    // also has a large-batch decode (1 chunk, >= 400 workgroups): 4 more.
+    // also has large-batch decodes (>= 128 workgroups of >= 4 entries: 1, 2 and 4 chunks): 12 more.
     const bool nvidia = std::string(arch).starts_with("sm_");
-    EXPECT_EQ(cs->size(), nvidia ? 31u : 28u) << arch;
+    EXPECT_EQ(cs->size(), nvidia ? 39u : 28u) << arch;
     for (const auto& c : *cs) {
       EXPECT_TRUE(c.validate().ok());
       if (c.op == Op::merge) EXPECT_GT(c.num_topk_chunks, 1) << "a one-chunk decode writes its output itself";
@@ -308,13 +308,65 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_NE(c.validate().error().message.find("template"), std::string::npos);
 
   EXPECT_EQ(decode_config(*sm90, s, 2).launch.cluster, 2);
-  // Large batches (>= 400 workgroups on sm_90) take the table's large-batch launch.
-  EXPECT_FALSE(decode_large_batch(*sm90, 64, 4, 1));
-  EXPECT_TRUE(decode_large_batch(*sm90, 128, 4, 1));
+  // Large batches (>= 128 workgroups on sm_90, each walking >= 4 top-k entries) take the
+  // table's large-batch launch.
+  EXPECT_FALSE(decode_large_batch(*sm90, 16, 4, 1, 16));  // 64 workgroups
+  EXPECT_TRUE(decode_large_batch(*sm90, 32, 4, 1, 16));
+  EXPECT_TRUE(decode_large_batch(*sm90, 8, 4, 4, 16));    // 4 entries each
+  EXPECT_FALSE(decode_large_batch(*sm90, 8, 1, 16, 16));  // 128 workgroups of one entry
+  EXPECT_FALSE(decode_large_batch(*sm90, 4, 4, 8, 16));
   const KernelConfig big = decode_config(*sm90, s, 1, true);
-  EXPECT_EQ(big.launch.threads, 256);
+  EXPECT_EQ(big.launch.threads, 288);  // 8 math warps and the producer
+  EXPECT_TRUE(big.launch.tma);
+  EXPECT_EQ(big.nv_warp_layout().key_split, 8);
   EXPECT_EQ(big.sub_k, 128);
   EXPECT_TRUE(big.validate().ok()) << big.validate().error().describe();
+
+  // The large-batch decode on sm_90 streams K/V with tensor copies: launch.threads counts the
+  // producer warp, the warp layout only the math warps. The stages hold unpadded swizzled rows
+  // from a 1024-byte aligned offset, and each adds a full and an empty mbarrier. Smaller
+  // decodes keep cp.async (measured faster there, docs/PERF.md).
+  EXPECT_FALSE(decode_config(*sm90, s, 2).launch.tma);
+  const KernelConfig dec = decode_config(*sm90, s, 2, true);
+  ASSERT_TRUE(dec.launch.tma) << dec.canonical();
+  EXPECT_EQ(dec.launch.cluster, 2);
+  EXPECT_EQ(dec.launch.threads, 288);
+  EXPECT_EQ(dec.nv_warp_layout().warps, 8);
+  EXPECT_EQ(dec.nv_warp_layout().key_split, 8);
+  EXPECT_TRUE(dec.validate().ok()) << dec.validate().error().describe();
+  c = dec;
+  c.launch.tma = false, c.launch.threads = 256;
+  {
+    const std::size_t q = 16 * (128 + 8) * 2, stage = 2 * 128 * (128 + 8) * 2, stage_sw = 2 * 128 * 128 * 2;
+    EXPECT_EQ(dec.dynamic_shared_bytes(), c.dynamic_shared_bytes() - q - dec.launch.stages * stage + 5 * 1024 +
+                                              dec.launch.stages * stage_sw + dec.launch.stages * 2 * 8);
+  }
+  EXPECT_FALSE(c.to_json()["launch"].contains("tma"));  // written only when set
+  EXPECT_EQ(dec.to_json()["launch"]["tma"], true);
+  auto dec_back = KernelConfig::from_json(dec.to_json());
+  ASSERT_TRUE(dec_back.ok()) << dec_back.error().describe();
+  EXPECT_EQ(dec_back->canonical(), dec.canonical());
+  j = dec.to_json();
+  j["launch"]["tma"] = "yes";
+  EXPECT_NE(KernelConfig::from_json(j).error().message.find("tma must be true or false"), std::string::npos);
+  // fp8 K/V are dequantized in shared memory by every thread: no tensor copies, no producer warp.
+  const KernelConfig dec_f8 = decode_config(*sm90, f8, 2, true);
+  EXPECT_FALSE(dec_f8.launch.tma);
+  EXPECT_EQ(dec_f8.launch.threads, 256);
+  EXPECT_EQ(dec_f8.nv_warp_layout().key_split, 8);
+  EXPECT_TRUE(dec_f8.validate().ok()) << dec_f8.validate().error().describe();
+  for (auto bad : std::vector<std::function<void(KernelConfig&)>>{
+           [](KernelConfig& k) { k.arch = "sm_80"; },
+           [](KernelConfig& k) { k.op = Op::prefill, k.num_topk_chunks = 1, k.launch.cluster = 1; },
+           [](KernelConfig& k) { k.kv_dtype = DType::fp8_e5m2; },
+           [](KernelConfig& k) { k.launch.threads = 32; },
+           [](KernelConfig& k) { k.head_dim = 96; },  // not whole 128-byte swizzle rows
+           [](KernelConfig& k) { k.templ = kTemplateAttention, k.launch.stages = 1, k.launch.cluster = 1, k.launch.min_blocks = 1; }}) {
+    c = dec;
+    bad(c);
+    ASSERT_FALSE(c.validate().ok()) << c.canonical();
+    EXPECT_NE(c.validate().error().message.find("launch.tma"), std::string::npos) << c.validate().error().message;
+  }
   const auto variants = decode_variants(*sm90, 4, 16);
   EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{1, true}), variants.end());
   EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{8, false}), variants.end());
@@ -323,6 +375,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   // A config written before template/q_tile existed still reads, as the generic kernel.
   nlohmann::json old = pre.to_json();
   old.erase("template"), old.erase("q_tile"), old["launch"].erase("stages"), old["launch"].erase("cluster"), old["launch"].erase("min_blocks"), old["launch"].erase("wgmma");
+  old["launch"].erase("tma");
   auto legacy = KernelConfig::from_json(old);
   ASSERT_TRUE(legacy.ok()) << legacy.error().describe();
   EXPECT_EQ(legacy->templ, kTemplateAttention);

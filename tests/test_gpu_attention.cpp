@@ -344,7 +344,9 @@ TEST(Reference, PaddingOutOfRangeIdsAndUnmappedBlocksSelectNothing) {
 
 // ============================================================== random problems
 
-enum class KvLayout { A, B };  // A: [pages, 2, 128, KVH, D]; B (vLLM's newer): [pages, KVH, 128, 2*D]
+// A: [pages, 2, 128, KVH, D]; B (vLLM's newer): [pages, KVH, 128, 2*D]; B_padded: B with rows of
+// 2*D + 4 elements (K/V rows not 16-byte aligned: the kernels' element-load paths).
+enum class KvLayout { A, B, B_padded };
 enum class Io {
   contiguous,  // q, output [T, H, D]; top-k [KVH, T, topk]; block table [B, max_blocks]
   strided,     // q a slice of a fused qkv buffer [T, H + 2 KVH, D]; output token stride padded; padded top-k and block-table rows
@@ -510,13 +512,14 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
 
   // ---- KV cache: real data where a sequence lives, large finite garbage elsewhere
   const std::size_t es = ref::element_bytes(s.kv);
-  const std::int64_t elems = p.num_pages * 2 * kBlock * KVH * D;
+  const std::int64_t tok = s.layout == KvLayout::B_padded ? 2 * D + 4 : 2 * D;  // B layouts: one token's K and V
+  const std::int64_t elems = p.num_pages * kBlock * KVH * tok;
   p.kv.assign(static_cast<std::size_t>(elems) * es, 0);
   if (s.layout == KvLayout::A) {
     p.kv_stride[0] = 2 * kBlock * KVH * D, p.kv_stride[1] = D, p.kv_stride[2] = KVH * D, p.kv_stride[3] = 1;
     p.v_offset = kBlock * KVH * D;
   } else {
-    p.kv_stride[0] = KVH * kBlock * 2 * D, p.kv_stride[1] = kBlock * 2 * D, p.kv_stride[2] = 2 * D, p.kv_stride[3] = 1;
+    p.kv_stride[0] = KVH * kBlock * tok, p.kv_stride[1] = kBlock * tok, p.kv_stride[2] = tok, p.kv_stride[3] = 1;
     p.v_offset = D;
   }
   const bool fp8 = ref::is_fp8(s.kv);
@@ -533,8 +536,11 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
               const auto& codes = garbage ? junk_codes : real_codes;
               p.kv[off] = codes[uniform_int(rng, 0, codes.size() - 1)];
             } else {
+              // Garbage: large finite values, and a quarter NaN (a cache slot never written may hold
+              // anything; a kernel must not let 0 x NaN into P V).
               const double x = garbage ? (chance(rng, 0.5) ? -1 : 1) * uniform(rng, 100, 1000) : uniform(rng, -1, 1);
-              const std::uint16_t bits = ref::double_to_half(x, s.kv);
+              const std::uint16_t nan_bits = s.kv == DType::bf16 ? 0x7fc0 : 0x7e00;
+              const std::uint16_t bits = garbage && chance(rng, 0.25) ? nan_bits : ref::double_to_half(x, s.kv);
               std::memcpy(&p.kv[static_cast<std::size_t>(off) * 2], &bits, 2);
             }
           }
@@ -764,6 +770,11 @@ std::vector<CaseSpec> prefill_cases() {
   c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::scalar, c.layout = KvLayout::B;
   c.q_lens = {15, 2, 19}, c.prefix_lens = {4097, 100, 1500};
   add(c);
+  // K/V rows not 16-byte aligned (the element-load path), TP1 shape.
+  c = {};
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_Bpadded", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.layout = KvLayout::B_padded;
+  c.q_lens = {10, 3}, c.prefix_lens = {1300, 129};
+  add(c);
   // Mixed: fp16 q over a bf16 cache.
   c = {};
   c.name = "G8_D128_k16_fp16_bf16kv_A", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.q = DType::fp16, c.kv = DType::bf16;
@@ -817,9 +828,10 @@ std::vector<CaseSpec> decode_cases() {
   c.seq_lens = random_seq_lens(3, 140, 1, 2200), c.chunks = CaseSpec::Chunks::one;
   add(c);
   c = {};
-  // 40 x 2 (query, kv head) pairs: 2 chunks, which sm_90 merges inside a cluster (one launch).
+  // 32 x 2 (query, kv head) pairs: 2 chunks, which sm_90 merges inside a cluster (one launch); its 128
+  // workgroups of 8 entries take the large-batch launch (tensor copies, 128-key sub-tiles).
   c.name = "G8_D128_k16_bf16_bf16_A_q1_twochunks_cluster", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.dql = 1;
-  c.seq_lens = random_seq_lens(5, 40, 0, 3000), c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
+  c.seq_lens = random_seq_lens(5, 32, 0, 3000), c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
   add(c);
   c = {};
   // Ragged decode (vLLM's query_start_loc / token_to_req_indices): 1-4 queries per request, a padded row.
@@ -831,6 +843,11 @@ std::vector<CaseSpec> decode_cases() {
   // dependent launch). seq 8191 ends mid-block; seq 70 sees 70 keys of block 0.
   c.name = "m3tp1_G16_D128_k16_bf16_bf16_B_q1_16chunks", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
   c.layout = KvLayout::B, c.seq_lens = {8191, 70}, c.chunks = CaseSpec::Chunks::many, c.dup_ids = true, c.junk_ids = true;
+  add(c);
+  c = {};
+  // K/V rows not 16-byte aligned: sm_90's producer warp loads elements instead of tensor copies.
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_Bpadded_q1_split", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.layout = KvLayout::B_padded, c.seq_lens = {2500, 0, 131, 1024}, c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
   add(c);
   c = {};
   // 120 x 4 (query, kv head) pairs: one chunk, >= 400 workgroups, sm_90's large-batch launch (256 threads, 128-key stages).
@@ -1044,31 +1061,30 @@ void run_prefill_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
 
 TEST_P(GpuPrefill, MatchesReference) { run_prefill_case(*rt_, GetParam(), seed_); }
 
-TEST_P(GpuDecode, MatchesReference) {
-  const CaseSpec& s = GetParam();
-  SCOPED_TRACE("seed " + std::to_string(seed_) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed_) + ")");
-  Rng rng(seed_);
+void run_decode_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed) + ")");
+  Rng rng(seed);
   const Problem p = make_problem(s, true, rng);
-  const int chunks = rt_->decode_num_chunks(p.total_q, s.KVH, s.topk);
+  const int chunks = rt.decode_num_chunks(p.total_q, s.KVH, s.topk);
   std::cout << "[ info     ] " << s.name << ": decode_num_chunks = " << chunks << "\n";
   if (s.chunks == CaseSpec::Chunks::one) EXPECT_EQ(chunks, 1) << "case meant to cover the single-chunk path";
   if (s.chunks == CaseSpec::Chunks::many) EXPECT_GT(chunks, 1) << "case meant to cover split-K";
   DeviceProblem d;
   ASSERT_EQ(upload(p, d), "");
-  const std::size_t ws_bytes = rt_->decode_workspace_bytes(p.total_q, s.H, s.KVH, s.D, s.topk);
+  const std::size_t ws_bytes = rt.decode_workspace_bytes(p.total_q, s.H, s.KVH, s.D, s.topk);
   DeviceBuffer ws;
   ASSERT_EQ(ws.allocate(ws_bytes), "");
   ASSERT_EQ(ws.fill(0xFF), "");  // stale partials/LSEs are NaN: every chunk must write its share
   DecodeArgs a = decode_args(s, p, device_pointers(d));
   a.workspace = ws.get();
   a.workspace_bytes = ws_bytes;
-  const CallStatus st = rt_->sparse_attn_decode(a, nullptr);
+  const CallStatus st = rt.sparse_attn_decode(a, nullptr);
   ASSERT_TRUE(st.ok) << st.stage << ": " << st.message;
   ASSERT_EQ(gputest::synchronize(), "");
   std::vector<std::uint16_t> out(p.out_elems);
   ASSERT_EQ(d.out.download(out.data()), "");
   const ref::Result r = ref::decode(decode_args(s, p, host_pointers(p)));
-  check_output(s, p, r, out, seed_);
+  check_output(s, p, r, out, seed);
   // Padded request rows (seq_len 0): exactly zero (covered by the empty-row check; asserted here by name).
   for (std::int64_t req = 0; req < p.batch; ++req)
     if (p.seq_lens[req] == 0)
@@ -1076,46 +1092,71 @@ TEST_P(GpuDecode, MatchesReference) {
         for (std::int64_t h = 0; h < s.H; ++h) ASSERT_EQ(r.visible(t, h), 0);
 }
 
-// The sm_90 prefill under launch variants of its arch table (the ones docs/PERF.md times): each
-// must match the reference as the shipped table does. A Runtime of its own reads the variant
+TEST_P(GpuDecode, MatchesReference) { run_decode_case(*rt_, GetParam(), seed_); }
+
+// The sm_90 prefill and decode under launch variants of their arch table (the ones docs/PERF.md
+// times): each must match the reference as the shipped table does. A Runtime of its own reads the variant
 // table (SPARSEJIT_CONFIG_DIR); on other devices the variant changes nothing and the check still holds.
 struct TableVariant {
   std::string name;
-  nlohmann::json prefill;  // merged into ops.prefill of sm_90.json
+  nlohmann::json prefill, decode;  // merged into ops.prefill / ops.decode of sm_90.json (null: unchanged)
 };
 
-class GpuPrefillTableVariant : public ::testing::TestWithParam<TableVariant> {};
+class GpuTableVariant : public ::testing::TestWithParam<TableVariant> {};
 
-TEST_P(GpuPrefillTableVariant, MatchesReference) {
+TEST_P(GpuTableVariant, MatchesReference) {
   std::string reason;
   if (!gputest::gpu_available(&reason)) GTEST_SKIP() << "no GPU: " << reason;
   testing_util::ScratchDir t("table-variant");
   std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", t.path, std::filesystem::copy_options::recursive);
   const std::string path = t.sub("archs/sm_90.json");
   auto table = nlohmann::json::parse(testing_util::read_text(path));
-  table["ops"]["prefill"].update(GetParam().prefill);
+  for (const char* op : {"prefill", "decode"}) {
+    const nlohmann::json& v = std::string(op) == "prefill" ? GetParam().prefill : GetParam().decode;
+    if (v.is_object()) table["ops"][op].update(v);
+  }
   testing_util::write_text(path, table.dump(1));
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
   RuntimeOptions opt;
   opt.device = 0;
   auto rt = Runtime::create(opt);
   ASSERT_NE(rt, nullptr);
-  for (const CaseSpec& s : prefill_cases()) {
-    if (s.name.rfind("m3", 0) != 0) continue;  // the MiniMax-M3 shapes (G 16 and 8, bf16 and fp8)
-    SCOPED_TRACE(s.name);
-    run_prefill_case(*rt, s, fresh_seed());
-    if (::testing::Test::HasFatalFailure()) return;
-  }
+  if (GetParam().prefill.is_object())
+    for (const CaseSpec& s : prefill_cases()) {
+      if (s.name.rfind("m3", 0) != 0) continue;  // the MiniMax-M3 shapes (G 16 and 8, bf16 and fp8)
+      SCOPED_TRACE(s.name);
+      run_prefill_case(*rt, s, fresh_seed());
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  if (GetParam().decode.is_object())
+    for (const CaseSpec& s : decode_cases()) {  // every decode case: chunk counts and the large-batch launch vary
+      SCOPED_TRACE(s.name);
+      run_decode_case(*rt, s, fresh_seed());
+      if (::testing::Test::HasFatalFailure()) return;
+    }
 }
 
 std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) { return info.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuPrefill, ::testing::ValuesIn(prefill_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Cases, GpuDecode, ::testing::ValuesIn(decode_cases()), case_name);
-INSTANTIATE_TEST_SUITE_P(Cases, GpuPrefillTableVariant,
-                         ::testing::Values(TableVariant{"wgmma_k32_2stages", {{"sub_k", 32}, {"stages", 2}}},
-                                           TableVariant{"wgmma_k128_2blocks", {{"sub_k", 128}, {"min_blocks", 2}}},
-                                           TableVariant{"mma_sync", {{"wgmma", false}}}),
+INSTANTIATE_TEST_SUITE_P(Cases, GpuTableVariant,
+                         ::testing::Values(TableVariant{"wgmma_k32_2stages", {{"sub_k", 32}, {"stages", 2}}, nullptr},
+                                           TableVariant{"wgmma_k128_2blocks", {{"sub_k", 128}, {"min_blocks", 2}}, nullptr},
+                                           TableVariant{"mma_sync", {{"wgmma", false}}, nullptr},
+                                           // decode before tensor copies: cp.async at every batch, large launch from 400 workgroups
+                                           TableVariant{"decode_cp_async",
+                                                        nullptr,
+                                                        {{"target_grid", 256},
+                                                         {"large_batch", {{"min_workgroups", 400}, {"threads", 256}, {"sub_k", 128}, {"stages", 2}}}}},
+                                           // decode: tensor copies at every batch (64-key sub-tiles, 3 stages; 128 keys, 1 stage when large)
+                                           TableVariant{"decode_tma_everywhere",
+                                                        nullptr,
+                                                        {{"threads", 160},
+                                                         {"tma", true},
+                                                         {"stages", 3},
+                                                         {"large_batch",
+                                                          {{"min_workgroups", 128}, {"threads", 288}, {"tma", true}, {"sub_k", 128}, {"stages", 1}}}}}),
                          [](const ::testing::TestParamInfo<TableVariant>& info) { return info.param.name; });
 
 }  // namespace

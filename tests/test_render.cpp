@@ -141,7 +141,7 @@ TEST(Render, GoldenPresetSources) {
       const bool representative = c.gqa_group != 8 && c.kv_dtype == DType::bf16 && (c.op == Op::prefill || c.num_topk_chunks == 4) &&
                                   (arch == std::string("sm_90") || arch == std::string("gfx942"));
       if (!representative) continue;
-      const fs::path file = kGolden / (arch + "-" + c.kernel_name() + ".cu");
+      const fs::path file = kGolden / (arch + "-" + c.kernel_name() + (c.launch.tma ? "-tma" : "") + ".cu");
       if (update_golden()) std::ofstream(file) << r->source;
       EXPECT_EQ(read_file(file), r->source) << "golden source differs: " << file << " (SPARSEJIT_UPDATE_GOLDEN=1 to accept)";
     }

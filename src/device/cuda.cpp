@@ -89,6 +89,10 @@ struct CudaApi {
   CUresult (*cuMemcpyDtoH_v2)(void*, CUdeviceptr, std::size_t) = nullptr;
   CUresult (*cuMemsetD8_v2)(CUdeviceptr, unsigned char, std::size_t) = nullptr;
   CUresult (*cuStreamIsCapturing)(CUstream, int*) = nullptr;  // optional (CUDA >= 10)
+  // optional (CUDA >= 12): tensorMap, dataType, rank, address, dims, strides, box, elementStrides,
+  // interleave, swizzle, l2Promotion, oobFill (the enums as int)
+  CUresult (*cuTensorMapEncodeTiled)(void*, int, unsigned, void*, const std::uint64_t*, const std::uint64_t*, const std::uint32_t*,
+                                     const std::uint32_t*, int, int, int, int) = nullptr;
 };
 
 // "CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is detected"
@@ -358,6 +362,18 @@ class CudaDriver final : public Driver {
   std::string unavailable_reason() const override { return init().reason; }
   int device_count() const override { return init().available ? init().count : 0; }
 
+  Status encode_tensor_map(const TensorMap16& m, void* out) const override {
+    const State& s = init();
+    if (!s.available) return make_error("device", s.reason);
+    if (!s.api.cuTensorMapEncodeTiled) return make_error("device", s.library.path() + " lacks cuTensorMapEncodeTiled (CUDA < 12)");
+    constexpr int kUint16 = 1, kInterleaveNone = 0, kSwizzle128 = 3, kL2Promote256 = 3, kOobFillNone = 0;  // cuda.h's enum values
+    const std::uint32_t element_strides[5] = {1, 1, 1, 1, 1};
+    CUresult rc = s.api.cuTensorMapEncodeTiled(out, kUint16, m.rank, const_cast<void*>(m.base), m.dims, m.strides, m.box, element_strides,
+                                               kInterleaveNone, kSwizzle128, kL2Promote256, kOobFillNone);
+    if (rc != kCudaSuccess) return cuda_error(s.api, "launch", "cuTensorMapEncodeTiled", rc);
+    return ok_status();
+  }
+
   Result<DeviceInfo> device_info(int ordinal) const override {
     const State& s = init();
     if (auto st = check_ordinal(s, ordinal, "driver"); !st) return std::move(st).error();
@@ -541,6 +557,7 @@ class CudaDriver final : public Driver {
     a.cuModuleLoadDataEx = s.library.function<decltype(a.cuModuleLoadDataEx)>("cuModuleLoadDataEx");
     a.cuStreamIsCapturing = s.library.function<decltype(a.cuStreamIsCapturing)>("cuStreamIsCapturing");
     a.cuLaunchKernelEx = s.library.function<decltype(a.cuLaunchKernelEx)>("cuLaunchKernelEx");
+    a.cuTensorMapEncodeTiled = s.library.function<decltype(a.cuTensorMapEncodeTiled)>("cuTensorMapEncodeTiled");
     if (missing) {
       s.reason = s.library.path() + " lacks " + missing + " (driver too old?)";
       return;

@@ -80,6 +80,23 @@ class Driver {
     return false;
   }
 
+  // A tiled tensor map for the copy engine (CUDA cuTensorMapEncodeTiled, sm_90): `rank`
+  // dimensions of 16-bit elements, innermost first, at `base` (16-byte aligned); strides in
+  // bytes of dimensions 1.. (multiples of 16); a box of `box` elements landing in shared
+  // memory with the 128-byte swizzle. Written to `out` (128 bytes, 64-byte aligned).
+  // Drivers without tensor maps: an Error (the caller loads another way).
+  struct TensorMap16 {
+    const void* base = nullptr;
+    unsigned rank = 0;
+    std::uint64_t dims[5] = {};
+    std::uint64_t strides[4] = {};
+    std::uint32_t box[5] = {};
+  };
+  virtual Status encode_tensor_map(const TensorMap16& m, void* out) const {
+    (void)m, (void)out;
+    return make_error("device", "this driver has no tensor maps");
+  }
+
   // Memory helpers for tests, benchmarks and the examples (not on the hot path).
   virtual Result<void*> malloc(int ordinal, std::size_t bytes) const = 0;
   virtual Status free(int ordinal, void* ptr) const = 0;

@@ -30,6 +30,14 @@ void fit_stages(const ArchTable& arch, KernelConfig& c) {
   while (c.launch.stages > 1 && c.dynamic_shared_bytes() > arch.max_dynamic_shared_bytes) --c.launch.stages;
 }
 
+// The table asks for bulk copies; without them (this op or these dtypes do not allow
+// them) the producer warp the table's threads count is not launched.
+void fit_tma(KernelConfig& c) {
+  if (!c.launch.tma || c.tma_fits()) return;
+  c.launch.tma = false;
+  c.launch.threads = std::max(32, c.launch.threads - 32);
+}
+
 }  // namespace
 
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) {
@@ -62,14 +70,16 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
     while (q_tile > 1 && too_many(q_tile)) --q_tile;
     c.q_tile = q_tile;
     c.launch.wgmma = c.launch.wgmma && c.wgmma_fits();  // the table asks for it; this shape's warp layout allows it
+    fit_tma(c);
     fit_stages(arch, c);
   }
   return c;
 }
 
-bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks) {
+bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk) {
   const std::int64_t min = arch.decode.large_min_workgroups;
-  return min > 0 && total_q * std::max<std::int64_t>(1, num_kv_heads) * num_chunks >= min;
+  const std::int64_t chunks = std::max(1, num_chunks), entries = (std::max<std::int64_t>(1, topk) + chunks - 1) / chunks;
+  return min > 0 && total_q * std::max<std::int64_t>(1, num_kv_heads) * chunks >= min && entries >= arch.decode.large_min_entries;
 }
 
 std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
@@ -80,7 +90,7 @@ std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::in
   std::vector<std::pair<int, bool>> out;
   for (std::int64_t t = 1; t <= last; ++t) {
     const int chunks = decode_chunks(arch, t, kvh, topk);
-    const std::pair<int, bool> v{chunks, decode_large_batch(arch, t, kvh, chunks)};
+    const std::pair<int, bool> v{chunks, decode_large_batch(arch, t, kvh, chunks, topk)};
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
   }
   return out;
@@ -93,6 +103,7 @@ KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_ch
     c.sub_k = arch.decode.large_sub_k;
   }
   c.num_topk_chunks = num_chunks;
+  fit_tma(c);
   if (num_chunks > 1 && !decode_uses_merge_kernel(arch, num_chunks)) c.launch.cluster = num_chunks;  // they merge in their cluster
   if (c.templ == kTemplateAttentionNv) fit_stages(arch, c);
   return c;

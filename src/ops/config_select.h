@@ -26,8 +26,9 @@ int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_
 bool decode_uses_merge_kernel(const ArchTable& arch, int chunks);
 
 KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s);
-// Whether a decode of this size uses the table's large-batch launch (a pure function of shapes).
-bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks);
+// Whether a decode of this size uses the table's large-batch launch (a pure function of shapes):
+// enough workgroups, each walking enough top-k entries.
+bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk);
 // Every (chunks, large batch) pair decode can pick for these shapes, for warming.
 std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, bool large_batch = false);

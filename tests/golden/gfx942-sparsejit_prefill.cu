@@ -70,6 +70,7 @@ SJ_DEVICE void sj_mma(float (&c)[4], const sj_u16 (&a)[4], const sj_u16 (&b)[4])
 // SjAttnParams::flags
 #define SJ_FLAG_KV_VEC16 1  // K/V: unit dim stride and 16-byte aligned rows, pages, heads and v_offset
 #define SJ_FLAG_Q_VEC16 2   // q: unit dim stride and 16-byte aligned tokens and heads
+#define SJ_FLAG_KV_TMA 4    // SjTmaMaps holds tensor maps of K and V (attention_nv.cu decode with launch.tma)
 
 struct SjAttnParams {
   const void* q;             // [total_q, num_heads, head_dim]
@@ -101,6 +102,14 @@ struct SjAttnParams {
   long long num_pages;       // kv cache page count (bounds for physical pages from block_table)
   float sm_scale_log2;       // sm_scale * log2(e)
   int flags;                 // SJ_FLAG_* (set by the host from the arguments)
+};
+
+// The second parameter of kernels built with launch.tma: CUDA tensor maps (CUtensorMap:
+// 128 bytes, 64-byte aligned) of K and V, 5-D: (dims within 64, key, 64-dim group, kv
+// head, page), boxes of (64, SUB_K, head_dim / 64, 1, 1), 128-byte swizzle.
+struct SjTmaMaps {
+  alignas(64) unsigned long long k[16];
+  alignas(64) unsigned long long v[16];
 };
 
 struct SjMergeParams {
