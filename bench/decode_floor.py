@@ -106,7 +106,7 @@ def main():
     emit("empty", 0, graph_us([lambda: _empty_kernel[(1,)](x)] * 64))
     emit("empty x2", 0, graph_us([lambda: _empty_kernel[(1,)](x)] * 128) * 2)
 
-    for batch in (1, 8, 32):
+    for batch in (1, 8, 16, 32):
         kv_bytes = batch * KVH * TOPK * BLK * 2 * D * 2
         R = max(8, (256 << 20) // kv_bytes)
         sets = []
