@@ -283,13 +283,14 @@ def test_python_host_overhead_per_call(capsys):
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (the multi-GPU check runs on a two-GPU machine)")
-def test_two_devices_each_launch_on_their_own_device():
+@pytest.mark.parametrize("reqs", [3, 130])  # 130: sm_90's large decode launch (tensor maps encoded per call)
+def test_two_devices_each_launch_on_their_own_device(reqs):
     """One process drives two GPUs: each call runs on its tensors' device (one runtime and one set
     of modules per device), also while the other device is torch's current one."""
     sm = 128**-0.5
     for d in (1, 0):
         dev, other = torch.device("cuda", d), 1 - d
-        c = decode_case(11 + d, reqs=3, qlen=1)
+        c = decode_case(11 + d, reqs=reqs, qlen=1)
         q, kv = c["q"].to(dev), c["kv"].to(dev)
         topk, bt = c["topk_idx"].to(dev), c["block_table"].to(dev)
         seq = torch.tensor(c["seq_lens"], dtype=torch.int32, device=dev)
