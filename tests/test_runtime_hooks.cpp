@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <set>
 #include <string>
@@ -16,6 +18,7 @@
 #include "knobs.h"
 #include "manifest.h"
 #include "runtime_internal.h"
+#include "sparse_attn_params.h"
 
 namespace sparsejit {
 namespace {
@@ -38,10 +41,45 @@ class NoopKernel final : public Kernel {
   std::atomic<int>* dependent_;
 };
 
+// Records what the attention kernel was launched with: its parameter block and, for a
+// config with launch.tma, the tensor maps of its second parameter.
+class RecordingKernel final : public Kernel {
+ public:
+  RecordingKernel(bool tma, std::atomic<int>* launches) : tma_(tma), launches_(launches) {}
+  Status launch(Dim3, Dim3 block, unsigned, void*, void** args) const override {
+    ++*launches_;
+    params = *static_cast<const SjAttnParams*>(args[0]);
+    if (tma_) maps = *static_cast<const SjTmaMaps*>(args[1]);
+    threads = block.x;
+    return ok_status();
+  }
+  std::string attributes_json() const override { return "{}"; }
+  mutable SjAttnParams params{};
+  mutable SjTmaMaps maps{};
+  mutable unsigned threads = 0;
+
+ private:
+  bool tma_;
+  std::atomic<int>* launches_;
+};
+
 class FakeDriver final : public Driver {
  public:
   bool capturing = false;
   bool capture_query_fails = false;
+  bool tensor_maps = false;                          // encode_tensor_map succeeds (else: the base class's error)
+  mutable std::vector<TensorMap16> encoded;          // every map asked for (read when no call runs)
+  mutable std::mutex encoded_mu;                     // calls may come from many threads
+  Status encode_tensor_map(const TensorMap16& m, void* out) const override {
+    {
+      std::lock_guard<std::mutex> lock(encoded_mu);
+      encoded.push_back(m);
+    }
+    if (!tensor_maps) return Driver::encode_tensor_map(m, out);
+    std::memset(out, 0, 128);
+    std::memcpy(out, &m.base, sizeof m.base);  // a recognizable map: its base address first
+    return ok_status();
+  }
   Vendor vendor() const override { return Vendor::nvidia; }
   bool available() const override { return true; }
   std::string unavailable_reason() const override { return ""; }
@@ -135,6 +173,89 @@ KernelShape shape() {
   KernelShape s;
   s.num_heads = H, s.num_kv_heads = KVH, s.head_dim = D, s.topk = TOPK;
   return s;
+}
+
+// sm_90's large decode launch (launch.tma): the runtime encodes K and V tensor maps for every
+// call (5-D: dims within 64, key, 64-dim group, kv head, page; a box of one sub-tile) and
+// passes them as the kernel's second parameter with SJ_FLAG_KV_TMA. Without the maps (a
+// driver that cannot encode them, or rows that are not 16-byte aligned) the flag stays off:
+// the kernel's producer warp then loads elements.
+TEST(RuntimeHooks, LargeDecodePassesTensorMapsOfKAndV) {
+  FakeDriver driver;
+  driver.tensor_maps = true;
+  std::atomic<int> launches{0};
+  std::vector<std::pair<KernelConfig, std::shared_ptr<RecordingKernel>>> kernels;
+  RuntimeTestHooks h;
+  h.driver = &driver;
+  h.info.target = "sm_90";
+  h.make_kernel = [&](const KernelConfig& c) -> Result<std::shared_ptr<Kernel>> {
+    auto k = std::make_shared<RecordingKernel>(c.launch.tma, &launches);
+    kernels.emplace_back(c, k);
+    return std::shared_ptr<Kernel>(k);
+  };
+  auto created = RuntimeAccess::create_for_testing(std::move(h));
+  ASSERT_TRUE(created.ok()) << created.error().describe();
+  Runtime& rt = **created;
+
+  // 200 requests x 1 kv head, one chunk: >= 128 workgroups of 16 entries.
+  DecodeArgs a = decode(rt, 200);
+  ASSERT_TRUE(rt.sparse_attn_decode(a, nullptr).ok);
+  ASSERT_EQ(kernels.size(), 1u);
+  const KernelConfig& c = kernels[0].first;
+  ASSERT_TRUE(c.launch.tma) << c.canonical();
+  const RecordingKernel& k = *kernels[0].second;
+  EXPECT_EQ(k.threads, 288u);
+  ASSERT_EQ(driver.encoded.size(), 2u);
+  const std::uint64_t dims[5] = {64, 128, D / 64, KVH, 8};
+  const std::uint64_t strides[4] = {2 * D * 2, 64 * 2, 128 * 2 * D * 2, KVH * 128 * 2 * D * 2};
+  const std::uint32_t box[5] = {64, std::uint32_t(c.sub_k), D / 64, 1, 1};
+  for (int i = 0; i < 2; ++i) {
+    const Driver::TensorMap16& m = driver.encoded[i];
+    EXPECT_EQ(m.base, static_cast<const char*>(a.kv_cache) + i * D * 2) << (i ? "V" : "K");
+    EXPECT_EQ(m.rank, 5u);
+    for (int d = 0; d < 5; ++d) EXPECT_EQ(m.dims[d], dims[d]) << d;
+    for (int d = 0; d < 4; ++d) EXPECT_EQ(m.strides[d], strides[d]) << d;
+    for (int d = 0; d < 5; ++d) EXPECT_EQ(m.box[d], box[d]) << d;
+  }
+  EXPECT_TRUE(k.params.flags & SJ_FLAG_KV_VEC16);
+  EXPECT_TRUE(k.params.flags & SJ_FLAG_KV_TMA);
+  const void* k_base = nullptr;
+  const void* v_base = nullptr;
+  std::memcpy(&k_base, k.maps.k, sizeof k_base);
+  std::memcpy(&v_base, k.maps.v, sizeof v_base);
+  EXPECT_EQ(k_base, a.kv_cache);
+  EXPECT_EQ(v_base, static_cast<const char*>(a.kv_cache) + D * 2);
+
+  // Every call encodes its own maps: another cache (another layer) gets its own addresses.
+  driver.encoded.clear();
+  a.kv_cache = fake_ptr(20);
+  ASSERT_TRUE(rt.sparse_attn_decode(a, nullptr).ok);
+  ASSERT_EQ(driver.encoded.size(), 2u);
+  EXPECT_EQ(driver.encoded[0].base, fake_ptr(20));
+  std::memcpy(&k_base, k.maps.k, sizeof k_base);
+  EXPECT_EQ(k_base, fake_ptr(20));
+
+  // A driver without tensor maps: launched all the same, without the flag.
+  driver.tensor_maps = false;
+  ASSERT_TRUE(rt.sparse_attn_decode(a, nullptr).ok);
+  EXPECT_TRUE(k.params.flags & SJ_FLAG_KV_VEC16);
+  EXPECT_FALSE(k.params.flags & SJ_FLAG_KV_TMA);
+
+  // Rows that are not 16-byte aligned: no maps asked for.
+  driver.tensor_maps = true;
+  driver.encoded.clear();
+  DecodeArgs odd = decode(rt, 200);
+  odd.kv_stride[2] = 2 * D + 4, odd.kv_stride[1] = 128 * (2 * D + 4), odd.kv_stride[0] = KVH * 128 * (2 * D + 4);
+  ASSERT_TRUE(rt.sparse_attn_decode(odd, nullptr).ok);
+  EXPECT_TRUE(driver.encoded.empty());
+  EXPECT_FALSE(k.params.flags & (SJ_FLAG_KV_VEC16 | SJ_FLAG_KV_TMA));
+
+  // A small decode keeps the cp.async launch: no producer warp, no maps.
+  driver.encoded.clear();
+  ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 4), nullptr).ok);
+  EXPECT_TRUE(driver.encoded.empty());
+  ASSERT_GE(kernels.size(), 2u);
+  EXPECT_FALSE(kernels.back().first.launch.tma);
 }
 
 TEST(RuntimeHooks, CompileDuringCaptureIsRefusedWithAClearError) {
