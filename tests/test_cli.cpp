@@ -195,4 +195,12 @@ TEST(Cli, InspectNamesTheCompileTargetAndDynamicSharedMemory) {
   auto dec = run_cli(env, "inspect --op decode --arch sm_90 --head-dim 128 --topk 16 --gqa-group 16 --chunks 2 --no-disassembly --json");
   ASSERT_EQ(dec.exit_code, 0) << dec.out;
   EXPECT_EQ(nlohmann::json::parse(dec.out)["compile_target"], "sm_90");
+  // The large decode launch says which warp produces (tensor copies) and how many multiply.
+  const std::string cfg = (d.path / "tma.json").string();
+  std::ofstream(cfg) << R"({"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":1,)"
+                        R"("stages":2,"threads":288,"tma":true,"waves_per_eu":1},"num_topk_chunks":1,"op":"decode","q_dtype":"bf16",)"
+                        R"("q_tile":1,"scale_mode":"none","sub_k":128,"template":"attention_nv.cu","topk":16})";
+  auto tma = run_cli(env, "inspect --config " + cfg + " --no-disassembly");
+  ASSERT_EQ(tma.exit_code, 0) << tma.out << read_file(stderr_path());
+  EXPECT_NE(tma.out.find("K/V by tensor copies (TMA): warp 8 produces, 8 warps multiply"), std::string::npos) << tma.out;
 }
