@@ -850,6 +850,13 @@ std::vector<CaseSpec> decode_cases() {
   c.layout = KvLayout::B_padded, c.seq_lens = {2500, 0, 131, 1024}, c.chunks = CaseSpec::Chunks::many, c.dup_ids = true;
   add(c);
   c = {};
+  // top-k 300: each workgroup walks its entries in two segments of the block list (256 + 44),
+  // through sm_90's large launch (130 workgroups, tensor copies); ids spread over both.
+  c.name = "G16_D128_k300_bf16_bf16_B_q1_twosegments", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 300, c.dql = 1;
+  c.layout = KvLayout::B, c.seq_lens = random_seq_lens(11, 130, 1, 1500), c.chunks = CaseSpec::Chunks::one;
+  c.dup_ids = true, c.junk_ids = true;
+  add(c);
+  c = {};
   // 120 x 4 (query, kv head) pairs: one chunk, >= 400 workgroups, sm_90's large-batch launch (256 threads, 128-key stages).
   c.name = "G4_D128_k16_bf16_bf16_B_q1_largebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.layout = KvLayout::B;
   c.seq_lens = random_seq_lens(9, 120, 0, 2500), c.chunks = CaseSpec::Chunks::one, c.dup_ids = true;
