@@ -41,13 +41,16 @@ class NoopKernel final : public Kernel {
   std::atomic<int>* dependent_;
 };
 
-// Records what the attention kernel was launched with: its parameter block and, for a
-// config with launch.tma, the tensor maps of its second parameter.
+// Records what an attention kernel was launched with: its parameter block and, for a
+// config with launch.tma, the tensor maps of its second parameter (a merge kernel's
+// parameters are another struct: not read).
 class RecordingKernel final : public Kernel {
  public:
-  RecordingKernel(bool tma, std::atomic<int>* launches) : tma_(tma), launches_(launches) {}
+  RecordingKernel(const KernelConfig& c, std::atomic<int>* launches)
+      : attention_(c.op != Op::merge), tma_(c.launch.tma), launches_(launches) {}
   Status launch(Dim3, Dim3 block, unsigned, void*, void** args) const override {
     ++*launches_;
+    if (!attention_) return ok_status();
     params = *static_cast<const SjAttnParams*>(args[0]);
     if (tma_) maps = *static_cast<const SjTmaMaps*>(args[1]);
     threads = block.x;
@@ -59,7 +62,7 @@ class RecordingKernel final : public Kernel {
   mutable unsigned threads = 0;
 
  private:
-  bool tma_;
+  bool attention_, tma_;
   std::atomic<int>* launches_;
 };
 
@@ -189,7 +192,7 @@ TEST(RuntimeHooks, LargeDecodePassesTensorMapsOfKAndV) {
   h.driver = &driver;
   h.info.target = "sm_90";
   h.make_kernel = [&](const KernelConfig& c) -> Result<std::shared_ptr<Kernel>> {
-    auto k = std::make_shared<RecordingKernel>(c.launch.tma, &launches);
+    auto k = std::make_shared<RecordingKernel>(c, &launches);
     kernels.emplace_back(c, k);
     return std::shared_ptr<Kernel>(k);
   };
