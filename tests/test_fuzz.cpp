@@ -283,7 +283,9 @@ TEST(Fuzz, ArchTableReader) {
   });
   EXPECT_GT(loaded, 0);
   EXPECT_GT(chosen, 0);
-  EXPECT_GT(n, 100);
+  // Each execution renders up to ~30 kernels (every decode variant of three shapes): ~1300
+  // executions in a plain build, ~65 under ThreadSanitizer.
+  EXPECT_GT(n, 40);
 }
 
 // ---- the recorded manifest (SPARSEJIT_RECORD / warm --manifest) ----
