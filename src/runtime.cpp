@@ -347,17 +347,12 @@ namespace {
 // elements instead (correct, slower), and that is said once.
 void encode_kv_maps(const Driver& driver, const DecodeArgs& a, const KernelConfig& c, SjAttnParams& p, SjTmaMaps& maps) {
   if (!(p.flags & SJ_FLAG_KV_VEC16)) return;
-  Driver::TensorMap16 m;
-  m.rank = 5;
-  const std::uint64_t dims[5] = {64, std::uint64_t(kSparseBlock), std::uint64_t(a.head_dim / 64), std::uint64_t(a.num_kv_heads),
-                                 std::uint64_t(a.num_pages)};
-  const std::uint64_t strides[4] = {std::uint64_t(a.kv_stride[2]) * 2, 64 * 2, std::uint64_t(a.kv_stride[1]) * 2,
-                                    std::uint64_t(a.kv_stride[0]) * 2};
-  const std::uint32_t box[5] = {64, std::uint32_t(c.sub_k), std::uint32_t(a.head_dim / 64), 1, 1};
-  std::memcpy(m.dims, dims, sizeof dims);
-  std::memcpy(m.strides, strides, sizeof strides);
-  std::memcpy(m.box, box, sizeof box);
-  m.base = a.kv_cache;
+  Driver::TensorMap16 m{a.kv_cache,
+                        5,
+                        {64, std::uint64_t(kSparseBlock), std::uint64_t(a.head_dim / 64), std::uint64_t(a.num_kv_heads),
+                         std::uint64_t(a.num_pages)},
+                        {std::uint64_t(a.kv_stride[2]) * 2, 64 * 2, std::uint64_t(a.kv_stride[1]) * 2, std::uint64_t(a.kv_stride[0]) * 2},
+                        {64, std::uint32_t(c.sub_k), std::uint32_t(a.head_dim / 64), 1, 1}};
   Status st = driver.encode_tensor_map(m, maps.k);
   if (st) {
     m.base = static_cast<const char*>(a.kv_cache) + a.v_offset * 2;

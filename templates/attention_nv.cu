@@ -117,6 +117,11 @@ SJ_DEVICE int sj_tile_off(int n, int d) { return sj_off<kSubK, kSwTiles>(n, d); 
 // Whether fp8 K/V go through the staging bytes (16-byte copies need the strides to allow them).
 SJ_DEVICE bool sj_fp8_staged(const SjAttnParams& p) { return kFp8Staged && (p.flags & SJ_FLAG_KV_VEC16); }
 
+// Element offset of the first K row of sub-tile `sub` of page `page`, kv head `kvh`.
+SJ_DEVICE long long sj_subtile_row(const SjAttnParams& p, long long kvh, long long page, int sub) {
+  return page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
+}
+
 // Copies sub-tile `sub` of page `page` to `tile` with batched element loads, dequantized
 // to q's dtype (any strides and dtypes); keys past `hi` are zeros. kN threads share it,
 // this one being number t; `row` is the element offset of the sub-tile's first K row.
@@ -162,7 +167,7 @@ SJ_DEVICE void sj_load_subtile_elems(const SjAttnParams& p, sj_u16* tile, long l
 // zeros (never read past the sequence; a zero V keeps 0 * garbage out of P V).
 SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned char* raw, long long kvh, long long page, int sub,
                                long long n0, long long hi) {
-  const long long row = page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
+  const long long row = sj_subtile_row(p, kvh, page, sub);
   constexpr int kVecPerRow = kHeadDim / 8;
   constexpr int kRowsPerPass = kThreads / kVecPerRow;
   constexpr bool kMapOk = kThreads % kVecPerRow == 0 && (!kSwTiles || kRowsPerPass % 8 == 0);
@@ -215,8 +220,7 @@ SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u
       sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, full);
     }
   } else {
-    sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane,
-                              page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2]);
+    sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane, sj_subtile_row(p, kvh, page, sub));
     __syncwarp();  // every lane's stores, then the release
     if (lane == 0) sj_mbar_arrive(full);
   }
