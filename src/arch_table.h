@@ -19,7 +19,10 @@ struct OpTuning {
   int q_row_groups = 1;   // prefill, attention_nv.cu: 16-row query groups per workgroup (query union)
   int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup
   int max_cluster = 1;      // decode, attention_nv.cu: merge split-K in a cluster of up to this many chunks (sm_90: 8)
-  bool dependent_launch = false;  // merge: launched to overlap the split-K kernel's tail (programmatic dependent launch)
+  // Programmatic dependent launch (sm_90): the kernel may start while the stream's previous
+  // kernel still runs and waits for it before its first global access. merge: overlaps the
+  // split-K kernel's tail; decode: overlaps whatever ran before (the previous layer, call).
+  bool dependent_launch = false;
   // decode: from this many workgroups (total_q x kv heads x chunks) on, each walking at least
   // large_min_entries top-k entries (topk / chunks, rounded up), large_launch/large_sub_k
   // replace launch/sub_k ("large_batch" in the table; 0: never).

@@ -445,8 +445,11 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
     std::memset(&maps, 0, sizeof maps);
     encode_kv_maps(*impl_->driver, a, k.config, p, maps);
   }
-  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
-  if (auto st = k.kernel->launch(grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream, k.config.launch.tma ? tma_args : args); !st)
+  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)}, block{k.threads, 1, 1};
+  void** kargs = k.config.launch.tma ? tma_args : args;
+  if (auto st = impl_->arch.decode.dependent_launch ? k.kernel->launch_dependent(grid, block, k.dynamic_shared, stream, kargs)
+                                                    : k.kernel->launch(grid, block, k.dynamic_shared, stream, kargs);
+      !st)
     return to_call_status(st.error());
   if (!merge) return {};
 

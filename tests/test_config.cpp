@@ -126,6 +126,9 @@ TEST(ArchTable, SubKAndLaunchComeFromTheTables) {
   auto sm90 = load_arch_table("sm_90");
   ASSERT_TRUE(sm90.ok());
   EXPECT_TRUE(sm90->merge.dependent_launch);
+  EXPECT_TRUE(sm90->decode.dependent_launch);  // decode overlaps the previous kernel's tail
+  EXPECT_FALSE(sm90->prefill.dependent_launch);
+  EXPECT_FALSE(g942->decode.dependent_launch);
   EXPECT_FALSE(g942->merge.dependent_launch);
   EXPECT_FALSE(g950->merge.dependent_launch);
 }

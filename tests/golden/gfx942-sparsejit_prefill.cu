@@ -562,6 +562,7 @@ SJ_GLOBAL void SJ_KERNEL_ATTRS(64, 2) sparsejit_prefill(SjAttnParams p) {
 #if 0
   // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
   const long long token = sj_bid_x(), kvh = sj_bid_y(), chunk = sj_bid_z();
+  sj_grid_dependency_wait();  // decode.dependent_launch: every global access comes after it
   long long req, pos;
   sj_decode_row(p, token, req, pos);
   const int t_begin = (int)chunk * kChunkSize;

@@ -273,8 +273,14 @@ SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], 
       "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar)
       : "memory");
 }
+// Brings a tensor map (kernel parameter space) into the descriptor cache ahead of its first copy.
+SJ_DEVICE void sj_prefetch_tensormap(const void* map) { asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory"); }
 // A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).
 SJ_DEVICE void sj_named_sync(unsigned threads) { asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory"); }
+// Barrier 2 as a one-way hand-off: the producer arrives (its shared-memory writes are then
+// visible to the waiters) and goes on; the waiters sync. `threads` counts both sides.
+SJ_DEVICE void sj_handoff_arrive(unsigned threads) { asm volatile("bar.arrive 2, %0;" ::"r"(threads) : "memory"); }
+SJ_DEVICE void sj_handoff_wait(unsigned threads) { asm volatile("bar.sync 2, %0;" ::"r"(threads) : "memory"); }
 
 // ---- sm_90 thread-block clusters (decode's one-launch merge) ----
 SJ_DEVICE void sj_cluster_sync() {
@@ -598,6 +604,10 @@ constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the 
 constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
+// kTma with one query and a segment within a warp: the producer warp loads the top-k entries,
+// writes the block list and starts copying while the math warps wait for the list alone.
+constexpr bool kProducerList = kTma && kQTile == 1 && kListCap <= 32;
+static_assert(!kProducerList || kListCap == kEntries, "the producer's list is the one segment");
 constexpr bool kSwTiles = kWgmma || kTma;                  // K/V tiles in the 128-byte swizzle (mma_layout.h), else padded rows
 constexpr int kKvHalves = kSwTiles ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
 // fp8 K/V: each stage also holds the sub-tile's raw bytes (K rows, then V rows, head_dim
@@ -625,7 +635,10 @@ static_assert(!kTma || (kDecode && kRawCopy && !kWgmma && kHeadDim % 64 == 0), "
 constexpr int kQRows = kRowGroups * 16;
 constexpr int kQBytes = kQRows * (kWgmma ? kHeadDim : kLd) * 2;
 constexpr int kTileBytes = 2 * kKvHalves * 2;  // K then V of one sub-tile
-constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kHeadDim + 3) * 4 : 0;  // O, m, l, weights
+// Key-split merge: each split's O rows [kOStride] (8 floats of padding: a warp's float2 stores of
+// 8 rows x 4 quads fill all 32 banks twice, where unpadded rows hit 4 banks 8 times), then m, l, weights.
+constexpr int kOStride = kHeadDim + 8;
+constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kOStride + 3) * 4 : 0;
 constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
 constexpr int kStageBytes = kTileBytes + kRawBytes;
 constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
@@ -1010,6 +1023,24 @@ SJ_DEVICE void sj_store(const SjAttnParams& p, float* s_part, long long token, l
     ((sj_u16*)p.out)[token * p.out_stride[0] + head * p.out_stride[1] + d * p.out_stride[2]] = sj_f32_to_half<kQDtype>(o);
   }
 }
+// Four consecutive dims d..d+3 (d a multiple of 4): one vector store where the layout allows.
+SJ_DEVICE void sj_store4(const SjAttnParams& p, float* s_part, long long token, long long head, int d, const float (&o)[4], long long chunk) {
+  if (kDecode && kChunks > 1 && kCluster == 1) {  // rows of head_dim floats: 16-byte aligned
+    *(float4*)&((float*)p.out)[((chunk * p.total_q + token) * p.num_heads + head) * kHeadDim + d] = make_float4(o[0], o[1], o[2], o[3]);
+    return;
+  }
+  if (!(kDecode && kCluster > 1) && p.out_stride[2] == 1) {
+    sj_u16* dst = (sj_u16*)p.out + token * p.out_stride[0] + head * p.out_stride[1] + d;
+    if (((unsigned long long)dst & 7u) == 0) {
+      const unsigned lo = sj_f32_to_half<kQDtype>(o[0]) | (unsigned)sj_f32_to_half<kQDtype>(o[1]) << 16;
+      const unsigned hi = sj_f32_to_half<kQDtype>(o[2]) | (unsigned)sj_f32_to_half<kQDtype>(o[3]) << 16;
+      *(uint2*)dst = make_uint2(lo, hi);
+      return;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) sj_store(p, s_part, token, head, d + j, o[j], chunk);
+}
 SJ_DEVICE void sj_store_lse(const SjAttnParams& p, float* s_part, long long token, long long head, float m, float l, long long chunk) {
   const float lse = l > 0.f ? m + sj_log2(l) : sj_neg_inf();
   if (kDecode && kCluster > 1)
@@ -1061,7 +1092,9 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
 #else
   const SjTmaMaps* tma_maps = nullptr;  // no tensor copies
 #endif
-  if (kDecode && kChunks > 1 && kCluster == 1) sj_grid_launch_dependents();  // the merge kernel may start now and wait for us
+  // Decode lets the next kernel (the merge, or any programmatic dependent launch) be placed
+  // now: it waits (griddepcontrol.wait) for this grid's end before it reads anything.
+  if (kDecode) sj_grid_launch_dependents();
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
   unsigned char* raws = sj_smem + kOffTiles + kStages * kTileBytes;  // fp8: the stages' raw bytes
@@ -1087,14 +1120,32 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
     const long long token = sj_bid_x();
     chunk = sj_bid_z();
+    if constexpr (kTma) {
+      if (tid == 0) {
+        for (int s = 0; s < kStages; ++s) {
+          sj_mbar_init(bars + 8 * s, 1);                       // full: the producer's arrival (and its bytes)
+          sj_mbar_init(bars + 8 * (kStages + s), kMathWarps);  // empty: one arrival per math warp
+        }
+        sj_mbar_init_fence();
+      }
+      if (tid == kMathThreads) {
+        sj_prefetch_tensormap(&tma_maps->k);
+        sj_prefetch_tensormap(&tma_maps->v);
+      }
+    }
+    // decode.dependent_launch: this grid may have started while the stream's previous kernel
+    // still runs. Everything above touches only this workgroup's registers and shared memory
+    // and the kernel parameters; every global access comes after this wait.
+    sj_grid_dependency_wait();
     long long pos;
     sj_decode_row(p, token, req, pos);
     t_begin = (int)chunk * kChunkSize;
     t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
     // Entry `tid` of the first segment: block id and page, loaded now so their
     // latency overlaps seq_lens' (filtered by the query's position below).
-    if (tid < kListCap && t_begin + tid < t_end) {
-      const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + tid) * p.topk_stride[2]];
+    const int pf = kProducerList ? tid - kMathThreads : tid;  // the entry this thread prefetches
+    if (pf >= 0 && pf < kListCap && t_begin + pf < t_end) {
+      const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
       if (b >= 0 && b < p.max_blocks) {
         pre_blk = (int)b;
         pre_page = ((const int*)p.block_table)[req * p.bt_stride + b];
@@ -1103,13 +1154,6 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     if (tid == 0) {
       q_token[0] = token;
       q_hi[0] = pos;
-      if constexpr (kTma) {
-        for (int s = 0; s < kStages; ++s) {
-          sj_mbar_init(bars + 8 * s, 1);                           // full: the producer's arrival (and its bytes)
-          sj_mbar_init(bars + 8 * (kStages + s), kMathWarps);      // empty: one arrival per math warp
-        }
-        sj_mbar_init_fence();
-      }
     }
   } else {
     // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
@@ -1183,69 +1227,96 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
   int pipe = 0;  // kTma: sub-tiles through the stages so far (stage pipe % STAGES, its phase pipe / STAGES)
   for (int seg0 = 0; seg0 < kEntries; seg0 += kListCap) {
-    // 1. The segment's top-k entries: block id, or -1 (padding, out of the block
-    //    table, unmapped or beyond the cache, or wholly after the query).
-    for (int i = tid; i < kListCap; i += kThreads) {
-      const int e = seg0 + i, q = e / kChunkSize, t = t_begin + e % kChunkSize;
-      int blk = -1, page = -1;
-      if (kDecode && seg0 == 0 && i == tid) {  // prefetched
-        if (pre_blk >= 0 && (long long)pre_blk * kBlock <= q_hi[0]) blk = pre_blk, page = pre_page;
-      } else if (e < kEntries && t < t_end && q_token[q] >= 0) {
-        const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + q_token[q] * p.topk_stride[1] + t * p.topk_stride[2]];
-        if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) blk = (int)b, page = bt_row[b];
-      }
-      if (page < 0 || page >= p.num_pages) blk = -1;  // unmapped or beyond the KV cache: masked
-      l_raw[i] = blk;
-      l_rawpage[i] = page;
-    }
-    sj_sync();
-    // 2. Distinct blocks in first-occurrence order, with each query's multiplicity.
     int n_list = 0;
-    for (int i0 = 0; i0 < kListCap; i0 += kThreads) {
-      const int i = i0 + tid;
-      const int b = i < kListCap ? l_raw[i] : -1;
-      bool first = b >= 0;
-      if (kQTile > 1 && first)
-        for (int j = 0; j < i; ++j)
-          if (l_raw[j] == b) {
-            first = false;
-            break;
-          }
-      const unsigned ballot = __ballot_sync(0xffffffffu, first);
-      if (lane == 0) counts[warp] = __popc(ballot);
-      sj_sync();
-      int base = n_list, total = 0;
-      for (int w = 0; w < kWarps; ++w) {
-        base += w < warp ? counts[w] : 0;
-        total += counts[w];
-      }
-      if (first) {
-        const int u = base + __popc(ballot & ((1u << lane) - 1u));
-        int qmask = 0;
-        long long bhi = -1;
-        for (int q = 0; q < kQTile; ++q) {
-          int count = 1;  // Q_TILE = 1: duplicates stay separate entries
-          if (kQTile > 1) {
-            // Query q's entries are [q * CHUNK, (q + 1) * CHUNK) of the tile; earlier ones hold no b.
-            const int j0 = i > q * kChunkSize - seg0 ? i : q * kChunkSize - seg0;
-            const int j1 = kListCap < (q + 1) * kChunkSize - seg0 ? kListCap : (q + 1) * kChunkSize - seg0;
-            count = 0;
-            for (int j = j0; j < j1; ++j) count += l_raw[j] == b;
-          }
-          l_mult[u * kQTile + q] = (unsigned char)count;
-          if (count) {
-            qmask |= 1 << q;
-            bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
-          }
+    if constexpr (kProducerList) {
+      // 1-2. One segment. The producer warp: lane i holds entry i (prefetched); the valid
+      // ones, in order, are the list (one query: duplicates stay separate entries).
+      if (warp == kMathWarps) {
+        int blk = -1, page = -1;
+        if (pre_blk >= 0 && (long long)pre_blk * kBlock <= q_hi[0]) blk = pre_blk, page = pre_page;
+        if (page < 0 || page >= p.num_pages) blk = -1;
+        const unsigned valid = __ballot_sync(0xffffffffu, blk >= 0);
+        if (blk >= 0) {
+          const int u = __popc(valid & ((1u << lane) - 1u));
+          const long long nsub = (q_hi[0] - (long long)blk * kBlock) / kSubK + 1;
+          l_blk[u] = blk;
+          l_page[u] = page;
+          l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
+          l_qmask[u] = 1;
+          l_mult[u] = 1;
         }
-        const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
-        l_blk[u] = b;
-        l_page[u] = l_rawpage[i];
-        l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
-        l_qmask[u] = qmask;
+        n_list = __popc(valid);
+        if (lane == 0) counts[0] = n_list;
+        __syncwarp();
+        sj_handoff_arrive(kThreads);
+      } else {
+        sj_handoff_wait(kThreads);
+        n_list = counts[0];
       }
-      n_list += total;
+    } else {
+      // 1. The segment's top-k entries: block id, or -1 (padding, out of the block
+      //    table, unmapped or beyond the cache, or wholly after the query).
+      for (int i = tid; i < kListCap; i += kThreads) {
+        const int e = seg0 + i, q = e / kChunkSize, t = t_begin + e % kChunkSize;
+        int blk = -1, page = -1;
+        if (kDecode && seg0 == 0 && i == tid) {  // prefetched
+          if (pre_blk >= 0 && (long long)pre_blk * kBlock <= q_hi[0]) blk = pre_blk, page = pre_page;
+        } else if (e < kEntries && t < t_end && q_token[q] >= 0) {
+          const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + q_token[q] * p.topk_stride[1] + t * p.topk_stride[2]];
+          if (b >= 0 && b < p.max_blocks && b * kBlock <= q_hi[q]) blk = (int)b, page = bt_row[b];
+        }
+        if (page < 0 || page >= p.num_pages) blk = -1;  // unmapped or beyond the KV cache: masked
+        l_raw[i] = blk;
+        l_rawpage[i] = page;
+      }
       sj_sync();
+      // 2. Distinct blocks in first-occurrence order, with each query's multiplicity.
+      for (int i0 = 0; i0 < kListCap; i0 += kThreads) {
+        const int i = i0 + tid;
+        const int b = i < kListCap ? l_raw[i] : -1;
+        bool first = b >= 0;
+        if (kQTile > 1 && first)
+          for (int j = 0; j < i; ++j)
+            if (l_raw[j] == b) {
+              first = false;
+              break;
+            }
+        const unsigned ballot = __ballot_sync(0xffffffffu, first);
+        if (lane == 0) counts[warp] = __popc(ballot);
+        sj_sync();
+        int base = n_list, total = 0;
+        for (int w = 0; w < kWarps; ++w) {
+          base += w < warp ? counts[w] : 0;
+          total += counts[w];
+        }
+        if (first) {
+          const int u = base + __popc(ballot & ((1u << lane) - 1u));
+          int qmask = 0;
+          long long bhi = -1;
+          for (int q = 0; q < kQTile; ++q) {
+            int count = 1;  // Q_TILE = 1: duplicates stay separate entries
+            if (kQTile > 1) {
+              // Query q's entries are [q * CHUNK, (q + 1) * CHUNK) of the tile; earlier ones hold no b.
+              const int j0 = i > q * kChunkSize - seg0 ? i : q * kChunkSize - seg0;
+              const int j1 = kListCap < (q + 1) * kChunkSize - seg0 ? kListCap : (q + 1) * kChunkSize - seg0;
+              count = 0;
+              for (int j = j0; j < j1; ++j) count += l_raw[j] == b;
+            }
+            l_mult[u * kQTile + q] = (unsigned char)count;
+            if (count) {
+              qmask |= 1 << q;
+              bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
+            }
+          }
+          const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
+          l_blk[u] = b;
+          l_page[u] = l_rawpage[i];
+          l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
+          l_qmask[u] = qmask;
+        }
+        n_list += total;
+        sj_sync();
+      }
     }
     // 3. Stream the sub-tiles of the list through the stages; every warp computes
     //    the ones its queries selected.
@@ -1375,18 +1446,15 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     }
   } else {
     constexpr int kRows = kRowGroups * 16;
-    float* s_o = (float*)(sj_smem + kOffTiles);  // [KEY_SPLIT][rows][head_dim], the stages are drained
-    float* s_m = s_o + kKeySplit * kRows * kHeadDim;
+    float* s_o = (float*)(sj_smem + kOffTiles);  // [KEY_SPLIT][rows][kOStride], the stages are drained
+    float* s_m = s_o + kKeySplit * kRows * kOStride;
     float* s_l = s_m + kKeySplit * kRows;
 #pragma unroll
     for (int half = 0; half < 2 && math; ++half) {
       const int r = rg * 16 + lane / 4 + half * 8;
-      float* o = s_o + (ks * kRows + r) * kHeadDim;
+      float* o = s_o + (ks * kRows + r) * kOStride;
 #pragma unroll
-      for (int t = 0; t < kONT; ++t) {
-        o[t * 8 + c0] = acc[t][half * 2];
-        o[t * 8 + c0 + 1] = acc[t][half * 2 + 1];
-      }
+      for (int t = 0; t < kONT; ++t) *(float2*)(o + t * 8 + c0) = make_float2(acc[t][half * 2], acc[t][half * 2 + 1]);
       if ((lane & 3) == 0) {
         s_m[ks * kRows + r] = half ? st.m_b : st.m_a;
         s_l[ks * kRows + r] = half ? st.l_b : st.l_a;
@@ -1422,12 +1490,11 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
 #pragma unroll
       for (int k = 0; k < kKeySplit; ++k) {
         const float w = s_w[k * kRows + r];
-        const float4 v = *(const float4*)(s_o + (k * kRows + r) * kHeadDim + d);
+        const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
         o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
       }
       const long long head = kvh * kGroup + (r % 16) % kGroup;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) sj_store(p, s_part, q_token[q], head, d + j, o[j], chunk);
+      sj_store4(p, s_part, q_token[q], head, d, o, chunk);
     }
   }
   if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);

@@ -273,8 +273,14 @@ SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], 
       "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar)
       : "memory");
 }
+// Brings a tensor map (kernel parameter space) into the descriptor cache ahead of its first copy.
+SJ_DEVICE void sj_prefetch_tensormap(const void* map) { asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory"); }
 // A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).
 SJ_DEVICE void sj_named_sync(unsigned threads) { asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory"); }
+// Barrier 2 as a one-way hand-off: the producer arrives (its shared-memory writes are then
+// visible to the waiters) and goes on; the waiters sync. `threads` counts both sides.
+SJ_DEVICE void sj_handoff_arrive(unsigned threads) { asm volatile("bar.arrive 2, %0;" ::"r"(threads) : "memory"); }
+SJ_DEVICE void sj_handoff_wait(unsigned threads) { asm volatile("bar.sync 2, %0;" ::"r"(threads) : "memory"); }
 
 // ---- sm_90 thread-block clusters (decode's one-launch merge) ----
 SJ_DEVICE void sj_cluster_sync() {
