@@ -15,7 +15,7 @@ status=0
 step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/gpu-check.log"; local rc=${PIPESTATUS[0]}; echo "== rc=$rc"; [ "$rc" -eq 0 ] || status=1; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
-step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter='Cases/*:DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:Targets/*sm_90*:Reference*'
+step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter='Cases/*:DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:GpuDependentLaunch*:Targets/*sm_90*:Reference*'
 step "C example" "$bin/sparsejit_example_minimal"
 step "host overhead" "$bin/sparsejit_host_overhead"
 step "python" env SPARSEJIT_LIBRARY="$bin/libsparsejit.so" PYTHONPATH="$PWD/python" python3 -m pytest -q -rs -s python/tests

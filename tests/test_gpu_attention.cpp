@@ -28,6 +28,7 @@
 
 #include "knobs.h"
 #include "reliability_util.h"
+#include "device/device.h"
 #include "gpu_harness.h"
 #include "reference.h"
 #include "sparsejit/sparsejit.hpp"
@@ -1141,6 +1142,97 @@ TEST_P(GpuTableVariant, MatchesReference) {
       run_decode_case(*rt, s, fresh_seed());
       if (::testing::Test::HasFatalFailure()) return;
     }
+}
+
+// decode.dependent_launch (sm_90): the decode kernel may be placed while the stream's previous
+// kernel still runs. That kernel here lets its dependents start at once
+// (griddepcontrol.launch_dependents), waits 200 µs and only then writes the top-k ids decode
+// reads; until then they are all -1 (nothing selected). Decode must see the written ids: every
+// global access in it comes after griddepcontrol.wait.
+constexpr char kDelayedCopyPtx[] = R"(.version 7.8
+.target sm_90
+.address_size 64
+.visible .entry sj_test_delayed_copy(.param .u64 dst, .param .u64 src, .param .u32 n, .param .u64 delay_ns) {
+  .reg .pred %p<3>;
+  .reg .b32 %r<6>;
+  .reg .b64 %rd<12>;
+  griddepcontrol.launch_dependents;
+  ld.param.u64 %rd1, [dst];
+  ld.param.u64 %rd2, [src];
+  ld.param.u32 %r1, [n];
+  ld.param.u64 %rd3, [delay_ns];
+  mov.u64 %rd4, %globaltimer;
+  add.u64 %rd5, %rd4, %rd3;
+WAIT:
+  mov.u64 %rd6, %globaltimer;
+  setp.lt.u64 %p1, %rd6, %rd5;
+  @%p1 bra WAIT;
+  mov.u32 %r2, %tid.x;
+  mov.u32 %r3, %ntid.x;
+LOOP:
+  setp.ge.u32 %p2, %r2, %r1;
+  @%p2 bra DONE;
+  mul.wide.u32 %rd7, %r2, 4;
+  add.u64 %rd8, %rd2, %rd7;
+  add.u64 %rd9, %rd1, %rd7;
+  ld.global.u32 %r4, [%rd8];
+  st.global.u32 [%rd9], %r4;
+  add.u32 %r2, %r2, %r3;
+  bra LOOP;
+DONE:
+  ret;
+}
+)";
+
+TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
+  std::string reason;
+  if (!gputest::gpu_available(&reason)) GTEST_SKIP() << "no GPU: " << reason;
+  const Driver& drv = cuda_driver();
+  auto info = drv.device_info(0);
+  ASSERT_TRUE(info.ok()) << info.error().describe();
+  if (std::atoi(info->target.c_str() + 3) < 90) GTEST_SKIP() << info->target << ": programmatic dependent launch needs sm_90";
+  auto module = drv.load(0, std::vector<std::uint8_t>(kDelayedCopyPtx, kDelayedCopyPtx + std::strlen(kDelayedCopyPtx)));
+  ASSERT_TRUE(module.ok()) << module.error().describe();
+  auto writer = (*module)->function("sj_test_delayed_copy");
+  ASSERT_TRUE(writer.ok()) << writer.error().describe();
+  Runtime& rt = *gputest::shared_runtime();
+  int ran = 0;
+  for (const CaseSpec& s : decode_cases()) {
+    // The 4-warp launch with a merge kernel, and the tensor-copy launch.
+    if (s.name != "m3tp1_G16_D128_k16_bf16_bf16_B_q1_16chunks" && s.name != "G4_D128_k16_bf16_bf16_B_q1_largebatch") continue;
+    SCOPED_TRACE(s.name);
+    ++ran;
+    const std::uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Rng rng(seed);
+    const Problem p = make_problem(s, true, rng);
+    DeviceProblem d;
+    ASSERT_EQ(upload(p, d), "");
+    DeviceBuffer ids;  // the real ids, copied over d.topk by the writer
+    ASSERT_EQ(gputest::upload_vector(ids, p.topk), "");
+    ASSERT_EQ(d.topk.fill(0xFF), "");  // -1 everywhere until the writer runs
+    const std::size_t ws_bytes = rt.decode_workspace_bytes(p.total_q, s.H, s.KVH, s.D, s.topk);
+    DeviceBuffer ws;
+    ASSERT_EQ(ws.allocate(ws_bytes), "");
+    ASSERT_EQ(ws.fill(0xFF), "");
+    ASSERT_EQ(gputest::synchronize(), "");
+    DecodeArgs a = decode_args(s, p, device_pointers(d));
+    a.workspace = ws.get();
+    a.workspace_bytes = ws_bytes;
+    void* dst = d.topk.get();
+    void* src = ids.get();
+    unsigned n = unsigned(p.topk.size());
+    unsigned long long delay_ns = 200000;
+    void* args[] = {&dst, &src, &n, &delay_ns};
+    ASSERT_TRUE((*writer)->launch(Dim3{1}, Dim3{256}, 0, nullptr, args).ok());
+    const CallStatus st = rt.sparse_attn_decode(a, nullptr);  // same (legacy) stream, no sync in between
+    ASSERT_TRUE(st.ok) << st.stage << ": " << st.message;
+    ASSERT_EQ(gputest::synchronize(), "");
+    std::vector<std::uint16_t> out(p.out_elems);
+    ASSERT_EQ(d.out.download(out.data()), "");
+    check_output(s, p, ref::decode(decode_args(s, p, host_pointers(p))), out, seed);
+  }
+  EXPECT_EQ(ran, 2) << "the two decode cases this test names are gone";
 }
 
 std::string case_name(const ::testing::TestParamInfo<CaseSpec>& info) { return info.param.name; }
