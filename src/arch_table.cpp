@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "resources.h"
+#include "util/json_int.h"
 
 namespace sparsejit {
 namespace {
@@ -47,10 +48,15 @@ class Knobs {
   Status integer(const char* key, long long lo, long long hi, int& out) {
     if (!ask(key)) return ok_status();
     const auto& v = o_[key];
-    if (!v.is_number_integer()) return make_error("arch", where_ + "." + key + " must be an integer, got " + shown(v));
-    const long long x = v.is_number_unsigned() && v.get<unsigned long long>() > static_cast<unsigned long long>(hi) ? hi + 1 : v.get<long long>();
-    if (x < lo || x > hi)
-      return make_error("arch", where_ + "." + key + " = " + shown(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    long long x = 0;
+    switch (read_json_int(v, lo, hi, x)) {
+      case JsonInt::not_integer:
+        return make_error("arch", where_ + "." + key + " must be an integer, got " + shown(v));
+      case JsonInt::out_of_range:
+        return make_error("arch", where_ + "." + key + " = " + shown(v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      case JsonInt::ok:
+        break;
+    }
     out = static_cast<int>(x);
     return ok_status();
   }

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
 #include "util/hash.h"
+#include "util/json_int.h"
 
 namespace sparsejit {
 namespace {
@@ -276,10 +278,11 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
       return ok_status();
     }
     const auto& v = obj[k];
-    if (!v.is_number_integer() || v.get<long long>() < -(1ll << 31) || v.get<long long>() >= (1ll << 31))
+    long long x = 0;
+    if (read_json_int(v, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), x) != JsonInt::ok)
       return make_error("config", std::string(k) + " must be a 32-bit integer, got " +
                                       v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    out = v.get<int>();
+    out = static_cast<int>(x);
     return ok_status();
   };
   std::string s;

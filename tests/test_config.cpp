@@ -109,6 +109,18 @@ TEST(Config, JsonErrorsAreClear) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("kv_dtype = int4"), std::string::npos);
   EXPECT_FALSE(KernelConfig::from_json(nlohmann::json::array()).ok());
+  // Integers outside 32 bits, the unsigned ones past LLONG_MAX too (read as long long, 2^64 - 1 is -1).
+  for (const nlohmann::json& bad : {nlohmann::json(18446744073709551615ull), nlohmann::json(2147483648ll), nlohmann::json(-2147483649ll),
+                                    nlohmann::json(128.0)}) {
+    j = nlohmann::json::parse(base().canonical());
+    j["head_dim"] = bad;
+    r = KernelConfig::from_json(j);
+    ASSERT_FALSE(r.ok()) << bad.dump();
+    EXPECT_NE(r.error().message.find("head_dim must be a 32-bit integer, got " + bad.dump()), std::string::npos) << r.error().message;
+  }
+  j = nlohmann::json::parse(base().canonical());
+  j["head_dim"] = 128u;  // non-negative integers parse as unsigned: still fine
+  EXPECT_TRUE(KernelConfig::from_json(j).ok());
 }
 
 TEST(ArchTable, SubKAndLaunchComeFromTheTables) {
@@ -154,6 +166,9 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["max_dynamic_shared"] = 1; }, "unknown key \"max_dynamic_shared\""},
            {[](nlohmann::json& j) { j["ops"]["decode"]["target_grid"] = 2147483647; }, "ops.decode.target_grid = 2147483647 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["threads"] = 4294967424ull; }, "ops.prefill.threads = 4294967424 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["prefill"]["threads"] = 18446744073709551615ull; },
+            "ops.prefill.threads = 18446744073709551615 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["stages"] = -1; }, "ops.decode.stages = -1 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["sub_k"] = 64.5; }, "ops.prefill.sub_k must be an integer"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmma"] = 1; }, "ops.prefill.wgmma must be true or false"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"].erase("min_workgroups"); }, "large_batch.min_workgroups is missing"},
