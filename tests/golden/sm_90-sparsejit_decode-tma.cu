@@ -680,6 +680,12 @@ SJ_DEVICE long long sj_subtile_row(const SjAttnParams& p, long long kvh, long lo
   return page * p.kv_stride[0] + kvh * p.kv_stride[1] + (long long)(sub * kSubK) * p.kv_stride[2];
 }
 
+// Per-(kv head, token) scales: the index of physical token slot `slot`'s scale in
+// v_scale (is_v) or k_scale.
+SJ_DEVICE long long sj_scale_index(const SjAttnParams& p, bool is_v, long long kvh, long long slot) {
+  return is_v ? kvh * p.vs_stride[0] + slot * p.vs_stride[1] : kvh * p.ks_stride[0] + slot * p.ks_stride[1];
+}
+
 // Copies sub-tile `sub` of page `page` to `tile` with batched element loads, dequantized
 // to q's dtype (any strides and dtypes); keys past `hi` are zeros. kN threads share it,
 // this one being number t; `row` is the element offset of the sub-tile's first K row.
@@ -702,8 +708,8 @@ SJ_DEVICE void sj_load_subtile_elems(const SjAttnParams& p, sj_u16* tile, long l
       v[u] = 0;
       if (i < kElems && n0 + n <= hi) {
         const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
-        v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, kvh * p.vs_stride[0] + (slot0 + n) * p.vs_stride[1])
-                    : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, kvh * p.ks_stride[0] + (slot0 + n) * p.ks_stride[1]);
+        v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, sj_scale_index(p, true, kvh, slot0 + n))
+                    : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, sj_scale_index(p, false, kvh, slot0 + n));
       }
     }
 #pragma unroll
@@ -825,7 +831,7 @@ SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* ra
       float sc = is_v ? v_sc : k_sc;
       if (kScaleMode == SJ_SCALE_PER_TOKEN_HEAD) {
         const long long slot = page * kBlock + sub * kSubK + n;  // physical token slot
-        sc = is_v ? v_scale[kvh * p.vs_stride[0] + slot * p.vs_stride[1]] : k_scale[kvh * p.ks_stride[0] + slot * p.ks_stride[1]];
+        sc = is_v ? v_scale[sj_scale_index(p, true, kvh, slot)] : k_scale[sj_scale_index(p, false, kvh, slot)];
       }
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
