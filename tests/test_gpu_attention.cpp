@@ -1291,10 +1291,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, GpuTableVariant,
                          ::testing::Values(TableVariant{"wgmma_k32_2stages", {{"sub_k", 32}, {"stages", 2}}, nullptr},
                                            TableVariant{"wgmma_k128_2blocks", {{"sub_k", 128}, {"min_blocks", 2}}, nullptr},
                                            TableVariant{"mma_sync", {{"wgmma", false}}, nullptr},
-                                           // decode before tensor copies: cp.async at every batch, large launch from 400 workgroups
+                                           // decode before tensor copies: cp.async at every batch, large launch from 400 workgroups,
+                                           // plain launches (no programmatic dependent launch)
                                            TableVariant{"decode_cp_async",
                                                         nullptr,
                                                         {{"target_grid", 256},
+                                                         {"dependent_launch", false},
                                                          {"large_batch", {{"min_workgroups", 400}, {"threads", 256}, {"sub_k", 128}, {"stages", 2}}}}},
                                            // decode: tensor copies at every batch (64-key sub-tiles, 3 stages; 128 keys, 1 stage when large)
                                            TableVariant{"decode_tma_everywhere",
