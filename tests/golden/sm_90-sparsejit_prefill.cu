@@ -650,6 +650,16 @@ constexpr int kOffMisc = kOffList + kListBytes;
 constexpr int kSmemBytes = kOffMisc + kMiscBytes;
 static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
+// Developer timeline of decode (bench/timeline.py): compiled with -DSJ_TIMELINE (through
+// SPARSEJIT_EXTRA_FLAGS, so the cache keeps it apart), every thread reads %globaltimer at the
+// numbered steps and thread 0 of each workgroup prints its marks at the end. Without the flag
+// the marks are nothing.
+#ifdef SJ_TIMELINE
+#define SJ_MARK(i) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(sj_marks[i]))
+#else
+#define SJ_MARK(i) do {} while (0)
+#endif
+
 // Row r of row group rg: query index in the tile, or -1 for a padding row.
 SJ_DEVICE int sj_row_query(int rg, int r) {
   if (r >= kQPerRG * kGroup) return -1;
@@ -1101,6 +1111,10 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
   // Decode lets the next kernel (the merge, or any programmatic dependent launch) be placed
   // now: it waits (griddepcontrol.wait) for this grid's end before it reads anything.
   if (kDecode) sj_grid_launch_dependents();
+#ifdef SJ_TIMELINE
+  unsigned long long sj_marks[11] = {};
+#endif
+  SJ_MARK(0);  // start
   sj_u16* sq = (sj_u16*)sj_smem;
   sj_u16* tiles = (sj_u16*)(sj_smem + kOffTiles);
   unsigned char* raws = sj_smem + kOffTiles + kStages * kTileBytes;  // fp8: the stages' raw bytes
@@ -1143,6 +1157,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     // still runs. Everything above touches only this workgroup's registers and shared memory
     // and the kernel parameters; every global access comes after this wait.
     sj_grid_dependency_wait();
+    SJ_MARK(1);  // the previous kernel is done
     long long pos;
     sj_decode_row(p, token, req, pos);
     t_begin = (int)chunk * kChunkSize;
@@ -1160,6 +1175,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     if (tid == 0) {
       q_token[0] = token;
       q_hi[0] = pos;
+      SJ_MARK(2);  // the query's position is known
     }
   } else {
     // grid: (ceil(max_query_len / Q_TILE), num_kv_heads, batch). Query i of request b sits at prefix_lens[b] + i.
@@ -1177,6 +1193,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     }
   }
   sj_sync();
+  SJ_MARK(3);  // prologue done
   // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
   // for with the first K/V sub-tile) or batched loads. Never one dependent load
   // per element: the compiler cannot reorder global loads across shared stores.
@@ -1324,6 +1341,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         sj_sync();
       }
     }
+    SJ_MARK(4);  // the block list is ready
     // 3. Stream the sub-tiles of the list through the stages; every warp computes
     //    the ones its queries selected.
     int ld_u = 0, ld_sub = 0, cu_u = 0, cu_sub = 0;
@@ -1376,6 +1394,12 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         while (ld_u < n_list) {
           const int slot = pipe % kStages;
           if (pipe >= kStages) sj_mbar_wait(bars + 8 * (kStages + slot), (pipe / kStages - 1) & 1);
+#ifdef SJ_TIMELINE
+          if (pipe == 0) {  // the first tensor copy: thread 0 prints it
+            SJ_MARK(5);
+            if (lane == 0) q_token[8] = (long long)sj_marks[5];
+          }
+#endif
           sj_tma_subtile(p, *tma_maps, tiles + slot * (kTileBytes / 2), bars + 8 * slot, kvh, l_page[ld_u], ld_sub,
                          (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi, lane);
           SJ_ADVANCE(ld_u, ld_sub)
@@ -1390,12 +1414,14 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         while (cu_u < n_list) {
           const int slot = pipe % kStages;
           sj_mbar_wait(bars + 8 * slot, (pipe / kStages) & 1);
+          if (pipe == 0) SJ_MARK(6);  // the first sub-tile is in
           compute(slot);
           __syncwarp();
           if (lane == 0) sj_mbar_arrive(bars + 8 * (kStages + slot));
           ++pipe;
         }
       }
+      SJ_MARK(7);  // this warp's last sub-tile is multiplied
       sj_sync();  // every warp is done with the stages and the list
     } else if constexpr (kStages == 1) {
       sj_cp_async_commit();  // Q (first segment)
@@ -1467,6 +1493,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
       }
     }
     sj_sync();
+    SJ_MARK(8);  // every split's O is in shared memory
     // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and the LSE.
     float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
     for (int r = tid; r < kRows; r += kThreads) {
@@ -1487,6 +1514,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
       sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
     }
     sj_sync();
+    SJ_MARK(9);  // the splits' weights are known
     // Then every element: a weighted sum of the splits, 4 consecutive dims per thread.
     for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
       const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
@@ -1504,4 +1532,15 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     }
   }
   if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
+  SJ_MARK(10);  // stored
+#ifdef SJ_TIMELINE
+  if (kDecode && tid == 0) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    if (kTma) sj_marks[5] = (unsigned long long)q_token[8];
+    printf("SJ_TIMELINE sparsejit_prefill %d %d %d %u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", (int)sj_bid_x(), (int)sj_bid_y(),
+           (int)sj_bid_z(), smid, sj_marks[0], sj_marks[1], sj_marks[2], sj_marks[3], sj_marks[4], sj_marks[5], sj_marks[6], sj_marks[7],
+           sj_marks[8], sj_marks[9], sj_marks[10]);
+  }
+#endif
 }
