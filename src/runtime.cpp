@@ -368,6 +368,11 @@ void encode_kv_maps(const Driver& driver, const DecodeArgs& a, const KernelConfi
   p.flags |= SJ_FLAG_KV_TMA;
 }
 
+// As the arch table's op asks: a programmatic dependent launch, or a plain one.
+Status launch_as(const OpTuning& op, const Kernel& k, Dim3 grid, Dim3 block, unsigned dynamic_shared, void* stream, void** args) {
+  return op.dependent_launch ? k.launch_dependent(grid, block, dynamic_shared, stream, args) : k.launch(grid, block, dynamic_shared, stream, args);
+}
+
 }  // namespace
 
 CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
@@ -445,10 +450,9 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
     std::memset(&maps, 0, sizeof maps);
     encode_kv_maps(*impl_->driver, a, k.config, p, maps);
   }
-  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)}, block{k.threads, 1, 1};
-  void** kargs = k.config.launch.tma ? tma_args : args;
-  if (auto st = impl_->arch.decode.dependent_launch ? k.kernel->launch_dependent(grid, block, k.dynamic_shared, stream, kargs)
-                                                    : k.kernel->launch(grid, block, k.dynamic_shared, stream, kargs);
+  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
+  if (auto st = launch_as(impl_->arch.decode, *k.kernel, grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream,
+                          k.config.launch.tma ? tma_args : args);
       !st)
     return to_call_status(st.error());
   if (!merge) return {};
@@ -463,9 +467,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   m.num_heads = a.num_heads;
   void* margs[] = {&m};
   const Dim3 mgrid{unsigned(a.total_q), unsigned(a.num_heads), 1}, mblock{merge->threads, 1, 1};
-  const Kernel& mk = *merge->kernel;
-  if (auto st = impl_->arch.merge.dependent_launch ? mk.launch_dependent(mgrid, mblock, 0, stream, margs) : mk.launch(mgrid, mblock, 0, stream, margs);
-      !st)
+  if (auto st = launch_as(impl_->arch.merge, *merge->kernel, mgrid, mblock, 0, stream, margs); !st)
     return to_call_status(st.error());
   return {};
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <thread>
@@ -291,9 +292,9 @@ TEST(RuntimeHooks, WarmedKernelsLaunchDuringCaptureWithoutRebuilding) {
   const int built = f.built;
   EXPECT_GE(built, 3);  // prefill + at least one (decode, merge) pair
   f.driver.capturing = true;
-  int expected_launches = 1, merges = 0, decodes = 0;  // prefill
-  for (std::int64_t reqs : {1, 2, 3, 7, 16, 64, 200, 1000}) {
-    ++decodes;
+  int expected_launches = 1, merges = 0;  // prefill
+  const std::int64_t batches[] = {1, 2, 3, 7, 16, 64, 200, 1000};
+  for (std::int64_t reqs : batches) {
     CallStatus st = f.rt->sparse_attn_decode(decode(*f.rt, reqs), nullptr);
     EXPECT_TRUE(st.ok) << reqs << ": " << st.message;
     // No workspace <=> no merge kernel (one chunk, or chunks merged in their cluster).
@@ -304,7 +305,7 @@ TEST(RuntimeHooks, WarmedKernelsLaunchDuringCaptureWithoutRebuilding) {
   EXPECT_GT(merges, 0);
   // sm_90: every decode kernel is a programmatic dependent of what ran before it, and every
   // merge one of its split-K kernel; prefill launches plainly.
-  EXPECT_EQ(f.dependent, decodes + merges);
+  EXPECT_EQ(f.dependent, int(std::size(batches)) + merges);
   CallStatus st = f.rt->sparse_attn_prefill(prefill(3), nullptr);
   EXPECT_TRUE(st.ok) << st.message;
   EXPECT_EQ(f.built, built);

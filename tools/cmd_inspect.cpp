@@ -35,9 +35,10 @@ void add_inspect(CLI::App& app, Globals& g) {
     if (config->compile_target() != config->arch)
       std::cout << "  built for " << config->compile_target() << (config->launch.wgmma ? " (wgmma)" : "") << "\n";
     if (config->dynamic_shared_bytes() > 0) std::cout << "  dynamic shared bytes per launch " << config->dynamic_shared_bytes() << "\n";
-    if (config->launch.tma)
-      std::cout << "  K/V by tensor copies (TMA): warp " << config->launch.threads / 32 - 1 << " produces, " << config->launch.threads / 32 - 1
-                << " warps multiply\n";
+    if (config->launch.tma) {  // the producer is the warp after the math warps
+      const int math_warps = config->nv_warp_layout().warps;
+      std::cout << "  K/V by tensor copies (TMA): warp " << math_warps << " produces, " << math_warps << " warps multiply\n";
+    }
     for (const auto& k : ins->kernels) {
       std::cout << "  kernel " << k.kernel << "\n";
       if (k.vgprs >= 0) std::cout << "    VGPRs " << k.vgprs << "  AGPRs " << k.agprs << "  SGPRs " << k.sgprs << "  wave" << k.wavefront_size << "\n";
