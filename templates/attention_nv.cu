@@ -698,6 +698,16 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
 
   const int* bt_row = (const int*)p.block_table + req * p.bt_stride;
   int pipe = 0;  // kTma: sub-tiles through the stages so far (stage pipe % STAGES, its phase pipe / STAGES)
+  // Entry u of the block list: block b on `page`, selected by the queries of `qmask`, the
+  // last of which sees key bhi (its sub-tiles past bhi are skipped). `page` by reference: the
+  // general path's l_rawpage[i] is read after the stores, as it was written inline.
+  auto list_put = [&](int u, int b, const int& page, long long bhi, int qmask) {
+    const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
+    l_blk[u] = b;
+    l_page[u] = page;
+    l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
+    l_qmask[u] = qmask;
+  };
   for (int seg0 = 0; seg0 < kEntries; seg0 += kListCap) {
     int n_list = 0;
     if constexpr (kProducerList) {
@@ -710,11 +720,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         const unsigned valid = __ballot_sync(0xffffffffu, blk >= 0);
         if (blk >= 0) {
           const int u = __popc(valid & ((1u << lane) - 1u));
-          const long long nsub = (q_hi[0] - (long long)blk * kBlock) / kSubK + 1;
-          l_blk[u] = blk;
-          l_page[u] = page;
-          l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
-          l_qmask[u] = 1;
+          list_put(u, blk, page, q_hi[0], 1);
           l_mult[u] = 1;
         }
         n_list = __popc(valid);
@@ -780,11 +786,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
               bhi = q_hi[q] > bhi ? q_hi[q] : bhi;
             }
           }
-          const long long nsub = (bhi - (long long)b * kBlock) / kSubK + 1;
-          l_blk[u] = b;
-          l_page[u] = l_rawpage[i];
-          l_nsub[u] = nsub < kSubs ? (int)nsub : kSubs;
-          l_qmask[u] = qmask;
+          list_put(u, b, l_rawpage[i], bhi, qmask);
         }
         n_list += total;
         sj_sync();
