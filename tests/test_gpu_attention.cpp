@@ -1148,9 +1148,11 @@ TEST_P(GpuTableVariant, MatchesReference) {
 
 // decode.dependent_launch (sm_90): the decode kernel may be placed while the stream's previous
 // kernel still runs. That kernel here lets its dependents start at once
-// (griddepcontrol.launch_dependents), waits 200 µs and only then writes the top-k ids decode
+// (griddepcontrol.launch_dependents), waits 2 ms and only then writes the top-k ids decode
 // reads; until then they are all -1 (nothing selected). Decode must see the written ids: every
-// global access in it comes after griddepcontrol.wait.
+// global access in it comes after griddepcontrol.wait. The decode kernels are built and loaded
+// by a first call before the timed pair: a first call compiles for far longer than the wait,
+// and the race this test looks for could not happen.
 constexpr char kDelayedCopyPtx[] = R"(.version 7.8
 .target sm_90
 .address_size 64
@@ -1267,10 +1269,15 @@ TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
     DecodeArgs a = decode_args(s, p, device_pointers(d));
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
+    const CallStatus warm = rt.sparse_attn_decode(a, stream.get());  // builds and loads the kernels
+    ASSERT_TRUE(warm.ok) << warm.stage << ": " << warm.message;
+    ASSERT_TRUE(stream.synchronize());
+    ASSERT_EQ(d.out.fill(0xFF), "");  // NaN: the timed call must write every element
+    ASSERT_EQ(gputest::synchronize(), "");
     void* dst = d.topk.get();
     void* src = ids.get();
     unsigned n = unsigned(p.topk.size());
-    unsigned long long delay_ns = 200000;
+    unsigned long long delay_ns = 2000000;
     void* args[] = {&dst, &src, &n, &delay_ns};
     ASSERT_TRUE((*writer)->launch(Dim3{1}, Dim3{256}, 0, stream.get(), args).ok());
     const CallStatus st = rt.sparse_attn_decode(a, stream.get());  // same stream, no sync in between
