@@ -36,7 +36,7 @@ Status known_keys(const nlohmann::json& o, std::initializer_list<const char*> ke
   return unknown_key(o, [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); }, list, where);
 }
 
-// The knobs of one table object (an op, or its large_batch): each read checks the type and a sane
+// The knobs of one table object (an op, or one of its size-dependent launches): each read checks the type and a sane
 // range and names the key (a huge target_grid would make the decode variant scan run for minutes;
 // KernelConfig::validate checks the finer rules). unknown() then refuses every key no read asked
 // for, so the list of keys is the reads themselves.
@@ -106,20 +106,26 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
                     o.boolean("tma", t.launch.tma),
                     o.boolean("dependent_launch", t.dependent_launch), o.text("template", t.templ)})
     if (!st) return st;
-  if (o.ask("large_batch")) {
-    const auto& lj = ops[name]["large_batch"];
-    const std::string at = o.where() + ".large_batch";
-    if (!lj.is_object()) return make_error("arch", at + " must be an object");
-    if (!lj.contains("min_workgroups")) return make_error("arch", at + ".min_workgroups is missing");
-    Knobs l(lj, at);
-    t.large_launch = t.launch;  // what large_batch does not set stays the op's
-    t.large_sub_k = t.sub_k;
-    for (Status st : {l.integer("min_workgroups", 1, kMaxGrid, t.large_min_workgroups), l.integer("min_entries", 1, 4096, t.large_min_entries),
-                      l.integer("threads", 32, 1024, t.large_launch.threads),
-                      l.integer("stages", 1, 8, t.large_launch.stages), l.integer("min_blocks", 1, 32, t.large_launch.min_blocks),
-                      l.integer("sub_k", 0, 128, t.large_sub_k), l.boolean("tma", t.large_launch.tma), l.unknown()})
+  // A size-dependent launch ("large_batch", "small_batch"): its threshold, then what it sets of
+  // the op's launch (the rest stays the op's).
+  auto tier = [&](const char* key, const char* threshold, int& bound, LaunchTier& tier, int* min_entries) -> Status {
+    if (!o.ask(key)) return ok_status();
+    const auto& tj = ops[name][key];
+    const std::string at = o.where() + "." + key;
+    if (!tj.is_object()) return make_error("arch", at + " must be an object");
+    if (!tj.contains(threshold)) return make_error("arch", at + "." + threshold + " is missing");
+    Knobs l(tj, at);
+    tier.launch = t.launch;
+    tier.sub_k = t.sub_k;
+    for (Status st : {l.integer(threshold, 1, kMaxGrid, bound), min_entries ? l.integer("min_entries", 1, 4096, *min_entries) : ok_status(),
+                      l.integer("threads", 32, 1024, tier.launch.threads), l.integer("stages", 1, 8, tier.launch.stages),
+                      l.integer("min_blocks", 1, 32, tier.launch.min_blocks), l.integer("sub_k", 0, 128, tier.sub_k),
+                      l.boolean("tma", tier.launch.tma), l.unknown()})
       if (!st) return st;
-  }
+    return ok_status();
+  };
+  if (auto st = tier("large_batch", "min_workgroups", t.large_min_workgroups, t.large, &t.large_min_entries); !st) return st;
+  if (auto st = tier("small_batch", "max_workgroups", t.small_max_workgroups, t.small, nullptr); !st) return st;
   return o.unknown();
 }
 

@@ -11,6 +11,12 @@
 
 namespace sparsejit {
 
+// One of decode's size-dependent launches: what replaces the op's launch and sub_k.
+struct LaunchTier {
+  LaunchParams launch;
+  int sub_k = 0;
+};
+
 struct OpTuning {
   LaunchParams launch;  // launch.stages: the most the op uses (fewer when shared memory runs short)
   int sub_k = 0;
@@ -24,12 +30,15 @@ struct OpTuning {
   // split-K kernel's tail; decode: overlaps whatever ran before (the previous layer, call).
   bool dependent_launch = false;
   // decode: from this many workgroups (total_q x kv heads x chunks) on, each walking at least
-  // large_min_entries top-k entries (topk / chunks, rounded up), large_launch/large_sub_k
-  // replace launch/sub_k ("large_batch" in the table; 0: never).
+  // large_min_entries top-k entries (topk / chunks, rounded up), large's launch and sub_k
+  // replace the op's ("large_batch" in the table; 0: never).
   int large_min_workgroups = 0;
   int large_min_entries = 1;
-  LaunchParams large_launch;
-  int large_sub_k = 0;
+  LaunchTier large;
+  // decode: up to this many workgroups (and not large), small's launch and sub_k replace the
+  // op's ("small_batch" in the table; 0: never).
+  int small_max_workgroups = 0;
+  LaunchTier small;
 };
 
 struct ArchTable {

@@ -78,8 +78,8 @@ Result<std::vector<KernelConfig>> expand_preset(const Preset& p, const std::stri
       // Exactly the split-K chunk counts the runtime can pick for these shapes (decode_chunks
       // is non-increasing in total_q and reaches its floor by total_q = target_grid), and the
       // merge kernel only where decode needs one.
-      for (const auto& [chunks, large] : decode_variants(*arch, s.num_kv_heads, s.topk)) {
-        if (auto st = add(decode_config(*arch, s, chunks, large)); !st) return st.error();
+      for (const auto& [chunks, launch] : decode_variants(*arch, s.num_kv_heads, s.topk)) {
+        if (auto st = add(decode_config(*arch, s, chunks, launch)); !st) return st.error();
         if (decode_uses_merge_kernel(*arch, chunks))
           if (auto st = add(merge_config(*arch, p.head_dim, v.q_dtype, chunks)); !st) return st.error();
       }

@@ -39,10 +39,10 @@ struct HotKeyHash {
   std::size_t operator()(const HotKey& k) const { return std::hash<std::uint64_t>()(k.a * 0x9e3779b97f4a7c15ull ^ k.b); }
 };
 HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t group, int chunks, DType q, DType kv, ScaleMode sm,
-               bool large_batch = false) {
+               DecodeLaunch launch = DecodeLaunch::base) {
   HotKey k;
   k.a = (std::uint64_t(op) << 56) | (std::uint64_t(head_dim) << 40) | (std::uint64_t(topk) << 16) | std::uint64_t(group);
-  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(large_batch) << 24) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) |
+  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(launch) << 24) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) |
         std::uint64_t(sm);
   return k;
 }
@@ -203,8 +203,8 @@ struct Runtime::Impl {
     return s;
   }
 
-  HotKey decode_key(const KernelShape& s, int chunks, bool large_batch) const {
-    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode, large_batch);
+  HotKey decode_key(const KernelShape& s, int chunks, DecodeLaunch launch) const {
+    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode, launch);
   }
   AttnShape attn_shape(const KernelShape& s) const {
     return shape_of(s.num_heads, s.num_kv_heads, s.head_dim, s.topk, s.q_dtype, s.kv_dtype, s.scale_mode);
@@ -307,19 +307,19 @@ CallStatus Runtime::warm_prefill(const KernelShape& sh) {
 
 CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
   if (auto st = check_warm_shape("warm_decode", sh); !st) return to_call_status(st.error());
-  // The (chunks, large batch) pairs decode can pick: for this total_q, or for any.
-  std::vector<std::pair<int, bool>> variants;
+  // The (chunks, launch) pairs decode can pick: for this total_q, or for any.
+  std::vector<std::pair<int, DecodeLaunch>> variants;
   if (total_q > 0) {
     const int chunks = decode_num_chunks(total_q, sh.num_kv_heads, sh.topk);
-    variants.emplace_back(chunks, decode_large_batch(impl_->arch, total_q, sh.num_kv_heads, chunks, sh.topk));
+    variants.emplace_back(chunks, decode_launch(impl_->arch, total_q, sh.num_kv_heads, chunks, sh.topk));
   } else {
     variants = decode_variants(impl_->arch, sh.num_kv_heads, sh.topk);
   }
   const AttnShape as = impl_->attn_shape(sh);
-  for (const auto& [chunks, large] : variants) {
-    const KernelConfig attn = decode_config(impl_->arch, as, chunks, large);
+  for (const auto& [chunks, launch] : variants) {
+    const KernelConfig attn = decode_config(impl_->arch, as, chunks, launch);
     if (auto st = attn.validate(); !st) return to_call_status(st.error());
-    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks, large), [&] { return attn; }, nullptr, false);
+    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks, launch), [&] { return attn; }, nullptr, false);
     if (!a) return to_call_status(a.error());
     if (!decode_uses_merge_kernel(impl_->arch, chunks)) continue;  // the attention kernel writes the output itself
     const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
@@ -409,13 +409,13 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
   const DecodeWorkspace ws = decode_workspace(impl_->arch, chunks, a.total_q, a.num_heads, a.head_dim);
   if (auto st = validate_decode(a, ws.bytes); !st) return to_call_status(st.error());
   if (a.total_q == 0) return {};
-  const bool large = decode_large_batch(impl_->arch, a.total_q, a.num_kv_heads, chunks, a.topk);
+  const DecodeLaunch launch = decode_launch(impl_->arch, a.total_q, a.num_kv_heads, chunks, a.topk);
   const std::int64_t group = a.num_heads / a.num_kv_heads;
   auto attn = impl_->kernel_for(
-      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, large),
+      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, launch),
       [&] {
         return decode_config(impl_->arch, impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode),
-                             chunks, large);
+                             chunks, launch);
       },
       stream, /*check_capture=*/true);
   if (!attn) return to_call_status(attn.error());

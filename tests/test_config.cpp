@@ -173,6 +173,9 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmma"] = 1; }, "ops.prefill.wgmma must be true or false"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"].erase("min_workgroups"); }, "large_batch.min_workgroups is missing"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"]["stages"] = 0; }, "large_batch.stages = 0 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"].erase("max_workgroups"); }, "small_batch.max_workgroups is missing"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"]["min_entries"] = 2; }, "ops.decode.small_batch: unknown key \"min_entries\""},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"] = 64; }, "ops.decode.small_batch must be an object"},
            {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"}}) {
     nlohmann::json j = good;
     c.edit(j);
@@ -230,9 +233,10 @@ TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {
     // 2 distinct GQA groups (16, 8) x 2 variants: 4 prefill + the decodes of every chunk count the
     // runtime can pick (1..16: 20) + a merge (bf16 q) for each count that needs one: sm_90 merges
     // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up. sm_90
-    // also has large-batch decodes (>= 128 workgroups of >= 4 entries: 1, 2 and 4 chunks): 12 more.
+    // also has large-batch decodes (>= 128 workgroups of >= 4 entries: 1, 2 and 4 chunks): 12 more,
+    // and small-batch ones (<= 64 workgroups: 16 chunks): 4 more.
     const bool nvidia = std::string(arch).starts_with("sm_");
-    EXPECT_EQ(cs->size(), nvidia ? 39u : 28u) << arch;
+    EXPECT_EQ(cs->size(), nvidia ? 43u : 28u) << arch;
     for (const auto& c : *cs) {
       EXPECT_TRUE(c.validate().ok());
       if (c.op == Op::merge) EXPECT_GT(c.num_topk_chunks, 1) << "a one-chunk decode writes its output itself";
@@ -328,12 +332,36 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_EQ(decode_config(*sm90, s, 2).launch.cluster, 2);
   // Large batches (>= 128 workgroups on sm_90, each walking >= 4 top-k entries) take the
   // table's large-batch launch.
-  EXPECT_FALSE(decode_large_batch(*sm90, 16, 4, 1, 16));  // 64 workgroups
-  EXPECT_TRUE(decode_large_batch(*sm90, 32, 4, 1, 16));
-  EXPECT_TRUE(decode_large_batch(*sm90, 8, 4, 4, 16));    // 4 entries each
-  EXPECT_FALSE(decode_large_batch(*sm90, 8, 1, 16, 16));  // 128 workgroups of one entry
-  EXPECT_FALSE(decode_large_batch(*sm90, 4, 4, 8, 16));
-  const KernelConfig big = decode_config(*sm90, s, 1, true);
+  EXPECT_EQ(decode_launch(*sm90, 16, 4, 1, 16), DecodeLaunch::small);  // 64 workgroups
+  EXPECT_EQ(decode_launch(*sm90, 32, 4, 1, 16), DecodeLaunch::large);
+  EXPECT_EQ(decode_launch(*sm90, 8, 4, 4, 16), DecodeLaunch::large);  // 4 entries each
+  EXPECT_EQ(decode_launch(*sm90, 8, 1, 16, 16), DecodeLaunch::base);  // 128 workgroups of one entry
+  EXPECT_EQ(decode_launch(*sm90, 4, 4, 8, 16), DecodeLaunch::base);
+  EXPECT_EQ(decode_launch(*sm90, 65, 1, 1, 16), DecodeLaunch::base);  // 65 workgroups
+  // Small ones (up to 64 workgroups: one request at TP1, 16 one-block chunks at TP4/TP8) take
+  // the small-batch launch: tensor copies of whole 128-key blocks by a producer warp and 4 math warps.
+  EXPECT_EQ(decode_launch(*sm90, 1, 4, 16, 16), DecodeLaunch::small);
+  EXPECT_EQ(decode_launch(*sm90, 1, 1, 16, 16), DecodeLaunch::small);
+  const KernelConfig small = decode_config(*sm90, s, 16, DecodeLaunch::small);
+  EXPECT_EQ(small.launch.threads, 160);
+  EXPECT_TRUE(small.launch.tma);
+  EXPECT_EQ(small.sub_k, 128);
+  EXPECT_EQ(small.nv_warp_layout().key_split, 4);
+  EXPECT_EQ(small.launch.cluster, 1) << "16 chunks: the merge kernel";
+  EXPECT_TRUE(small.validate().ok()) << small.validate().error().describe();
+  EXPECT_STREQ(to_string(DecodeLaunch::small), "small_batch");
+  EXPECT_STREQ(to_string(DecodeLaunch::large), "large_batch");
+  EXPECT_STREQ(to_string(DecodeLaunch::base), "base");
+  // A table without small_batch (or large_batch) gives the op's launch for that tier.
+  {
+    ArchTable no_tiers = *sm90;
+    no_tiers.decode.small_max_workgroups = 0;
+    no_tiers.decode.large_min_workgroups = 0;
+    EXPECT_EQ(decode_launch(no_tiers, 1, 4, 16, 16), DecodeLaunch::base);
+    EXPECT_EQ(decode_launch(no_tiers, 32, 4, 1, 16), DecodeLaunch::base);
+    EXPECT_EQ(decode_config(no_tiers, s, 16, DecodeLaunch::small).canonical(), decode_config(no_tiers, s, 16).canonical());
+  }
+  const KernelConfig big = decode_config(*sm90, s, 1, DecodeLaunch::large);
   EXPECT_EQ(big.launch.threads, 288);  // 8 math warps and the producer
   EXPECT_TRUE(big.launch.tma);
   EXPECT_EQ(big.nv_warp_layout().key_split, 8);
@@ -345,7 +373,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   // from a 1024-byte aligned offset, and each adds a full and an empty mbarrier. Smaller
   // decodes keep cp.async (measured faster there, docs/PERF.md).
   EXPECT_FALSE(decode_config(*sm90, s, 2).launch.tma);
-  const KernelConfig dec = decode_config(*sm90, s, 2, true);
+  const KernelConfig dec = decode_config(*sm90, s, 2, DecodeLaunch::large);
   ASSERT_TRUE(dec.launch.tma) << dec.canonical();
   EXPECT_EQ(dec.launch.cluster, 2);
   EXPECT_EQ(dec.launch.threads, 288);
@@ -368,7 +396,13 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   j["launch"]["tma"] = "yes";
   EXPECT_NE(KernelConfig::from_json(j).error().message.find("tma must be true or false"), std::string::npos);
   // fp8 K/V are dequantized in shared memory by every thread: no tensor copies, no producer warp.
-  const KernelConfig dec_f8 = decode_config(*sm90, f8, 2, true);
+  const KernelConfig dec_f8 = decode_config(*sm90, f8, 2, DecodeLaunch::large);
+  // fp8 at small batch: the small launch's sub-tiles, without the producer warp.
+  const KernelConfig small_f8 = decode_config(*sm90, f8, 16, DecodeLaunch::small);
+  EXPECT_FALSE(small_f8.launch.tma);
+  EXPECT_EQ(small_f8.launch.threads, 128);
+  EXPECT_EQ(small_f8.sub_k, 128);
+  EXPECT_TRUE(small_f8.validate().ok()) << small_f8.validate().error().describe();
   EXPECT_FALSE(dec_f8.launch.tma);
   EXPECT_EQ(dec_f8.launch.threads, 256);
   EXPECT_EQ(dec_f8.nv_warp_layout().key_split, 8);
@@ -386,8 +420,19 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
     EXPECT_NE(c.validate().error().message.find("launch.tma"), std::string::npos) << c.validate().error().message;
   }
   const auto variants = decode_variants(*sm90, 4, 16);
-  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{1, true}), variants.end());
-  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, bool>{8, false}), variants.end());
+  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{1, DecodeLaunch::large}), variants.end());
+  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{16, DecodeLaunch::small}), variants.end());
+  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{8, DecodeLaunch::base}), variants.end());
+  // Every total_q up to well past the thresholds picks one of the listed pairs.
+  for (std::int64_t kvh : {1, 4})
+    for (std::int64_t topk : {16, 300}) {
+      const auto listed = decode_variants(*sm90, kvh, topk);
+      for (std::int64_t t = 1; t <= 4096; ++t) {
+        const int chunks = decode_chunks(*sm90, t, kvh, topk);
+        const std::pair<int, DecodeLaunch> v{chunks, decode_launch(*sm90, t, kvh, chunks, topk)};
+        EXPECT_NE(std::find(listed.begin(), listed.end(), v), listed.end()) << "kvh " << kvh << " topk " << topk << " total_q " << t;
+      }
+    }
   EXPECT_EQ(decode_config(*sm90, s, 8).launch.cluster, 1) << "8 chunks: the merge kernel (faster on the H100)";
 
   // A config written before template/q_tile existed still reads, as the generic kernel.

@@ -238,20 +238,23 @@ TEST(Fuzz, ArchTableReader) {
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
   static const char* op_names[] = {"prefill", "decode", "merge"};
   static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "stages", "min_blocks", "wgmma", "q_row_groups",
-                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "bogus"};
+                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "small_batch", "bogus"};
   long loaded = 0, chosen = 0;
   long n = fuzz_loop("arch_table", [&](std::mt19937_64& r, long) {
     nlohmann::json j = base;
     for (int m = 0, nm = static_cast<int>(1 + r() % 3); m < nm; ++m) {
       auto& op = j["ops"][op_names[r() % 3]];
-      const char* k = knobs[r() % 14];
+      const char* k = knobs[r() % (sizeof(knobs) / sizeof(knobs[0]))];
       switch (r() % 5) {
         case 0: op.erase(k); break;
         case 1: op[k] = random_json(r, 1); break;
-        case 2:
-          if (!op["large_batch"].is_object()) op["large_batch"] = nlohmann::json::object();
-          op["large_batch"][r() % 2 ? "min_workgroups" : "threads"] = interesting_int(r);
+        case 2: {
+          const bool large = r() % 2;
+          auto& tier = op[large ? "large_batch" : "small_batch"];
+          if (!tier.is_object()) tier = nlohmann::json::object();
+          tier[r() % 2 ? (large ? "min_workgroups" : "max_workgroups") : "threads"] = interesting_int(r);
           break;
+        }
         default: op[k] = interesting_int(r) % 300; break;  // mostly near the real ranges
       }
     }
@@ -269,7 +272,7 @@ TEST(Fuzz, ArchTableReader) {
         AttnShape sh;
         sh.num_heads = h, sh.num_kv_heads = kvh, sh.head_dim = d, sh.topk = 16;
         std::vector<KernelConfig> cs{prefill_config(*a, sh)};
-        for (auto [chunks, large] : decode_variants(*a, kvh, 16)) cs.push_back(decode_config(*a, sh, chunks, large));
+        for (auto [chunks, launch] : decode_variants(*a, kvh, 16)) cs.push_back(decode_config(*a, sh, chunks, launch));
         for (const auto& c : cs) {
           if (!c.validate().ok()) continue;
           auto rendered = render_kernel(c, *a);

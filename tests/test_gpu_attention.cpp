@@ -28,7 +28,9 @@
 #include <string>
 #include <vector>
 
+#include "arch_table.h"
 #include "knobs.h"
+#include "ops/config_select.h"
 #include "reliability_util.h"
 #include "device/device.h"
 #include "gpu_harness.h"
@@ -375,6 +377,7 @@ struct CaseSpec {
   std::int64_t dql = 1;
   std::vector<int> ragged_qlens;  // decode: per-request query counts (query_start_loc / token_to_req_indices); empty: dql each
   enum class Chunks { any, one, many } chunks = Chunks::any;
+  bool small_batch = false;  // decode: meant to cover the arch table's small-batch launch (where the table has one)
 };
 
 std::ostream& operator<<(std::ostream& os, const CaseSpec& c) { return os << c.name; }
@@ -595,6 +598,12 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
   p.topk_stride[0] = T * row_stride + (s.io == Io::strided ? 7 : 0), p.topk_stride[1] = row_stride, p.topk_stride[2] = 1;
   p.topk.assign(static_cast<std::size_t>(std::max<std::int64_t>(KVH * p.topk_stride[0], 1)), 0x7eadbeef);
   std::vector<std::int32_t> row, pool;
+  // The last row with keys is an ordinary one if no earlier row was: a case of one or two rows
+  // must not come out degenerate (every output zero).
+  std::int64_t last_with_keys = -1;
+  for (std::int64_t t = 0; t < T; ++t)
+    if (p.seq_lens[tok_req[t]] > 0 && std::min(tok_pos[t], tok_limit[t] - 1) >= 0) last_with_keys = t;
+  bool any_ordinary = false;
   for (std::int64_t t = 0; t < T; ++t) {
     const std::int64_t r = tok_req[t], pos = tok_pos[t];
     const std::int64_t hi = std::min(pos, tok_limit[t] - 1);  // last visible key position
@@ -609,13 +618,14 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
         std::iota(pool.begin(), pool.end(), 0);
         std::shuffle(pool.begin(), pool.end(), rng);
         for (std::int64_t i = 0; i < std::min(K, p.max_blocks); ++i) row.push_back(pool[i]);
-      } else if (u < 0.05) {
+      } else if (const bool force = !any_ordinary && t == last_with_keys && h == KVH - 1; u < 0.05 && !force) {
         ++p.rows_all_padding;  // no visible key: the output must be zeros
-      } else if (u < 0.09 && p.max_blocks > nvis) {
+      } else if (u < 0.09 && !force && p.max_blocks > nvis) {
         ++p.rows_future_only;  // only blocks wholly after the query (masked out entirely)
         for (std::int64_t b = nvis; b < p.max_blocks && static_cast<std::int64_t>(row.size()) < K; ++b)
           if (chance(rng, 0.7)) row.push_back(static_cast<std::int32_t>(b));
       } else {
+        any_ordinary = any_ordinary || nvis > 0;
         std::int64_t nreal = std::min(K, nvis);
         if (nreal > 1 && chance(rng, 0.4)) nreal -= uniform_int(rng, 1, std::min<std::int64_t>(3, nreal - 1));
         pool.resize(nvis);
@@ -860,6 +870,34 @@ std::vector<CaseSpec> decode_cases() {
   c.dup_ids = true, c.junk_ids = true;
   add(c);
   c = {};
+  // Small batches (sm_90: <= 64 workgroups take the small-batch launch, a producer warp copying whole
+  // 128-key blocks; fp8 keeps cp.async with the same sub-tiles). One TP1 request: 4 x 16 one-entry
+  // chunks; seq 5000 ends mid-block.
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_A_q1_smallbatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.seq_lens = {5000}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.dup_ids = true, c.junk_ids = true;
+  add(c);
+  c = {};
+  // TP8, three requests (one padded row): 48 workgroups.
+  c.name = "m3tp8_G8_D128_k16_bf16_bf16_B_q1_smallbatch", c.H = 8, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
+  c.layout = KvLayout::B, c.seq_lens = {300, 0, 7001}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.junk_ids = true;
+  add(c);
+  c = {};
+  // head_dim 256 (one stage fits), G 1, top-k 32: 2 x 32 chunks.
+  c.name = "G1_D256_k32_bf16_bf16_A_q1_smallbatch", c.H = 2, c.KVH = 2, c.D = 256, c.topk = 32, c.dql = 1;
+  c.seq_lens = {6100}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.dup_ids = true;
+  add(c);
+  c = {};
+  // fp16, head_dim 64, G 4, fp8 e4m3fn per-token-head scales: the cp.async form of the small launch.
+  c.name = "G4_D64_k16_fp16_e4m3fn_pth_B_q1_smallbatch", c.H = 16, c.KVH = 4, c.D = 64, c.topk = 16, c.dql = 1;
+  c.q = DType::fp16, c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::per_token_head, c.layout = KvLayout::B;
+  c.seq_lens = {3000}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.junk_ids = true;
+  add(c);
+  c = {};
+  // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
+  c.name = "m3tp4_G16_D128_k16_fp16_fp16_A_q1_smallbatch", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
+  c.q = DType::fp16, c.kv = DType::fp16, c.seq_lens = {129}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;
+  add(c);
+  c = {};
   // 120 x 4 (query, kv head) pairs: one chunk, >= 400 workgroups, sm_90's large-batch launch (256 threads, 128-key stages).
   c.name = "G4_D128_k16_bf16_bf16_B_q1_largebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.layout = KvLayout::B;
   c.seq_lens = random_seq_lens(9, 120, 0, 2500), c.chunks = CaseSpec::Chunks::one, c.dup_ids = true;
@@ -1079,6 +1117,15 @@ void run_decode_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
   std::cout << "[ info     ] " << s.name << ": decode_num_chunks = " << chunks << "\n";
   if (s.chunks == CaseSpec::Chunks::one) EXPECT_EQ(chunks, 1) << "case meant to cover the single-chunk path";
   if (s.chunks == CaseSpec::Chunks::many) EXPECT_GT(chunks, 1) << "case meant to cover split-K";
+  if (s.small_batch) {
+    auto info = cuda_driver().device_info(0);
+    ASSERT_TRUE(info.ok()) << info.error().describe();
+    auto table = load_arch_table(info->target);
+    ASSERT_TRUE(table.ok()) << table.error().describe();
+    const DecodeLaunch launch = decode_launch(*table, p.total_q, s.KVH, chunks, s.topk);
+    std::cout << "[ info     ] " << s.name << ": decode launch " << to_string(launch) << "\n";
+    if (table->decode.small_max_workgroups > 0) EXPECT_EQ(launch, DecodeLaunch::small) << "case meant to cover the small-batch launch";
+  }
   DeviceProblem d;
   ASSERT_EQ(upload(p, d), "");
   const std::size_t ws_bytes = rt.decode_workspace_bytes(p.total_q, s.H, s.KVH, s.D, s.topk);
@@ -1109,7 +1156,7 @@ TEST_P(GpuDecode, MatchesReference) { run_decode_case(*rt_, GetParam(), seed_); 
 // table (SPARSEJIT_CONFIG_DIR); on other devices the variant changes nothing and the check still holds.
 struct TableVariant {
   std::string name;
-  nlohmann::json prefill, decode;  // merged into ops.prefill / ops.decode of sm_90.json (null: unchanged)
+  nlohmann::json prefill, decode;  // merged into ops.prefill / ops.decode of sm_90.json (null: unchanged; a key set to null: removed)
 };
 
 class GpuTableVariant : public ::testing::TestWithParam<TableVariant> {};
@@ -1123,7 +1170,10 @@ TEST_P(GpuTableVariant, MatchesReference) {
   auto table = nlohmann::json::parse(testing_util::read_text(path));
   for (const char* op : {"prefill", "decode"}) {
     const nlohmann::json& v = std::string(op) == "prefill" ? GetParam().prefill : GetParam().decode;
-    if (v.is_object()) table["ops"][op].update(v);
+    if (!v.is_object()) continue;
+    table["ops"][op].update(v);
+    for (auto it = v.begin(); it != v.end(); ++it)
+      if (it.value().is_null()) table["ops"][op].erase(it.key());  // null: the variant has no such key
   }
   testing_util::write_text(path, table.dump(1));
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
@@ -1298,11 +1348,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, GpuTableVariant,
                          ::testing::Values(TableVariant{"wgmma_k32_2stages", {{"sub_k", 32}, {"stages", 2}}, nullptr},
                                            TableVariant{"wgmma_k128_2blocks", {{"sub_k", 128}, {"min_blocks", 2}}, nullptr},
                                            TableVariant{"mma_sync", {{"wgmma", false}}, nullptr},
-                                           // decode before tensor copies: cp.async at every batch, large launch from 400 workgroups,
-                                           // plain launches (no programmatic dependent launch)
+                                           // decode before tensor copies: cp.async at every batch, 2 stages, large launch from 400
+                                           // workgroups, no small-batch launch, plain launches (no programmatic dependent launch)
                                            TableVariant{"decode_cp_async",
                                                         nullptr,
                                                         {{"target_grid", 256},
+                                                         {"stages", 2},
+                                                         {"small_batch", nullptr},
                                                          {"dependent_launch", false},
                                                          {"large_batch", {{"min_workgroups", 400}, {"threads", 256}, {"sub_k", 128}, {"stages", 2}}}}},
                                            // decode: tensor copies at every batch (64-key sub-tiles, 3 stages; 128 keys, 1 stage when large)

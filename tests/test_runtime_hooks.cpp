@@ -254,12 +254,25 @@ TEST(RuntimeHooks, LargeDecodePassesTensorMapsOfKAndV) {
   EXPECT_TRUE(driver.encoded.empty());
   EXPECT_FALSE(k.params.flags & (SJ_FLAG_KV_VEC16 | SJ_FLAG_KV_TMA));
 
-  // A small decode keeps the cp.async launch: no producer warp, no maps.
+  auto last_decode = [&]() -> const KernelConfig& {
+    for (auto it = kernels.rbegin(); it != kernels.rend(); ++it)
+      if (it->first.op == Op::decode) return it->first;
+    return kernels.front().first;
+  };
+  // 8 requests: 16 chunks of one entry, 128 workgroups: the op's cp.async launch, no producer warp, no maps.
+  driver.encoded.clear();
+  ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 8), nullptr).ok);
+  EXPECT_TRUE(driver.encoded.empty());
+  EXPECT_FALSE(last_decode().launch.tma) << last_decode().canonical();
+  EXPECT_EQ(last_decode().launch.threads, 128);
+  // 4 requests: 64 workgroups, the small-batch launch: a producer warp copies whole 128-key blocks.
   driver.encoded.clear();
   ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 4), nullptr).ok);
-  EXPECT_TRUE(driver.encoded.empty());
-  ASSERT_GE(kernels.size(), 2u);
-  EXPECT_FALSE(kernels.back().first.launch.tma);
+  ASSERT_EQ(driver.encoded.size(), 2u);
+  EXPECT_EQ(driver.encoded[0].box[1], 128u);
+  EXPECT_TRUE(last_decode().launch.tma) << last_decode().canonical();
+  EXPECT_EQ(last_decode().launch.threads, 160);
+  EXPECT_EQ(last_decode().num_topk_chunks, 16);
 }
 
 TEST(RuntimeHooks, CompileDuringCaptureIsRefusedWithAClearError) {

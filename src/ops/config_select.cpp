@@ -76,31 +76,53 @@ KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s) {
   return c;
 }
 
-bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk) {
-  const std::int64_t min = arch.decode.large_min_workgroups;
-  const std::int64_t chunks = std::max(1, num_chunks), entries = (std::max<std::int64_t>(1, topk) + chunks - 1) / chunks;
-  return min > 0 && total_q * std::max<std::int64_t>(1, num_kv_heads) * chunks >= min && entries >= arch.decode.large_min_entries;
+const char* to_string(DecodeLaunch l) {
+  switch (l) {
+    case DecodeLaunch::large:
+      return "large_batch";
+    case DecodeLaunch::small:
+      return "small_batch";
+    case DecodeLaunch::base:
+      break;
+  }
+  return "base";
 }
 
-std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
-  // decode_chunks is non-increasing in total_q and constant from total_q = target_grid on; the large-batch
-  // switch is monotone in total_q x chunks: every pair shows up by the larger of the two thresholds.
+DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk) {
+  const std::int64_t chunks = std::max(1, num_chunks), entries = (std::max<std::int64_t>(1, topk) + chunks - 1) / chunks;
+  const std::int64_t workgroups = total_q * std::max<std::int64_t>(1, num_kv_heads) * chunks;
+  const OpTuning& d = arch.decode;
+  if (d.large_min_workgroups > 0 && workgroups >= d.large_min_workgroups && entries >= d.large_min_entries) return DecodeLaunch::large;
+  if (d.small_max_workgroups > 0 && workgroups <= d.small_max_workgroups) return DecodeLaunch::small;
+  return DecodeLaunch::base;
+}
+
+std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
+  // decode_chunks is non-increasing in total_q and constant (1) from total_q = target_grid on; from
+  // there the workgroups grow with total_q, so past the tiers' thresholds nothing changes: every
+  // pair shows up by the largest of them.
   const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
-  const std::int64_t last = std::max<std::int64_t>(std::max(1, arch.decode.target_grid), (arch.decode.large_min_workgroups + kvh - 1) / kvh) + 1;
-  std::vector<std::pair<int, bool>> out;
+  const OpTuning& d = arch.decode;
+  const std::int64_t last = std::max({std::int64_t(std::max(1, d.target_grid)), (d.large_min_workgroups + kvh - 1) / kvh,
+                                      std::int64_t(d.small_max_workgroups) / kvh}) +
+                            1;
+  std::vector<std::pair<int, DecodeLaunch>> out;
   for (std::int64_t t = 1; t <= last; ++t) {
     const int chunks = decode_chunks(arch, t, kvh, topk);
-    const std::pair<int, bool> v{chunks, decode_large_batch(arch, t, kvh, chunks, topk)};
+    const std::pair<int, DecodeLaunch> v{chunks, decode_launch(arch, t, kvh, chunks, topk)};
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
   }
   return out;
 }
 
-KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, bool large_batch) {
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch) {
   KernelConfig c = attention_config(Op::decode, arch, s);
-  if (large_batch && arch.decode.large_min_workgroups > 0) {
-    c.launch = arch.decode.large_launch;
-    c.sub_k = arch.decode.large_sub_k;
+  const LaunchTier* tier = launch == DecodeLaunch::large && arch.decode.large_min_workgroups > 0   ? &arch.decode.large
+                           : launch == DecodeLaunch::small && arch.decode.small_max_workgroups > 0 ? &arch.decode.small
+                                                                                                   : nullptr;
+  if (tier) {
+    c.launch = tier->launch;
+    c.sub_k = tier->sub_k;
   }
   c.num_topk_chunks = num_chunks;
   fit_tma(c);

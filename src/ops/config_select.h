@@ -26,12 +26,18 @@ int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_
 bool decode_uses_merge_kernel(const ArchTable& arch, int chunks);
 
 KernelConfig prefill_config(const ArchTable& arch, const AttnShape& s);
-// Whether a decode of this size uses the table's large-batch launch (a pure function of shapes):
-// enough workgroups, each walking enough top-k entries.
-bool decode_large_batch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk);
-// Every (chunks, large batch) pair decode can pick for these shapes, for warming.
-std::vector<std::pair<int, bool>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
-KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, bool large_batch = false);
+// Which of the table's decode launches a call takes.
+enum class DecodeLaunch : std::uint8_t {
+  base = 0,   // the op's launch
+  large = 1,  // "large_batch": enough workgroups, each walking enough top-k entries
+  small = 2,  // "small_batch": few workgroups (and not large)
+};
+const char* to_string(DecodeLaunch l);
+// The launch a decode of this size takes (a pure function of shapes, like the chunk count).
+DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk);
+// Every (chunks, launch) pair decode can pick for these shapes, for warming.
+std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch = DecodeLaunch::base);
 KernelConfig merge_config(const ArchTable& arch, std::int64_t head_dim, DType q_dtype, int num_chunks);
 
 }  // namespace sparsejit

@@ -1,6 +1,6 @@
 // sparsejit generated kernel: sparsejit_decode for sm_90 (do not edit; `sparsejit emit` reproduces it)
-// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":1,"stages":2,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
-// config-key: 9c1d036409d6790e
+// config: {"arch":"sm_90","gqa_group":16,"head_dim":128,"kv_dtype":"bf16","launch":{"cluster":1,"min_blocks":1,"stages":3,"threads":128,"waves_per_eu":1},"num_topk_chunks":4,"op":"decode","q_dtype":"bf16","q_tile":1,"scale_mode":"none","sub_k":64,"template":"attention_nv.cu","topk":16}
+// config-key: 1bf1716285b84c64
 // template: attention_nv.cu + prelude_cuda.cuh (configs/archs/sm_90.json)
 // ---- vendor primitives: NVIDIA (NVRTC) ----
 #define SJ_GLOBAL extern "C" __global__
@@ -578,7 +578,7 @@ constexpr int kTopk = 16;
 constexpr int kChunks = 4;
 constexpr int kSubK = 64;
 constexpr int kThreads = 128;
-constexpr int kStages = 2;
+constexpr int kStages = 3;
 constexpr int kQTile = 1;
 constexpr int kQDtype = 0;
 constexpr int kKvDtype = 0;
