@@ -108,24 +108,24 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     if (!st) return st;
   // A size-dependent launch ("large_batch", "small_batch"): its threshold, then what it sets of
   // the op's launch (the rest stays the op's).
-  auto tier = [&](const char* key, const char* threshold, int& bound, LaunchTier& tier, int* min_entries) -> Status {
+  auto read_tier = [&](const char* key, const char* threshold, int& bound, LaunchTier& out, int* min_entries) -> Status {
     if (!o.ask(key)) return ok_status();
     const auto& tj = ops[name][key];
     const std::string at = o.where() + "." + key;
     if (!tj.is_object()) return make_error("arch", at + " must be an object");
     if (!tj.contains(threshold)) return make_error("arch", at + "." + threshold + " is missing");
     Knobs l(tj, at);
-    tier.launch = t.launch;
-    tier.sub_k = t.sub_k;
+    out.launch = t.launch;
+    out.sub_k = t.sub_k;
     for (Status st : {l.integer(threshold, 1, kMaxGrid, bound), min_entries ? l.integer("min_entries", 1, 4096, *min_entries) : ok_status(),
-                      l.integer("threads", 32, 1024, tier.launch.threads), l.integer("stages", 1, 8, tier.launch.stages),
-                      l.integer("min_blocks", 1, 32, tier.launch.min_blocks), l.integer("sub_k", 0, 128, tier.sub_k),
-                      l.boolean("tma", tier.launch.tma), l.unknown()})
+                      l.integer("threads", 32, 1024, out.launch.threads), l.integer("stages", 1, 8, out.launch.stages),
+                      l.integer("min_blocks", 1, 32, out.launch.min_blocks), l.integer("sub_k", 0, 128, out.sub_k),
+                      l.boolean("tma", out.launch.tma), l.unknown()})
       if (!st) return st;
     return ok_status();
   };
-  if (auto st = tier("large_batch", "min_workgroups", t.large_min_workgroups, t.large, &t.large_min_entries); !st) return st;
-  if (auto st = tier("small_batch", "max_workgroups", t.small_max_workgroups, t.small, nullptr); !st) return st;
+  if (auto st = read_tier("large_batch", "min_workgroups", t.large_min_workgroups, t.large, &t.large_min_entries); !st) return st;
+  if (auto st = read_tier("small_batch", "max_workgroups", t.small_max_workgroups, t.small, nullptr); !st) return st;
   return o.unknown();
 }
 
