@@ -106,6 +106,24 @@ TEST(Cli, EmitPrintsTheSourceAndRejectsBadShapes) {
   EXPECT_NE(j["error"]["message"].get<std::string>().find("head_dim = 100"), std::string::npos);
   auto unknown = run_cli("", "emit --op prefill --arch tpu_v5");
   EXPECT_NE(unknown.exit_code, 0);
+  // --launch picks the arch table's size-dependent decode launches (what the runtime takes for
+  // few or many workgroups): sm_90's small one has a producer warp and 128-key sub-tiles.
+  auto small = run_cli("", "emit --op decode --arch sm_90 --chunks 16 --launch small_batch");
+  ASSERT_EQ(small.exit_code, 0) << small.out;
+  EXPECT_NE(small.out.find("\"threads\":160,\"tma\":true"), std::string::npos) << small.out.substr(0, 600);
+  EXPECT_NE(small.out.find("\"sub_k\":128"), std::string::npos);
+  auto large = run_cli("", "emit --op decode --arch sm_90 --launch large_batch");
+  ASSERT_EQ(large.exit_code, 0);
+  EXPECT_NE(large.out.find("\"threads\":288,\"tma\":true"), std::string::npos) << large.out.substr(0, 600);
+  auto base = run_cli("", "emit --op decode --arch sm_90 --chunks 16");
+  ASSERT_EQ(base.exit_code, 0);
+  EXPECT_EQ(base.out.find("\"tma\":true"), std::string::npos);
+  auto wrong_op = run_cli("", "emit --op prefill --arch sm_90 --launch small_batch --json");
+  EXPECT_NE(wrong_op.exit_code, 0);
+  EXPECT_NE(nlohmann::json::parse(wrong_op.out)["error"]["message"].get<std::string>().find("--launch small_batch applies to --op decode only"),
+            std::string::npos);
+  auto bogus = run_cli("", "emit --op decode --arch sm_90 --launch huge");
+  EXPECT_NE(bogus.exit_code, 0);
 }
 
 // The README's main command, step by step, for one NVIDIA and one AMD target.

@@ -21,6 +21,10 @@ void ShapeFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--q-dtype", q_dtype, "bf16 | fp16");
   cmd.add_option("--kv-dtype", kv_dtype, "bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 | fp8_e4m3fnuz | fp8_e5m2fnuz");
   cmd.add_option("--scale-mode", scale_mode, "none | scalar | per_token_head");
+  cmd.add_option("--launch", launch,
+                 "decode: the arch table's launch to use, as the runtime picks it by size: base | small_batch | large_batch "
+                 "(default base; a table without that launch gives base)")
+      ->check(CLI::IsMember({"base", "small_batch", "large_batch"}));
 }
 
 Result<KernelConfig> ShapeFlags::resolve() const {
@@ -50,10 +54,14 @@ Result<KernelConfig> ShapeFlags::resolve() const {
   s.q_dtype = *q;
   s.kv_dtype = *kv;
   s.scale_mode = *sm;
+  DecodeLaunch dl = DecodeLaunch::base;
+  for (DecodeLaunch l : {DecodeLaunch::small, DecodeLaunch::large})
+    if (launch == to_string(l)) dl = l;
+  if (dl != DecodeLaunch::base && op != "decode") return make_error("config", "--launch " + launch + " applies to --op decode only");
   KernelConfig c;
   const int n = chunks > 0 ? chunks : 1;
   if (op == "prefill") c = prefill_config(*table, s);
-  else if (op == "decode") c = decode_config(*table, s, n);
+  else if (op == "decode") c = decode_config(*table, s, n, dl);
   else c = merge_config(*table, head_dim, *q, n);
   if (sub_k > 0 && c.op != Op::merge) c.sub_k = sub_k;
   if (threads > 0) c.launch.threads = threads;
