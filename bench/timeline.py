@@ -68,7 +68,8 @@ def main():
             continue
         print(f"  {i:2d} {name:28s} {st.median(st.median(r['m'][i] - r['m'][0] for r in c) for c in calls) / 1e3:8.3f}")
     # The spread of a call: how far the workgroups' ends lie from the first start.
-    ends = [sorted(r["m"][10] - min(x["m"][1] for x in c) for r in c) for c in calls]
+    firsts = [min(r["m"][1] for r in c) for c in calls]
+    ends = [sorted(r["m"][10] - first for r in c) for c, first in zip(calls, firsts)]
     print("  end after the call's first wait: first %.3f, median %.3f, last %.3f" %
           tuple(st.median(e[k] for e in ends) / 1e3 for k in (0, len(ends[0]) // 2, -1)))
     # Streaming time (first sub-tile in -> last multiplied) per SM, relative to its call's median:
@@ -82,13 +83,11 @@ def main():
         sms = sorted(set(per_sm[0]) & set(per_sm[1]))
         a = [st.mean(per_sm[0][s]) for s in sms]
         b = [st.mean(per_sm[1][s]) for s in sms]
-        ma, mb = st.mean(a), st.mean(b)
-        cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-        var = (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
+        corr = st.correlation(a, b) if len(set(a)) > 1 and len(set(b)) > 1 else 0.0  # Pearson; 0 for a constant side
         both = {s: (x + y) / 2 for s, x, y in zip(sms, a, b)}
         order = sorted(both, key=both.get)
         print(f"  streaming time per SM / call median: {min(both.values()):.3f} .. {max(both.values()):.3f}; "
-              f"odd vs even calls correlate {cov / var if var else 0:.2f} over {len(sms)} SMs")
+              f"odd vs even calls correlate {corr:.2f} over {len(sms)} SMs")
         print("  fastest SMs:", ", ".join(f"{s} ({both[s]:.3f})" for s in order[:8]))
         print("  slowest SMs:", ", ".join(f"{s} ({both[s]:.3f})" for s in order[-8:]))
 
