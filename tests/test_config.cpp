@@ -397,16 +397,16 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_NE(KernelConfig::from_json(j).error().message.find("tma must be true or false"), std::string::npos);
   // fp8 K/V are dequantized in shared memory by every thread: no tensor copies, no producer warp.
   const KernelConfig dec_f8 = decode_config(*sm90, f8, 2, DecodeLaunch::large);
+  EXPECT_FALSE(dec_f8.launch.tma);
+  EXPECT_EQ(dec_f8.launch.threads, 256);
+  EXPECT_EQ(dec_f8.nv_warp_layout().key_split, 8);
+  EXPECT_TRUE(dec_f8.validate().ok()) << dec_f8.validate().error().describe();
   // fp8 at small batch: the small launch's sub-tiles, without the producer warp.
   const KernelConfig small_f8 = decode_config(*sm90, f8, 16, DecodeLaunch::small);
   EXPECT_FALSE(small_f8.launch.tma);
   EXPECT_EQ(small_f8.launch.threads, 128);
   EXPECT_EQ(small_f8.sub_k, 128);
   EXPECT_TRUE(small_f8.validate().ok()) << small_f8.validate().error().describe();
-  EXPECT_FALSE(dec_f8.launch.tma);
-  EXPECT_EQ(dec_f8.launch.threads, 256);
-  EXPECT_EQ(dec_f8.nv_warp_layout().key_split, 8);
-  EXPECT_TRUE(dec_f8.validate().ok()) << dec_f8.validate().error().describe();
   for (auto bad : std::vector<std::function<void(KernelConfig&)>>{
            [](KernelConfig& k) { k.arch = "sm_80"; },
            [](KernelConfig& k) { k.op = Op::prefill, k.num_topk_chunks = 1, k.launch.cluster = 1; },
