@@ -1,5 +1,5 @@
-// The few CUDA driver API entry points the benchmark needs (events, streams,
-// graphs, memory), dlopen'd from libcuda.so.1 so the binary runs on machines
+// The few CUDA driver API entry points the benchmark and the GPU tests' own
+// streams need (events, streams, graphs, memory), dlopen'd from libcuda.so.1 so the binary runs on machines
 // with any driver and builds where no CUDA is installed.
 #pragma once
 
@@ -29,6 +29,7 @@ struct Cuda {
   CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
   CUresult (*cuDeviceGetName)(char*, int, CUdevice) = nullptr;
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
+  CUresult (*cuDevicePrimaryCtxRelease)(CUdevice) = nullptr;
   CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
   CUresult (*cuCtxSynchronize)() = nullptr;
   CUresult (*cuMemAlloc)(CUdeviceptr*, std::size_t) = nullptr;
@@ -41,6 +42,7 @@ struct Cuda {
   CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, std::size_t) = nullptr;
   CUresult (*cuStreamCreate)(CUstream*, unsigned) = nullptr;
   CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
+  CUresult (*cuStreamDestroy)(CUstream) = nullptr;
   CUresult (*cuEventCreate)(CUevent*, unsigned) = nullptr;
   CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*cuEventSynchronize)(CUevent) = nullptr;
@@ -74,6 +76,7 @@ struct Cuda {
     sym(cuDeviceGet, "cuDeviceGet");
     sym(cuDeviceGetName, "cuDeviceGetName");
     sym(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    sym(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
     sym(cuCtxSetCurrent, "cuCtxSetCurrent");
     sym(cuCtxSynchronize, "cuCtxSynchronize");
     sym(cuMemAlloc, "cuMemAlloc_v2");
@@ -86,6 +89,7 @@ struct Cuda {
     sym(cuMemsetD8, "cuMemsetD8_v2");
     sym(cuStreamCreate, "cuStreamCreate");
     sym(cuStreamSynchronize, "cuStreamSynchronize");
+    sym(cuStreamDestroy, "cuStreamDestroy_v2");
     sym(cuEventCreate, "cuEventCreate");
     sym(cuEventRecord, "cuEventRecord");
     sym(cuEventSynchronize, "cuEventSynchronize");

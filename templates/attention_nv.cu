@@ -607,19 +607,21 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     // and the kernel parameters; every global access comes after this wait.
     sj_grid_dependency_wait();
     SJ_MARK(1);  // the previous kernel is done
-    long long pos;
-    sj_decode_row(p, token, req, pos);
     t_begin = (int)chunk * kChunkSize;
     t_end = t_begin + kChunkSize < kTopk ? t_begin + kChunkSize : kTopk;
-    // Entry `tid` of the first segment: block id and page, loaded now so their
-    // latency overlaps seq_lens' (filtered by the query's position below).
+    // Entry `tid` of the first segment: its block id is loaded first, since it depends on
+    // the token alone, so its latency overlaps the request's loads (token_to_req, then
+    // query_start_loc and seq_lens); its page then overlaps the second of those. The
+    // entries are filtered by the query's position below.
     const int pf = kProducerList ? tid - kMathThreads : tid;  // the entry this thread prefetches
-    if (pf >= 0 && pf < kListCap && t_begin + pf < t_end) {
-      const long long b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
-      if (b >= 0 && b < p.max_blocks) {
-        pre_blk = (int)b;
-        pre_page = ((const int*)p.block_table)[req * p.bt_stride + b];
-      }
+    long long b = -1;
+    if (pf >= 0 && pf < kListCap && t_begin + pf < t_end)
+      b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
+    long long pos;
+    sj_decode_row(p, token, req, pos);
+    if (b >= 0 && b < p.max_blocks) {
+      pre_blk = (int)b;
+      pre_page = ((const int*)p.block_table)[req * p.bt_stride + b];
     }
     if (tid == 0) {
       q_token[0] = token;

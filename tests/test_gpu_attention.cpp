@@ -13,8 +13,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -29,6 +27,7 @@
 #include <vector>
 
 #include "arch_table.h"
+#include "cuda_min.h"  // bench/: the driver entry points for the tests' own streams
 #include "knobs.h"
 #include "ops/config_select.h"
 #include "reliability_util.h"
@@ -1243,43 +1242,29 @@ DONE:
 class TestStream {
  public:
   TestStream() {
-    lib_ = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib_) return;
-    using GetDev = int (*)(int*, int);
-    using Retain = int (*)(void**, int);
-    using SetCur = int (*)(void*);
-    using Create = int (*)(void**, unsigned);
-    auto get_dev = reinterpret_cast<GetDev>(dlsym(lib_, "cuDeviceGet"));
-    auto retain = reinterpret_cast<Retain>(dlsym(lib_, "cuDevicePrimaryCtxRetain"));
-    auto set_cur = reinterpret_cast<SetCur>(dlsym(lib_, "cuCtxSetCurrent"));
-    auto create = reinterpret_cast<Create>(dlsym(lib_, "cuStreamCreate"));
-    sync_ = reinterpret_cast<int (*)(void*)>(dlsym(lib_, "cuStreamSynchronize"));
-    destroy_ = reinterpret_cast<int (*)(void*)>(dlsym(lib_, "cuStreamDestroy_v2"));
-    release_ = reinterpret_cast<int (*)(int)>(dlsym(lib_, "cuDevicePrimaryCtxRelease_v2"));
-    void* ctx = nullptr;
-    if (!get_dev || !retain || !set_cur || !create || !sync_ || !destroy_ || !release_ || get_dev(&dev_, 0) != 0) return;
-    if (retain(&ctx, dev_) != 0) return;
+    sjbench::Cuda& cu = sjbench::cuda();
+    static const bool loaded = cu.load();  // once per process; cu.error says what is missing
+    if (!loaded || cu.cuDeviceGet(&dev_, 0) != 0) return;
+    sjbench::CUcontext ctx = nullptr;
+    if (cu.cuDevicePrimaryCtxRetain(&ctx, dev_) != 0) return;
     retained_ = true;
-    if (set_cur(ctx) != 0 || create(&stream_, 1 /* CU_STREAM_NON_BLOCKING */) != 0) stream_ = nullptr;
+    if (cu.cuCtxSetCurrent(ctx) != 0 || cu.cuStreamCreate(&stream_, 1 /* CU_STREAM_NON_BLOCKING */) != 0) stream_ = nullptr;
   }
   ~TestStream() {
-    if (stream_) destroy_(stream_);
-    if (retained_) release_(dev_);  // the runtime holds its own reference
-    if (lib_) dlclose(lib_);
+    sjbench::Cuda& cu = sjbench::cuda();
+    if (stream_) cu.cuStreamDestroy(stream_);
+    if (retained_) cu.cuDevicePrimaryCtxRelease(dev_);  // the runtime holds its own reference
   }
   TestStream(const TestStream&) = delete;
   TestStream& operator=(const TestStream&) = delete;
   void* get() const { return stream_; }
-  bool synchronize() const { return sync_(stream_) == 0; }
+  bool synchronize() const { return sjbench::cuda().cuStreamSynchronize(stream_) == 0; }
+  static const std::string& load_error() { return sjbench::cuda().error; }
 
  private:
-  void* lib_ = nullptr;
-  void* stream_ = nullptr;
-  int dev_ = 0;
+  sjbench::CUstream stream_ = nullptr;
+  sjbench::CUdevice dev_ = 0;
   bool retained_ = false;
-  int (*release_)(int) = nullptr;
-  int (*sync_)(void*) = nullptr;
-  int (*destroy_)(void*) = nullptr;
 };
 
 TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
@@ -1295,7 +1280,7 @@ TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
   ASSERT_TRUE(writer.ok()) << writer.error().describe();
   Runtime& rt = *gputest::shared_runtime();
   TestStream stream;
-  ASSERT_NE(stream.get(), nullptr) << "cuStreamCreate through libcuda.so.1";
+  ASSERT_NE(stream.get(), nullptr) << "cuStreamCreate through libcuda.so.1: " << TestStream::load_error();
   int ran = 0;
   for (const CaseSpec& s : decode_cases()) {
     // The 4-warp launch with a merge kernel, and the tensor-copy launch.
