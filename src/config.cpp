@@ -216,7 +216,7 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim : 0;
   const bool swizzled = launch.wgmma || launch.tma;  // unpadded 128-byte swizzled rows
   const std::size_t tiles = launch.stages * (2 * sub_k * (swizzled ? head_dim : ld) * 2 + raw);
-  const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 8 + 2) * 4 : 0;  // O rows padded by 8, then m and l
+  const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 8 + 3) * 4 : 0;  // O rows padded by 8
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
   const std::size_t misc = 16 * 8 * 2 + 32 * 4 + (launch.tma ? 2 * launch.stages * 8 : 0);  // tma: each stage's full and empty mbarrier

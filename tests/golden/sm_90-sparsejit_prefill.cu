@@ -636,9 +636,9 @@ constexpr int kQRows = kRowGroups * 16;
 constexpr int kQBytes = kQRows * (kWgmma ? kHeadDim : kLd) * 2;
 constexpr int kTileBytes = 2 * kKvHalves * 2;  // K then V of one sub-tile
 // Key-split merge: each split's O rows [kOStride] (8 floats of padding: a warp's float2 stores of
-// 8 rows x 4 quads fill all 32 banks twice, where unpadded rows hit 4 banks 8 times), then m and l.
+// 8 rows x 4 quads fill all 32 banks twice, where unpadded rows hit 4 banks 8 times), then m, l, weights.
 constexpr int kOStride = kHeadDim + 8;
-constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kOStride + 2) * 4 : 0;
+constexpr int kScratchBytes = kKeySplit > 1 ? kKeySplit * kRowGroups * 16 * (kOStride + 3) * 4 : 0;
 constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // this chunk's normalized output + LSE, read by the cluster
 constexpr int kStageBytes = kTileBytes + kRawBytes;
 constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
@@ -1498,11 +1498,9 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     }
     sj_sync();
     SJ_MARK(8);  // every split's O is in shared memory
-    // Then every element: a weighted sum of the splits, 4 consecutive dims per thread. Each
-    // thread derives its row's split weights 2^(m_k - m) / L itself (0 for a row with no
-    // visible key) from the row's broadcast m and l: no second pass, no second barrier.
-    for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
-      const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+    // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and the LSE.
+    float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
+    for (int r = tid; r < kRows; r += kThreads) {
       const int q = sj_row_query(r / 16, r % 16);
       if (q < 0 || q_token[q] < 0) continue;
       float m = sj_neg_inf();
@@ -1515,15 +1513,25 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         l += w[k] * s_l[k * kRows + r];
       }
       const float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
+      sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
+    }
+    sj_sync();
+    SJ_MARK(9);  // the splits' weights are known
+    // Then every element: a weighted sum of the splits, 4 consecutive dims per thread.
+    for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
+      const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
       float o[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int k = 0; k < kKeySplit; ++k) {
-        const float wk = w[k] * inv;
+        const float w = s_w[k * kRows + r];
         const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
-        o[0] += wk * v.x, o[1] += wk * v.y, o[2] += wk * v.z, o[3] += wk * v.w;
+        o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
       }
       const long long head = kvh * kGroup + (r % 16) % kGroup;
-      if (d == 0) sj_store_lse(p, s_part, q_token[q], head, m, l, chunk);
       sj_store4(p, s_part, q_token[q], head, d, o, chunk);
     }
   }
