@@ -1,6 +1,5 @@
 // Runtime: the engine-facing entry points. The hot path (a kernel already
 // loaded for these shapes) is a shared-lock hash lookup plus the launch.
-#include <atomic>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -359,10 +358,10 @@ void encode_kv_maps(const Driver& driver, const DecodeArgs& a, const KernelConfi
     st = driver.encode_tensor_map(m, maps.v);
   }
   if (!st) {
-    // Said once per process; later calls skip building the message (this is the hot path).
-    static std::atomic<bool> said{false};
-    if (!said.exchange(true))
-      log::warn("decode: K/V tensor maps unavailable (" + st.error().message + "); the producer warp loads elements instead, which is slower");
+    static log::WarnOnce no_tensor_maps;  // once per process: this is the hot path
+    no_tensor_maps([&] {
+      return "decode: K/V tensor maps unavailable (" + st.error().message + "); the producer warp loads elements instead, which is slower";
+    });
     return;
   }
   p.flags |= SJ_FLAG_KV_TMA;
