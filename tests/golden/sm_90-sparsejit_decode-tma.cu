@@ -621,7 +621,7 @@ static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
 static_assert(kBlock % kSubK == 0 && kHeadDim % 16 == 0, "tile shapes");
-static_assert(kQTile <= 16 && (!kDecode || kQTile == 1), "Q_TILE");
+static_assert(kQTile <= 16 && (!kDecode || (kQTile == 1 && kRowGroups == 1)), "Q_TILE (decode: one query, one row group; each warp its own key slice)");
 static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
 static_assert(kStages >= 1, "STAGES");
 static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8), "a merge cluster is the chunks of one decode query");
@@ -821,19 +821,20 @@ SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
   hi = sj_fp8_to_f32<kKvDtype>((sj_u8)(two >> 8));
 }
 
-// fp8 staged: sub-tile `sub` of page `page` from its raw bytes to q's dtype in
-// `tile`, 16 elements a step, with sj_load_kv's arithmetic (the exact fp8 value
-// times the scale, rounded once to nearest even). Keys past `hi` become zeros
-// whatever their bytes and scales.
-SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
-                                  long long n0, long long hi) {
-  constexpr int kPart = kSubK * kRawVecPerRow;  // 16-byte chunks of K (then of V)
+// fp8 staged: keys row0 .. row0 + ROWS - 1 of sub-tile `sub` of page `page`, K and V,
+// from their raw bytes to q's dtype in `tile`, 16 elements a step, by threads t, t + N, ...
+// of N, with sj_load_kv's arithmetic (the exact fp8 value times the scale, rounded once
+// to nearest even). Keys past `hi` become zeros whatever their bytes and scales.
+template <int kRows, int kN>
+SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
+                               long long n0, long long hi, int row0, int t) {
+  constexpr int kPart = kRows * kRawVecPerRow;  // 16-byte chunks of K (then of V)
   const float* k_scale = (const float*)p.k_scale;
   const float* v_scale = (const float*)p.v_scale;
   const float k_sc = kScaleMode == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kScaleMode == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
-  for (int c = sj_tid(); c < 2 * kPart; c += kThreads) {
+  for (int c = t; c < 2 * kPart; c += kN) {
     const int is_v = c >= kPart, cc = c - is_v * kPart;
-    const int n = cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
+    const int n = row0 + cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
     unsigned out[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     if (n0 + n <= hi) {
       const uint4 b = *(const uint4*)(raw + (is_v * kSubK + n) * kHeadDim + d);
@@ -851,10 +852,15 @@ SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* ra
         out[j] = sj_pack_half2<kBf16>(f0, f1);  // round to nearest even, as sj_f32_to_half
       }
     }
-    sj_u16* t = tile + is_v * kKvHalves;
-    *(uint4*)(t + sj_tile_off(n, d)) = make_uint4(out[0], out[1], out[2], out[3]);
-    *(uint4*)(t + sj_tile_off(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
+    sj_u16* dst = tile + is_v * kKvHalves;
+    *(uint4*)(dst + sj_tile_off(n, d)) = make_uint4(out[0], out[1], out[2], out[3]);
+    *(uint4*)(dst + sj_tile_off(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
   }
+}
+// The whole sub-tile, by every thread of the workgroup.
+SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
+                                  long long n0, long long hi) {
+  sj_dequant_rows<kSubK, kThreads>(p, raw, tile, kvh, page, sub, n0, hi, 0, sj_tid());
 }
 
 // Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
@@ -1366,12 +1372,22 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     auto compute = [&](int slot) {
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
-      if (sj_fp8_staged(p)) {  // workgroup-uniform: every thread converts its share, then the tile is complete
-        sj_dequant_subtile(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0, cta_hi);
-        if constexpr (kWgmma) sj_fence_proxy_async();
-        sj_sync();
-      }
       const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
+      if (sj_fp8_staged(p)) {  // workgroup-uniform
+        if constexpr (kDecode) {
+          // One row group: a warp multiplies only its own key slice, so it converts that
+          // slice (K and V) alone, and no workgroup barrier sits between conversion and MMA.
+          if (live) {
+            sj_dequant_rows<kKeysPerWarp, 32>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0,
+                                              cta_hi, ks * kKeysPerWarp, lane);
+            __syncwarp();
+          }
+        } else {  // every thread converts its share, then the tile is complete
+          sj_dequant_subtile(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0, cta_hi);
+          if constexpr (kWgmma) sj_fence_proxy_async();
+          sj_sync();
+        }
+      }
       if (kTma && live && n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
         // The tensor copy brought the whole sub-tile: zero this warp's V rows past the
         // query (0 x garbage is not 0; K there is masked). Only this warp reads them.
