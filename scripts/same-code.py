@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Do two kernel template trees compile to the same code objects?
+
+For refactors of templates/ that should not change the kernels: it warms the
+same configs twice, into two empty caches (the embedded templates or a template
+directory on each side, through SPARSEJIT_TEMPLATE_DIR), and compares the code
+objects config by config. A cache entry starts with a header that names its key
+(and the key hashes the rendered source), so only the ELF image that follows is
+compared. Comments and blank lines leave the objects identical; any change to
+the generated code shows, and then the kernels need a GPU A/B (docs/PERF.md).
+
+  scripts/same-code.py [--sparsejit BIN] [--preset NAME | --manifest FILE]
+                       [--arch LIST] [-j N] BASE NEW
+
+BASE and NEW: a directory of templates, or `embedded` (the binary's copies).
+Exit status: 0 identical, 1 some differ (listed), 2 the warm failed.
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def warm(binary, templates, cache, args):
+    env = dict(os.environ, SPARSEJIT_CACHE_DIR=cache, SPARSEJIT_TEMPLATE_DIR="" if templates == "embedded" else templates)
+    cmd = [binary, "warm", "-j", str(args.jobs)]
+    cmd += ["--manifest", args.manifest] if args.manifest else ["--preset", args.preset, "--arch", args.arch]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.stderr.write(f"same-code: warm with {templates} failed ({run.returncode}):\n{run.stdout}{run.stderr}")
+        sys.exit(2)
+
+
+def code_objects(cache):
+    """config_key -> (config, the code object's ELF image)."""
+    out = {}
+    for meta_path in glob.glob(os.path.join(cache, "v*", "*", "*.json")):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        with open(meta_path[: -len(".json")] + ".bin", "rb") as f:
+            blob = f.read()
+        start = blob.find(b"\x7fELF")
+        out[meta["config_key"]] = (meta["config"], blob[start:] if start >= 0 else blob)
+    return out
+
+
+def describe(config):
+    keys = ("op", "arch", "q_dtype", "kv_dtype", "head_dim", "gqa_group", "num_topk_chunks", "launch")
+    return json.dumps({k: config[k] for k in keys if k in config}, separators=(",", ":"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("base")
+    ap.add_argument("new")
+    ap.add_argument("--sparsejit", default=os.environ.get("SPARSEJIT_BIN", "build/sparsejit"))
+    ap.add_argument("--preset", default="minimax-m3")
+    ap.add_argument("--manifest", help="warm exactly these configs (JSON lines, as SPARSEJIT_RECORD writes them)")
+    ap.add_argument("--arch", default="sm_90,sm_80")
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    for side in (args.base, args.new):
+        if side != "embedded" and not os.path.isdir(side):
+            ap.error(f"{side}: not a directory of templates (or `embedded`)")
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        warm(args.sparsejit, args.base, a, args)
+        warm(args.sparsejit, args.new, b, args)
+        base, new = code_objects(a), code_objects(b)
+    if not base or set(base) != set(new):
+        sys.stderr.write(f"same-code: the two warms built different config sets ({len(base)} vs {len(new)})\n")
+        return 2
+    differ = [k for k in base if base[k][1] != new[k][1]]
+    for k in sorted(differ, key=lambda k: describe(base[k][0])):
+        print(f"differs: {describe(base[k][0])}")
+    print(f"{len(base) - len(differ)} of {len(base)} code objects identical")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
