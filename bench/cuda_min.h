@@ -1,6 +1,6 @@
 // The few CUDA driver API entry points the benchmark and the GPU tests' own
-// streams need (events, streams, graphs, memory), dlopen'd from libcuda.so.1 so the binary runs on machines
-// with any driver and builds where no CUDA is installed.
+// streams need (events, streams, graphs, memory), dlopen'd from libcuda.so.1 so
+// the binary runs on machines with any driver and builds where no CUDA is installed.
 #pragma once
 
 #include <dlfcn.h>
