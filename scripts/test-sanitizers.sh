@@ -20,17 +20,23 @@ root="$(pwd)"
 # GpuCaseGenerator (CPU only) and the reliability tests that happen to compile
 # through NVRTC included: they exercise our cache.
 exclude='(^|/)(Gpu(Prefill|Decode|OutOfRange)|Device(Cuda|Hip)Gpu|KernelCompile|AmdGates|Clang|Hiprtc|Nvrtc|Inspect|CAbi|Bench)\.'
+# Under ASan only: the CLI test that compiles sm_90 kernels through NVRTC in a child
+# `sparsejit inspect`. LeakSanitizer's own tracer segfaults at that child's exit
+# ("Tracer caught signal 11" while it walks the child's one thread), so no leak report
+# comes; the same command passes from a shell. It runs under TSan and in the plain suite.
+asan_exclude='|^Cli\.InspectNamesTheCompileTargetAndDynamicSharedMemory$'
 
 run_variant() {
-  local name="$1" sanitize="$2"
+  local name="$1" sanitize="$2" skip="$exclude"
   local dir="build-$name"
+  if [[ "$name" == asan ]]; then skip="$exclude$asan_exclude"; fi
   local t0=$SECONDS
   echo "== $name: configure + build ($dir, -fsanitize=$sanitize)"
   cmake -S . -B "$dir" -G Ninja -DSPARSEJIT_SANITIZE="$sanitize" -DSPARSEJIT_WITH_CLANG=OFF >/dev/null
   ninja -C "$dir" -j "$jobs" sparsejit sparsejit_tests sparsejit_helper_test sparsejit_fake_helper
   local built=$SECONDS
-  echo "== $name: tests (excluding $exclude)"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "$exclude")
+  echo "== $name: tests (excluding $skip)"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "$skip")
   echo "== $name: build $((built - t0)) s, tests $((SECONDS - built)) s"
 }
 
