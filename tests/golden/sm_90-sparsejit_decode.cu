@@ -568,6 +568,9 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // fragments of P), runs the online softmax (base 2) per sub-tile, and skips a
 // sub-tile none of its queries selected (under wgmma it adds P = 0 instead: the
 // warpgroup multiplies together). Key slices are merged by LSE at the end.
+// Decode with tensor copies (one query, DIM_SPLIT) instead shares each sub-tile's P:
+// warp w computes S and P for key slice w and O for head-dim slice w, so nothing is
+// left to merge.
 //
 // A query that selected a block k times weighs it k times (the reference walks
 // the top-k list entry by entry); with Q_TILE = 1 duplicates stay separate entries.
@@ -647,7 +650,19 @@ constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4 + (kTma ? 2 * kStages * 8 : 0);  
 constexpr int kOffTiles = kTma ? (kQBytes + 1023) / 1024 * 1024 : kQBytes;  // swizzled tiles: 1024-byte aligned
 constexpr int kOffList = kOffTiles + kRegionBytes;
 constexpr int kOffMisc = kOffList + kListBytes;
-constexpr int kSmemBytes = kOffMisc + kMiscBytes;
+#ifndef SJ_DIM_SPLIT
+#define SJ_DIM_SPLIT 1  // -DSJ_DIM_SPLIT=0 (SPARSEJIT_EXTRA_FLAGS): the key-split form, for A/B runs
+#endif
+// Decode with tensor copies, one query: the math warps split each sub-tile's keys for S = Q K^T
+// and the head dims for O += P V, sharing the sub-tile's P (and its row max) through shared
+// memory; a warp ends with finished output dims, and no key-split merge is left. Two math-warp
+// barriers per sub-tile buy it (docs/PERF.md, ninth session).
+constexpr bool kDimSplit = SJ_DIM_SPLIT && kTma && kDecode && kRowGroups == 1 && kKeySplit > 1 && (kHeadDim / kKeySplit) % 16 == 0;
+constexpr int kDimsPerWarp = kHeadDim / kKeySplit;
+constexpr int kPLd = kSubK + 8;  // P rows (halves): conflict-free stores of C fragments and ldmatrix
+constexpr int kDsBytes = kDimSplit ? 16 * kPLd * 2 + 2 * kKeySplit * 16 * 4 : 0;  // P, then each warp's row max and row sums
+constexpr int kOffDs = kOffMisc + kMiscBytes;
+constexpr int kSmemBytes = kOffDs + kDsBytes;
 static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
 // Developer timeline of decode (bench/timeline.py): compiled with -DSJ_TIMELINE (through
@@ -1033,6 +1048,105 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   }
 }
 
+// kDimSplit, one sub-tile for warp ks: S over its key slice (masked past the rows' hi), the
+// sub-tile's row max from every warp's (s_mx), P of its slice to s_p; after a barrier, O of
+// its head dims += P V over all the sub-tile's keys. Every math warp calls it for every
+// sub-tile (its barriers are the math warps'); its V rows past the query are zero by then.
+SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int ks, long long hi_a,
+                             long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx) {
+  const int lane = sj_tid() % 32;
+  const long long my_n0 = n0 + ks * kKeysPerWarp;
+  const unsigned q_base = sj_smem_addr(sq), k_tile = sj_smem_addr(tile), v_tile = sj_smem_addr(tile + kKvHalves);
+  float s[kSNT][4];
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+    unsigned a[4];
+    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+#pragma unroll
+    for (int j = 0; j < kSNT / 2; ++j) {
+      unsigned b[4];
+      sj_ldsm_x4(b, k_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8));
+      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+    }
+  }
+  // Mask (as sj_softmax): key my_n0 + k is visible to a row iff k <= its limit.
+  const long long span_a = w_a > 0.f ? hi_a - my_n0 : -1, span_b = w_b > 0.f ? hi_b - my_n0 : -1;
+  const int lim_a = span_a < kKeysPerWarp ? (int)(span_a < -1 ? -1 : span_a) : kKeysPerWarp;
+  const int lim_b = span_b < kKeysPerWarp ? (int)(span_b < -1 ? -1 : span_b) : kKeysPerWarp;
+  if (!__all_sync(0xffffffffu, lim_a >= kKeysPerWarp - 1 && lim_b >= kKeysPerWarp - 1)) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (j * 8 + (lane & 3) * 2 + (i & 1) > (i < 2 ? lim_a : lim_b)) s[j][i] = sj_neg_inf();
+  }
+  float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
+    mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
+  }
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  if ((lane & 3) == 0) {
+    s_mx[ks * 16 + lane / 4] = mx_a;
+    s_mx[ks * 16 + lane / 4 + 8] = mx_b;
+  }
+  sj_named_sync(kMathThreads);  // every slice's row max
+#pragma unroll
+  for (int k = 0; k < kKeySplit; ++k) {
+    mx_a = fmaxf(mx_a, s_mx[k * 16 + lane / 4]);
+    mx_b = fmaxf(mx_b, s_mx[k * 16 + lane / 4 + 8]);
+  }
+  // The online softmax step with the sub-tile's max: every warp keeps the same m, its own
+  // slice's share of l, and its own dims of O.
+  const float c = p.sm_scale_log2;
+  const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
+  const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
+  const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
+  const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+  float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+    s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+    s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+    s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+    sum_a += s[j][0] + s[j][1];
+    sum_b += s[j][2] + s[j][3];
+    const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
+    *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kBf16>(s[j][0], s[j][1]);
+    *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kBf16>(s[j][2], s[j][3]);
+  }
+  st.l_a = st.l_a * alpha_a + sum_a;
+  st.l_b = st.l_b * alpha_b + sum_b;
+  st.m_a = m_new_a;
+  st.m_b = m_new_b;
+  if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) {
+#pragma unroll
+    for (int t = 0; t < kDimsPerWarp / 8; ++t) acc[t][0] *= alpha_a, acc[t][1] *= alpha_a, acc[t][2] *= alpha_b, acc[t][3] *= alpha_b;
+  }
+  sj_named_sync(kMathThreads);  // all of P, and every warp's zeroed V rows
+  const unsigned p_base = sj_smem_addr(s_p);
+#pragma unroll
+  for (int j = 0; j < kSubK / 16; ++j) {
+    unsigned a[4];
+    sj_ldsm_x4(a, p_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kPLd + j * 16 + (lane >> 4) * 8) * 2);
+#pragma unroll
+    for (int dt = 0; dt < kDimsPerWarp / 16; ++dt) {
+      unsigned b[4];
+      sj_ldsm_x4_trans(b, v_tile + 2 * sj_tile_off(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ks * kDimsPerWarp + dt * 16 + (lane >> 4) * 8));
+      sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Stores one finished output element: bf16/fp16 into out (prefill, and decode
 // with one chunk), the normalized float partial (decode split-K over two
 // kernels), or this workgroup's part in shared memory (decode merged in its cluster).
@@ -1372,6 +1486,22 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     auto compute = [&](int slot) {
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
+      if constexpr (kDimSplit) {
+        // Every warp reads every key's V: each zeroes its own rows past the query first.
+        if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
+          const long long last = cta_hi - (n0 + ks * kKeysPerWarp);  // rows r <= last are visible
+          sj_u16* v = tiles + slot * (kTileBytes / 2) + kKvHalves;
+          for (int i = lane; i < kKeysPerWarp * (kHeadDim / 8); i += 32) {
+            const int r = i / (kHeadDim / 8), c = (i % (kHeadDim / 8)) * 8;
+            if (r > last) *(uint4*)(v + sj_tile_off(ks * kKeysPerWarp + r, c)) = make_uint4(0u, 0u, 0u, 0u);
+          }
+          sj_fence_proxy_async();  // ordered before the producer's next copy into this stage
+        }
+        sj_subtile_ds(p, sq, tiles + slot * (kTileBytes / 2), n0, ks, hi_a, hi_b, qa >= 0 ? 1.f : 0.f, qb >= 0 ? 1.f : 0.f, st, acc,
+                      (sj_u16*)(sj_smem + kOffDs), (float*)(sj_smem + kOffDs + 16 * kPLd * 2));
+        SJ_ADVANCE(cu_u, cu_sub)
+        return;
+      }
       const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
       if (sj_fp8_staged(p)) {  // workgroup-uniform
         if constexpr (kDecode) {
@@ -1481,7 +1611,36 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   st.l_b += __shfl_xor_sync(0xffffffffu, st.l_b, 2);
   const int c0 = (lane & 3) * 2;
   const bool math = !kTma || warp < kMathWarps;  // kTma: the producer warp holds no rows
-  if constexpr (kKeySplit == 1) {
+  if constexpr (kDimSplit) {
+    // Every warp holds all rows' O for its head dims, under the same running max: the row sum
+    // is the sum of the warps' shares.
+    float* s_l = (float*)(sj_smem + kOffDs + 16 * kPLd * 2) + kKeySplit * 16;
+    if (math && (lane & 3) == 0) {
+      s_l[ks * 16 + lane / 4] = st.l_a;
+      s_l[ks * 16 + lane / 4 + 8] = st.l_b;
+    }
+    sj_sync();
+    if (math) {
+      float l_a = 0.f, l_b = 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) l_a += s_l[k * 16 + lane / 4], l_b += s_l[k * 16 + lane / 4 + 8];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = lane / 4 + half * 8, q = half ? qb : qa;
+        if (q < 0 || q_token[q] < 0) continue;
+        const float l = half ? l_b : l_a;
+        const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
+        const long long head = kvh * kGroup + r % kGroup;
+#pragma unroll
+        for (int t = 0; t < kDimsPerWarp / 8; ++t) {
+          const int d = ks * kDimsPerWarp + t * 8 + c0;
+          sj_store(p, s_part, q_token[q], head, d, acc[t][half * 2] * inv, chunk);
+          sj_store(p, s_part, q_token[q], head, d + 1, acc[t][half * 2 + 1] * inv, chunk);
+        }
+        if (ks == 0 && (lane & 3) == 0) sj_store_lse(p, s_part, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
+      }
+    }
+  } else if constexpr (kKeySplit == 1) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = lane / 4 + half * 8, q = half ? qb : qa;
