@@ -896,10 +896,10 @@ SJ_DEVICE void sj_scale_rows(float (&f)[N][4], float fa, float fb) {
   }
 }
 
-// Masks S (this warp's rows x its key slice, from key my_n0 on), runs the online
-// softmax step and leaves P in s; rescales O when a row's max moved.
-SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b,
-                          SjRowState& st, float (&acc)[kONT][4]) {
+// Masks S (this warp's rows x its key slice, from key my_n0 on) and gives each row's max
+// of the raw scores across the quad (rows lane/4: a, lane/4 + 8: b).
+SJ_DEVICE void sj_mask_rowmax(float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b, float& mx_a,
+                              float& mx_b) {
   const int lane = sj_tid() % 32;
   // Mask: key my_n0 + k is visible to a row iff k <= its limit (the row's hi, or
   // -1 when its query did not select the block), in 32 bits. A sub-tile every row
@@ -914,8 +914,7 @@ SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long 
       for (int i = 0; i < 4; ++i)
         if (j * 8 + (lane & 3) * 2 + (i & 1) > (i < 2 ? lim_a : lim_b)) s[j][i] = sj_neg_inf();
   }
-  // Row max of the raw scores, then base 2: sm_scale_log2 > 0, so max(s) * c == max(s * c).
-  float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
+  mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
     mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
@@ -925,6 +924,15 @@ SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long 
   mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+}
+
+// Masks S (this warp's rows x its key slice, from key my_n0 on), runs the online
+// softmax step and leaves P in s; rescales O when a row's max moved.
+SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b,
+                          SjRowState& st, float (&acc)[kONT][4]) {
+  // Row max of the raw scores, then base 2: sm_scale_log2 > 0, so max(s) * c == max(s * c).
+  float mx_a, mx_b;
+  sj_mask_rowmax(s, my_n0, hi_a, hi_b, w_a, w_b, mx_a, mx_b);
   const float c = p.sm_scale_log2;
   const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
   // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
@@ -954,6 +962,35 @@ SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long 
   if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) sj_scale_rows(acc, alpha_a, alpha_b);  // the max moved: rescale O
 }
 
+// S = Q K^T (mma.sync) for row group rg and key slice ks of a staged sub-tile.
+SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, int rg, int ks, float (&s)[kSNT][4]) {
+  const int lane = sj_tid() % 32;
+  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd), k_tile = sj_smem_addr(tile);
+  // ldmatrix row addresses: lane l gives row (l & 7) + 8 x (one bit of l) of key step j, at
+  // dims d0 + 8 x (another bit of l). Padded rows: one multiply-add; swizzled: sj_tile_off.
+  auto k_row = [&](int j, int k0) -> unsigned {
+    if constexpr (kSwTiles)
+      return k_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8);
+    else
+      return k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2;
+  };
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+    unsigned a[4];
+    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+#pragma unroll
+    for (int j = 0; j < kSNT / 2; ++j) {
+      unsigned b[4];
+      sj_ldsm_x4(b, k_row(j, k0));
+      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
+      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
 // mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
 // warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
@@ -961,18 +998,9 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
                           long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4]) {
   const int lane = sj_tid() % 32;
   const long long my_n0 = n0 + ks * kKeysPerWarp;
-  const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
-  const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd);
   const unsigned v_base = sj_smem_addr(tile + kKvHalves + ks * kKeysPerWarp * kLd);
-  // ldmatrix row addresses: lane l gives row (l & 7) + 8 x (one bit of l) of key step j, at
-  // dims d0 + 8 x (another bit of l). Padded rows: one multiply-add; swizzled: sj_tile_off.
-  const unsigned k_tile = sj_smem_addr(tile), v_tile = sj_smem_addr(tile + kKvHalves);
-  auto k_row = [&](int j, int k0) -> unsigned {
-    if constexpr (kSwTiles)
-      return k_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8);
-    else
-      return k_base + ((j * 16 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8) * 2;
-  };
+  // ldmatrix row addresses of V (as sj_qk's of K).
+  const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   auto v_row = [&](int j, int dt) -> unsigned {
     if constexpr (kSwTiles)
       return v_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8);
@@ -993,20 +1021,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
     sj_wgmma_wait();
     sj_wgmma_pin(s);
   } else {
-#pragma unroll
-    for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-    for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
-      unsigned a[4];
-      sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
-#pragma unroll
-      for (int j = 0; j < kSNT / 2; ++j) {
-        unsigned b[4];
-        sj_ldsm_x4(b, k_row(j, k0));
-        sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
-        sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
-      }
-    }
+    sj_qk(sq, tile, rg, ks, s);
   }
   if (live) sj_softmax(p, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
@@ -1055,44 +1070,11 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
 SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int ks, long long hi_a,
                              long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx) {
   const int lane = sj_tid() % 32;
-  const long long my_n0 = n0 + ks * kKeysPerWarp;
-  const unsigned q_base = sj_smem_addr(sq), k_tile = sj_smem_addr(tile), v_tile = sj_smem_addr(tile + kKvHalves);
+  const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   float s[kSNT][4];
-#pragma unroll
-  for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-  for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
-    unsigned a[4];
-    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
-#pragma unroll
-    for (int j = 0; j < kSNT / 2; ++j) {
-      unsigned b[4];
-      sj_ldsm_x4(b, k_tile + 2 * sj_tile_off(ks * kKeysPerWarp + j * 16 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8));
-      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
-      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
-    }
-  }
-  // Mask (as sj_softmax): key my_n0 + k is visible to a row iff k <= its limit.
-  const long long span_a = w_a > 0.f ? hi_a - my_n0 : -1, span_b = w_b > 0.f ? hi_b - my_n0 : -1;
-  const int lim_a = span_a < kKeysPerWarp ? (int)(span_a < -1 ? -1 : span_a) : kKeysPerWarp;
-  const int lim_b = span_b < kKeysPerWarp ? (int)(span_b < -1 ? -1 : span_b) : kKeysPerWarp;
-  if (!__all_sync(0xffffffffu, lim_a >= kKeysPerWarp - 1 && lim_b >= kKeysPerWarp - 1)) {
-#pragma unroll
-    for (int j = 0; j < kSNT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (j * 8 + (lane & 3) * 2 + (i & 1) > (i < 2 ? lim_a : lim_b)) s[j][i] = sj_neg_inf();
-  }
-  float mx_a = sj_neg_inf(), mx_b = sj_neg_inf();
-#pragma unroll
-  for (int j = 0; j < kSNT; ++j) {
-    mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
-    mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
-  }
-  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
-  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
-  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
-  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  sj_qk(sq, tile, 0, ks, s);
+  float mx_a, mx_b;
+  sj_mask_rowmax(s, n0 + ks * kKeysPerWarp, hi_a, hi_b, w_a, w_b, mx_a, mx_b);
   if ((lane & 3) == 0) {
     s_mx[ks * 16 + lane / 4] = mx_a;
     s_mx[ks * 16 + lane / 4 + 8] = mx_b;
