@@ -6,7 +6,8 @@ same configs twice, into two empty caches (the embedded templates or a template
 directory on each side, through SPARSEJIT_TEMPLATE_DIR), and compares the code
 objects config by config. A cache entry starts with a header that names its key
 (and the key hashes the rendered source), so only the ELF image that follows is
-compared. Comments and blank lines leave the objects identical; any change to
+compared, section by section, with the source hash that NVRTC writes into internal
+symbol names masked (code_image). Comments and blank lines leave the objects identical; any change to
 the generated code shows, and then the kernels need a GPU A/B (docs/PERF.md).
 
   scripts/same-code.py [--sparsejit BIN] [--preset NAME | --manifest FILE]
@@ -19,6 +20,8 @@ import argparse
 import glob
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,8 +46,55 @@ def code_objects(cache):
         with open(meta_path[: -len(".json")] + ".bin", "rb") as f:
             blob = f.read()
         start = blob.find(b"\x7fELF")
-        out[meta["config_key"]] = (meta["config"], blob[start:] if start >= 0 else blob)
+        out[meta["config_key"]] = (meta["config"], code_image(blob[start:] if start >= 0 else blob))
     return out
+
+
+# What a code object runs: its executable sections, each with its relocations (by the
+# target symbol's name, not its index) and the sizes of its uninitialized (shared-memory)
+# sections. Symbol tables, string tables and data initializers are left out: NVRTC
+# compiles with -default-device, so an unused namespace-scope constant becomes a device
+# global that shifts symbol indices without changing any instruction. Internal names carry
+# NVRTC's own hash of the source (_INTERNAL_<hash>_<n>_<program>_cu_<hash>), masked.
+INTERNAL = re.compile(rb"_INTERNAL_[0-9a-f]+_[0-9]+_(\w+?)_cu_[0-9a-f]+")
+SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHF_EXECINSTR = 2, 4, 8, 9, 0x4
+
+
+def code_image(elf):
+    """The executable part of an ELF image (anything else but a 64-bit little-endian
+    ELF image is compared whole)."""
+    if len(elf) < 64 or elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return elf
+    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+    heads = [struct.unpack_from("<IIQQQQIIQQ", elf, shoff + i * shentsize) for i in range(shnum)]
+
+    def string(table, off):
+        base = heads[table][4]
+        return INTERNAL.sub(rb"_INTERNAL_\1", elf[base + off:elf.index(b"\0", base + off)])
+
+    def symbol_names(symtab):
+        _, _, _, _, off, size, strtab, _, _, _ = heads[symtab]
+        return [string(strtab, struct.unpack_from("<I", elf, off + i)[0]) for i in range(0, size, 24)]
+
+    relocs = {}  # section index -> its relocations: (offset, type, symbol name, addend)
+    for _, kind, _, _, off, size, link, info, _, entsize in heads:
+        if kind in (SHT_RELA, SHT_REL):
+            names = symbol_names(link)
+            step = entsize or (24 if kind == SHT_RELA else 16)
+            rows = []
+            for i in range(off, off + size, step):
+                r_offset, r_info = struct.unpack_from("<QQ", elf, i)
+                addend = struct.unpack_from("<q", elf, i + 16)[0] if kind == SHT_RELA else 0
+                rows.append((r_offset, r_info & 0xFFFFFFFF, names[r_info >> 32], addend))
+            relocs.setdefault(info, []).extend(rows)
+    image = []
+    for i, (name, kind, flags, _, off, size, _, _, _, _) in enumerate(heads):
+        if flags & SHF_EXECINSTR:
+            image.append((string(shstrndx, name), elf[off:off + size], relocs.get(i, [])))
+        elif kind == SHT_NOBITS:
+            image.append((string(shstrndx, name), size))
+    return image
 
 
 def describe(config):
