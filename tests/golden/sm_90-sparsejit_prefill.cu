@@ -662,6 +662,7 @@ constexpr int kDimsPerWarp = kHeadDim / kKeySplit;
 constexpr int kPLd = kSubK + 8;  // P rows (halves): conflict-free stores of C fragments and ldmatrix
 constexpr int kDsBytes = kDimSplit ? 16 * kPLd * 2 + 2 * kKeySplit * 16 * 4 : 0;  // P, then each warp's row max and row sums
 constexpr int kOffDs = kOffMisc + kMiscBytes;
+constexpr int kOffDsMax = kOffDs + 16 * kPLd * 2;  // [KEY_SPLIT][16] row maxima, then [KEY_SPLIT][16] row sums
 constexpr int kSmemBytes = kOffDs + kDsBytes;
 static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
@@ -1061,6 +1062,18 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
       }
     }
   }
+}
+
+// Tensor copies bring whole sub-tiles: warp ks zeroes its V rows past key `hi` (0 x garbage
+// is not 0; K there is masked), ordered before the producer's next copy into the stage.
+SJ_DEVICE void sj_zero_v_past(sj_u16* tile, long long n0, int ks, long long hi, int lane) {
+  const long long last = hi - (n0 + ks * kKeysPerWarp);  // rows r <= last are visible
+  sj_u16* v = tile + kKvHalves;
+  for (int i = lane; i < kKeysPerWarp * (kHeadDim / 8); i += 32) {
+    const int r = i / (kHeadDim / 8), c = (i % (kHeadDim / 8)) * 8;
+    if (r > last) *(uint4*)(v + sj_tile_off(ks * kKeysPerWarp + r, c)) = make_uint4(0u, 0u, 0u, 0u);
+  }
+  sj_fence_proxy_async();
 }
 
 // kDimSplit, one sub-tile for warp ks: S over its key slice (masked past the rows' hi), the
@@ -1470,17 +1483,9 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
       if constexpr (kDimSplit) {
         // Every warp reads every key's V: each zeroes its own rows past the query first.
-        if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
-          const long long last = cta_hi - (n0 + ks * kKeysPerWarp);  // rows r <= last are visible
-          sj_u16* v = tiles + slot * (kTileBytes / 2) + kKvHalves;
-          for (int i = lane; i < kKeysPerWarp * (kHeadDim / 8); i += 32) {
-            const int r = i / (kHeadDim / 8), c = (i % (kHeadDim / 8)) * 8;
-            if (r > last) *(uint4*)(v + sj_tile_off(ks * kKeysPerWarp + r, c)) = make_uint4(0u, 0u, 0u, 0u);
-          }
-          sj_fence_proxy_async();  // ordered before the producer's next copy into this stage
-        }
+        if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);
         sj_subtile_ds(p, sq, tiles + slot * (kTileBytes / 2), n0, ks, hi_a, hi_b, qa >= 0 ? 1.f : 0.f, qb >= 0 ? 1.f : 0.f, st, acc,
-                      (sj_u16*)(sj_smem + kOffDs), (float*)(sj_smem + kOffDs + 16 * kPLd * 2));
+                      (sj_u16*)(sj_smem + kOffDs), (float*)(sj_smem + kOffDsMax));
         SJ_ADVANCE(cu_u, cu_sub)
         return;
       }
@@ -1501,15 +1506,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         }
       }
       if (kTma && live && n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
-        // The tensor copy brought the whole sub-tile: zero this warp's V rows past the
-        // query (0 x garbage is not 0; K there is masked). Only this warp reads them.
-        const long long last = cta_hi - (n0 + ks * kKeysPerWarp);  // rows r <= last are visible
-        sj_u16* v = tiles + slot * (kTileBytes / 2) + kKvHalves;
-        for (int i = lane; i < kKeysPerWarp * (kHeadDim / 8); i += 32) {
-          const int r = i / (kHeadDim / 8), c = (i % (kHeadDim / 8)) * 8;
-          if (r > last) *(uint4*)(v + sj_tile_off(ks * kKeysPerWarp + r, c)) = make_uint4(0u, 0u, 0u, 0u);
-        }
-        sj_fence_proxy_async();  // ordered before the producer's next copy into this stage
+        sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);  // only this warp reads them
         __syncwarp();
       }
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
@@ -1596,7 +1593,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
   if constexpr (kDimSplit) {
     // Every warp holds all rows' O for its head dims, under the same running max: the row sum
     // is the sum of the warps' shares.
-    float* s_l = (float*)(sj_smem + kOffDs + 16 * kPLd * 2) + kKeySplit * 16;
+    float* s_l = (float*)(sj_smem + kOffDsMax) + kKeySplit * 16;
     if (math && (lane & 3) == 0) {
       s_l[ks * 16 + lane / 4] = st.l_a;
       s_l[ks * 16 + lane / 4 + 8] = st.l_b;
