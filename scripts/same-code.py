@@ -51,11 +51,15 @@ def code_objects(cache):
 
 
 # What a code object runs: its executable sections, each with its relocations (by the
-# target symbol's name, not its index) and the sizes of its uninitialized (shared-memory)
-# sections. Symbol tables, string tables and data initializers are left out: NVRTC
+# target symbol's name, not its index), each kernel's own constant banks
+# (.nv.constant<N>.<kernel>: its parameters' bank and the literals its code loads), and the
+# sizes of its static shared and local memory. Symbol tables, string tables and the
+# module's globals (.nv.global, .nv.global.init, .nv.constant4) are left out: NVRTC
 # compiles with -default-device, so an unused namespace-scope constant becomes a device
-# global that shifts symbol indices without changing any instruction. Internal names carry
-# NVRTC's own hash of the source (_INTERNAL_<hash>_<n>_<program>_cu_<hash>), masked.
+# global (zero-valued ones in .nv.global, the others initialized) that shifts symbol
+# indices without changing any instruction; code that uses a global shows it in its
+# relocations. Internal names carry NVRTC's own hash of the source
+# (_INTERNAL_<hash>_<n>_<program>_cu_<hash>), masked.
 INTERNAL = re.compile(rb"_INTERNAL_[0-9a-f]+_[0-9]+_(\w+?)_cu_[0-9a-f]+")
 SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHF_EXECINSTR = 2, 4, 8, 9, 0x4
 
@@ -90,10 +94,13 @@ def code_image(elf):
             relocs.setdefault(info, []).extend(rows)
     image = []
     for i, (name, kind, flags, _, off, size, _, _, _, _) in enumerate(heads):
+        section = string(shstrndx, name)
         if flags & SHF_EXECINSTR:
-            image.append((string(shstrndx, name), elf[off:off + size], relocs.get(i, [])))
-        elif kind == SHT_NOBITS:
-            image.append((string(shstrndx, name), size))
+            image.append((section, elf[off:off + size], relocs.get(i, [])))
+        elif kind == SHT_NOBITS and section.startswith((b".nv.shared.", b".nv.local.")):
+            image.append((section, size))
+        elif kind != SHT_NOBITS and re.match(rb"\.nv\.constant[0-9]+\.", section):
+            image.append((section, elf[off:off + size], relocs.get(i, [])))
     return image
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/same-code.py on two configs (an sm_90 decode through the producer's list, an
-# sm_80 prefill through the general list): a comment, and an unused namespace-scope
-# constant (a device global under NVRTC's -default-device, which renumbers symbols),
+# sm_80 prefill through the general list): a comment, and unused namespace-scope
+# constants (device globals under NVRTC's -default-device, which renumber symbols; a zero
+# one lands in .nv.global, the other in .nv.global.init),
 # leave every code object identical (exit 0); a change to the general list's page mask
 # changes the prefill alone (exit 1). Skips (77) where NVRTC cannot build sm_90 and sm_80.
 set -uo pipefail
@@ -19,7 +20,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 [ "$(wc -l < "$work/m.jsonl")" -eq 2 ] || { echo "FAIL: expected 2 configs from emit"; exit 1; }
 cp -r "$src/templates" "$work/comment" && cp -r "$src/templates" "$work/unused" && cp -r "$src/templates" "$work/code"
 sed -i '1i // a comment that changes no code\n' "$work/comment/attention_nv.cu"
-sed -i 's#^constexpr int kBlock = 128;#&\nconstexpr int kUnusedBySameCodeTest = 7;#' "$work/unused/attention_nv.cu"
+sed -i 's#^constexpr int kBlock = 128;#&\nconstexpr int kUnusedBySameCodeTest = 7;\nconstexpr bool kUnusedZeroBySameCodeTest = false;#' "$work/unused/attention_nv.cu"
 cmp -s "$src/templates/attention_nv.cu" "$work/unused/attention_nv.cu" && { echo "FAIL: the kBlock line this test extends is gone"; exit 1; }
 sed -i 's#if (page < 0 || page >= p.num_pages) blk = -1;  // unmapped or beyond the KV cache: masked#if (page < 0 || page >= p.num_pages) { blk = -1; page = -1; }#' "$work/code/attention_nv.cu"
 cmp -s "$src/templates/attention_nv.cu" "$work/code/attention_nv.cu" && { echo "FAIL: the page-mask line this test edits is gone"; exit 1; }
