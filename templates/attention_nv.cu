@@ -56,6 +56,20 @@ constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the 
 constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
+// fp8 K/V in e4m3fn or e5m2 with at most one scale per tensor, on sm_89+: the tiles hold the
+// exact fp8 values in fp16 (one cvt per two values, nothing else), the MMAs run in fp16, the
+// K scale multiplies the scores' scale and the V scale the output, unrounded (the contract
+// rounds value x scale to q's dtype first: the results differ by at most that rounding of
+// K and V). q becomes fp16 in shared memory, scaled by a power of two when it is large
+// (sj_q_to_half): exact but below 2^-14, where fp16's subnormal steps (2^-24) round it.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) && kScaleMode != SJ_SCALE_PER_TOKEN_HEAD;
+#else
+constexpr bool kFp8Half = false;
+#endif
+constexpr bool kMmaBf16 = kBf16 && !kFp8Half;  // the dtype of the K/V tiles, of Q in shared memory, of P and of the MMAs
+constexpr int kTileDtype = kFp8Half ? SJ_FP16 : kQDtype;           // what sj_load_kv makes of K/V elements
+constexpr int kTileScale = kFp8Half ? SJ_SCALE_NONE : kScaleMode;  // and whether it scales them
 // kTma with one query and a segment within a warp: the producer warp loads the top-k entries,
 // writes the block list and starts copying while the math warps wait for the list alone.
 constexpr bool kProducerList = kTma && kQTile == 1 && kListCap <= 32;
@@ -183,8 +197,8 @@ SJ_DEVICE void sj_load_subtile_elems(const SjAttnParams& p, sj_u16* tile, long l
       v[u] = 0;
       if (i < kElems && n0 + n <= hi) {
         const long long off = row + is_v * p.v_offset + n * p.kv_stride[2] + d * p.kv_stride[3];
-        v[u] = is_v ? sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, v_scale, sj_scale_index(p, true, kvh, slot0 + n))
-                    : sj_load_kv<kQDtype, kKvDtype, kScaleMode>(p.kv, off, k_scale, sj_scale_index(p, false, kvh, slot0 + n));
+        v[u] = is_v ? sj_load_kv<kTileDtype, kKvDtype, kTileScale>(p.kv, off, v_scale, sj_scale_index(p, true, kvh, slot0 + n))
+                    : sj_load_kv<kTileDtype, kKvDtype, kTileScale>(p.kv, off, k_scale, sj_scale_index(p, false, kvh, slot0 + n));
       }
     }
 #pragma unroll
@@ -286,17 +300,31 @@ SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
   hi = sj_fp8_to_f32<kKvDtype>((sj_u8)(two >> 8));
 }
 
+// kFp8Half: two fp8 values (the low byte first) to packed fp16, exactly.
+SJ_DEVICE unsigned sj_fp8x2_to_half2(unsigned two) {
+  unsigned h2 = 0u;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  const unsigned short b = (unsigned short)two;
+  if constexpr (kKvDtype == SJ_FP8_E4M3FN)
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(b));
+  else if constexpr (kKvDtype == SJ_FP8_E5M2)
+    asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(h2) : "h"(b));
+#endif
+  return h2;
+}
+
 // fp8 staged: keys row0 .. row0 + ROWS - 1 of sub-tile `sub` of page `page`, K and V,
-// from their raw bytes to q's dtype in `tile`, 16 elements a step, by threads t, t + N, ...
-// of N, with sj_load_kv's arithmetic (the exact fp8 value times the scale, rounded once
-// to nearest even). Keys past `hi` become zeros whatever their bytes and scales.
+// from their raw bytes to the tiles' dtype in `tile`, 16 elements a step, by threads t,
+// t + N, ... of N: under kFp8Half the exact values in fp16, else sj_load_kv's arithmetic
+// (the exact fp8 value times the scale, rounded once to nearest even). Keys past `hi`
+// become zeros whatever their bytes and scales.
 template <int kRows, int kN>
 SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
                                long long n0, long long hi, int row0, int t) {
   constexpr int kPart = kRows * kRawVecPerRow;  // 16-byte chunks of K (then of V)
   const float* k_scale = (const float*)p.k_scale;
   const float* v_scale = (const float*)p.v_scale;
-  const float k_sc = kScaleMode == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kScaleMode == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
+  const float k_sc = kTileScale == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kTileScale == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
   for (int c = t; c < 2 * kPart; c += kN) {
     const int is_v = c >= kPart, cc = c - is_v * kPart;
     const int n = row0 + cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
@@ -305,16 +333,20 @@ SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, 
       const uint4 b = *(const uint4*)(raw + (is_v * kSubK + n) * kHeadDim + d);
       const unsigned w[4] = {b.x, b.y, b.z, b.w};
       float sc = is_v ? v_sc : k_sc;
-      if (kScaleMode == SJ_SCALE_PER_TOKEN_HEAD) {
+      if (kTileScale == SJ_SCALE_PER_TOKEN_HEAD) {
         const long long slot = page * kBlock + sub * kSubK + n;  // physical token slot
         sc = is_v ? v_scale[sj_scale_index(p, true, kvh, slot)] : k_scale[sj_scale_index(p, false, kvh, slot)];
       }
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        float f0, f1;
-        sj_fp8x2_to_f32(w[j / 2] >> (16 * (j % 2)), f0, f1);
-        if (kScaleMode != SJ_SCALE_NONE) f0 = f0 * sc, f1 = f1 * sc;
-        out[j] = sj_pack_half2<kBf16>(f0, f1);  // round to nearest even, as sj_f32_to_half
+        if constexpr (kFp8Half) {
+          out[j] = sj_fp8x2_to_half2(w[j / 2] >> (16 * (j % 2)));
+        } else {
+          float f0, f1;
+          sj_fp8x2_to_f32(w[j / 2] >> (16 * (j % 2)), f0, f1);
+          if (kTileScale != SJ_SCALE_NONE) f0 = f0 * sc, f1 = f1 * sc;
+          out[j] = sj_pack_half2<kMmaBf16>(f0, f1);  // round to nearest even, as sj_f32_to_half
+        }
       }
     }
     sj_u16* dst = tile + is_v * kKvHalves;
@@ -326,6 +358,69 @@ SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, 
 SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
                                   long long n0, long long hi) {
   sj_dequant_rows<kSubK, kThreads>(p, raw, tile, kvh, page, sub, n0, hi, 0, sj_tid());
+}
+
+// kFp8Half: Q in shared memory (every row, zeros for padding) from q's dtype to fp16, times
+// `mult` (sj_scales) and a power of two 2^-e that brings the tile's largest |q| below 2^15
+// (e = 0 unless some |q| is that large), so the conversion rounds nothing in fp16's normal
+// range and overflows nothing; returns 2^e, which the scores' scale takes. By every thread,
+// once Q is in; `s_max` holds one word per warp (used only when some |q| >= 2^15).
+SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
+  const int tid = sj_tid();
+  constexpr int kVecs = kQRows * kHeadDim / 8, kPer = (kVecs + kThreads - 1) / kThreads;
+  auto chunk = [&](int c) { return (uint4*)(sq + sj_row_off<kQRows>(c / (kHeadDim / 8), (c % (kHeadDim / 8)) * 8)); };
+  unsigned w[kPer][4];
+  float mx = 0.f;  // fmaxf passes over NaN: a NaN q stays NaN below
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = tid + i * kThreads;
+    const uint4 v = c < kVecs ? *chunk(c) : make_uint4(0u, 0u, 0u, 0u);
+    w[i][0] = v.x, w[i][1] = v.y, w[i][2] = v.z, w[i][3] = v.w;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      mx = fmaxf(mx, fmaxf(fabsf(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] & 0xffffu))), fabsf(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] >> 16)))));
+  }
+  int e = 0;
+  if (__syncthreads_or(mx >= 32768.f)) {  // rare: the tile's largest |q|, through shared memory
+#pragma unroll
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (tid % 32 == 0) s_max[tid / 32] = __float_as_int(mx);
+    sj_sync();
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) mx = fmaxf(mx, __int_as_float(s_max[k]));
+    e = isfinite(mx) ? ilogbf(mx) - 14 : 0;
+  }
+  const float f = ldexpf(mult, -e);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = tid + i * kThreads;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      w[i][j] = sj_pack_half2<false>(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] & 0xffffu)) * f, sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] >> 16)) * f);
+    if (c < kVecs) *chunk(c) = make_uint4(w[i][0], w[i][1], w[i][2], w[i][3]);
+  }
+  return ldexpf(1.f, e);
+}
+
+// kFp8Half: the scores' scale (base 2) for sj_softmax, the factor of Q for sj_q_to_half and
+// of the output. With a scalar K scale, S scales by |k_scale| and Q takes its sign (so the
+// scale stays positive); a zero k_scale zeroes Q, an infinite or NaN one makes Q NaN. The V
+// scale multiplies the output. (Otherwise only `o` is used, and it is 1: the other kernels
+// read sm_scale_log2 where they use it, and their code stays as it was.)
+struct SjScales {
+  float qk, q_mult, o;
+};
+SJ_DEVICE SjScales sj_scales(const SjAttnParams& p) {
+  SjScales r{0.f, 1.f, 1.f};
+  if constexpr (kFp8Half) r.qk = p.sm_scale_log2;
+  if constexpr (kFp8Half && kScaleMode == SJ_SCALE_SCALAR) {
+    const float k = ((const float*)p.k_scale)[0];
+    const bool normal = isfinite(k) && k != 0.f;
+    r.qk = normal ? p.sm_scale_log2 * fabsf(k) : p.sm_scale_log2;
+    r.q_mult = normal ? copysignf(1.f, k) : k == 0.f ? 0.f : sj_bits_to_float(0x7fffffffu);
+    r.o = ((const float*)p.v_scale)[0];
+  }
+  return r;
 }
 
 // Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
@@ -378,12 +473,12 @@ SJ_DEVICE void sj_mask_rowmax(float (&s)[kSNT][4], long long my_n0, long long hi
 
 // Masks S (this warp's rows x its key slice, from key my_n0 on), runs the online
 // softmax step and leaves P in s; rescales O when a row's max moved.
-SJ_DEVICE void sj_softmax(const SjAttnParams& p, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b,
-                          SjRowState& st, float (&acc)[kONT][4]) {
-  // Row max of the raw scores, then base 2: sm_scale_log2 > 0, so max(s) * c == max(s * c).
+// c: the scores' scale, base 2 (sm_scale_log2; under kFp8Half times |k_scale|).
+SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b, SjRowState& st,
+                          float (&acc)[kONT][4]) {
+  // Row max of the raw scores, then base 2: c > 0, so max(s) * c == max(s * c).
   float mx_a, mx_b;
   sj_mask_rowmax(s, my_n0, hi_a, hi_b, w_a, w_b, mx_a, mx_b);
-  const float c = p.sm_scale_log2;
   const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
   // All-masked rows keep m = -inf: subtract 0 instead (exp2(-inf) = 0), never -inf - -inf.
   const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
@@ -435,8 +530,8 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, int rg, int ks, float
     for (int j = 0; j < kSNT / 2; ++j) {
       unsigned b[4];
       sj_ldsm_x4(b, k_row(j, k0));
-      sj_mma_u32<kBf16>(s[2 * j], a, b[0], b[1]);
-      sj_mma_u32<kBf16>(s[2 * j + 1], a, b[2], b[3]);
+      sj_mma_u32<kMmaBf16>(s[2 * j], a, b[0], b[1]);
+      sj_mma_u32<kMmaBf16>(s[2 * j + 1], a, b[2], b[3]);
     }
   }
 }
@@ -444,7 +539,8 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, int rg, int ks, float
 // One sub-tile for this warp: S = Q K^T over its key slice, masks, online softmax, O += P V.
 // mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
 // warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
-SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
+// c: the scores' scale (sj_softmax).
+SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
                           long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4]) {
   const int lane = sj_tid() % 32;
   const long long my_n0 = n0 + ks * kKeysPerWarp;
@@ -465,7 +561,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
     sj_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk)
-      sj_wgmma_ss<kKeysPerWarp, kBf16>(s, sj_wgmma_desc_sw128(qa + (kk / 4) * kQRows * 128 + (kk % 4) * 32, 16, 1024),
+      sj_wgmma_ss<kKeysPerWarp, kMmaBf16>(s, sj_wgmma_desc_sw128(qa + (kk / 4) * kQRows * 128 + (kk % 4) * 32, 16, 1024),
                                        sj_wgmma_desc_sw128(ka + (kk / 4) * kSubK * 128 + (kk % 4) * 32, 16, 1024), kk);
     sj_wgmma_commit();
     sj_wgmma_wait();
@@ -473,7 +569,7 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
   } else {
     sj_qk(sq, tile, rg, ks, s);
   }
-  if (live) sj_softmax(p, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
+  if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
   if constexpr (kWgmma) {
     // B: V, N-major: keys 16j.. are the two 8-row atoms from byte 2048 j, dims 64r.. in region r (sub_k x 128 bytes).
@@ -482,15 +578,15 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
     unsigned a[kSubK / 16][4];
 #pragma unroll
     for (int j = 0; j < kSubK / 16; ++j) {
-      a[j][0] = live ? sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]) : 0u;
-      a[j][1] = live ? sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]) : 0u;
-      a[j][2] = live ? sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]) : 0u;
-      a[j][3] = live ? sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]) : 0u;
+      a[j][0] = live ? sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]) : 0u;
+      a[j][1] = live ? sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]) : 0u;
+      a[j][2] = live ? sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]) : 0u;
+      a[j][3] = live ? sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]) : 0u;
     }
     sj_wgmma_fence();
 #pragma unroll
     for (int j = 0; j < kSubK / 16; ++j)
-      sj_wgmma<kONT * 8, kBf16, 1>(acc, a[j], sj_wgmma_desc_sw128(v_base + j * 2048, kSubK * 128, 1024), 1);
+      sj_wgmma<kONT * 8, kMmaBf16, 1>(acc, a[j], sj_wgmma_desc_sw128(v_base + j * 2048, kSubK * 128, 1024), 1);
     sj_wgmma_commit();
     sj_wgmma_wait();
     sj_wgmma_pin(acc);
@@ -498,16 +594,16 @@ SJ_DEVICE void sj_subtile(const SjAttnParams& p, const sj_u16* sq, const sj_u16*
 #pragma unroll
     for (int j = 0; j < kKeysPerWarp / 16; ++j) {
       unsigned a[4];
-      a[0] = sj_pack_half2<kBf16>(s[2 * j][0], s[2 * j][1]);
-      a[1] = sj_pack_half2<kBf16>(s[2 * j][2], s[2 * j][3]);
-      a[2] = sj_pack_half2<kBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
-      a[3] = sj_pack_half2<kBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+      a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]);
+      a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
+      a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+      a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
 #pragma unroll
       for (int dt = 0; dt < kHeadDim / 16; ++dt) {
         unsigned b[4];
         sj_ldsm_x4_trans(b, v_row(j, dt));
-        sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
-        sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+        sj_mma_u32<kMmaBf16>(acc[2 * dt], a, b[0], b[1]);
+        sj_mma_u32<kMmaBf16>(acc[2 * dt + 1], a, b[2], b[3]);
       }
     }
   }
@@ -564,8 +660,8 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     sum_a += s[j][0] + s[j][1];
     sum_b += s[j][2] + s[j][3];
     const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
-    *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kBf16>(s[j][0], s[j][1]);
-    *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kBf16>(s[j][2], s[j][3]);
+    *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][0], s[j][1]);
+    *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][2], s[j][3]);
   }
   st.l_a = st.l_a * alpha_a + sum_a;
   st.l_b = st.l_b * alpha_b + sum_b;
@@ -585,8 +681,8 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     for (int dt = 0; dt < kDimsPerWarp / 16; ++dt) {
       unsigned b[4];
       sj_ldsm_x4_trans(b, v_tile + 2 * sj_tile_off(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ks * kDimsPerWarp + dt * 16 + (lane >> 4) * 8));
-      sj_mma_u32<kBf16>(acc[2 * dt], a, b[0], b[1]);
-      sj_mma_u32<kBf16>(acc[2 * dt + 1], a, b[2], b[3]);
+      sj_mma_u32<kMmaBf16>(acc[2 * dt], a, b[0], b[1]);
+      sj_mma_u32<kMmaBf16>(acc[2 * dt + 1], a, b[2], b[3]);
     }
   }
 }
@@ -760,6 +856,9 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   }
   sj_sync();
   SJ_MARK(3);  // prologue done
+  const SjScales scales = sj_scales(p);
+  bool q_half = !kFp8Half;     // kFp8Half: whether sj_q_to_half ran
+  float qk_scale = scales.qk;  // kFp8Half: and then times its power of two
   // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
   // for with the first K/V sub-tile) or batched loads. Never one dependent load
   // per element: the compiler cannot reorder global loads across shared stores.
@@ -928,6 +1027,14 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       sj_cp_async_commit();
     };
     auto compute = [&](int slot) {
+      if constexpr (kFp8Half) {
+        if (!q_half) {  // the first sub-tile (every thread, after the barrier that follows Q's copies)
+          qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
+          if constexpr (kWgmma) sj_fence_proxy_async();
+          sj_sync();
+          q_half = true;
+        }
+      }
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
       if constexpr (kDimSplit) {
@@ -961,7 +1068,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
         const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
-        sj_subtile(p, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
+        sj_subtile(kFp8Half ? qk_scale : p.sm_scale_log2, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
       }
       SJ_ADVANCE(cu_u, cu_sub)
     };
@@ -1057,7 +1164,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         const int r = lane / 4 + half * 8, q = half ? qb : qa;
         if (q < 0 || q_token[q] < 0) continue;
         const float l = half ? l_b : l_a;
-        const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
+        const float inv = l > 0.f ? scales.o / l : 0.f;  // no visible key: zeros
         const long long head = kvh * kGroup + r % kGroup;
 #pragma unroll
         for (int t = 0; t < kDimsPerWarp / 8; ++t) {
@@ -1074,7 +1181,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       const int r = lane / 4 + half * 8, q = half ? qb : qa;
       if (!math || q < 0 || q_token[q] < 0) continue;
       const float l = half ? st.l_b : st.l_a;
-      const float inv = l > 0.f ? 1.f / l : 0.f;  // no visible key: zeros
+      const float inv = l > 0.f ? scales.o / l : 0.f;  // no visible key: zeros
       const long long head = kvh * kGroup + r % kGroup;
 #pragma unroll
       for (int t = 0; t < kONT; ++t) {
@@ -1115,7 +1222,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
         l += w[k] * s_l[k * kRows + r];
       }
-      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float inv = l > 0.f ? scales.o / l : 0.f;
 #pragma unroll
       for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
       sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);

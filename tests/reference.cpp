@@ -57,6 +57,10 @@ struct Common {
   std::int64_t bt_stride, max_blocks;
   const float *k_scale, *v_scale;
   std::int64_t ks_stride[2], vs_stride[2];
+  // Options::exact_fp8_dequant: the pages hold the decoded fp8 values (no scale, no rounding)
+  // and the scores and outputs are multiplied by these, in double.
+  bool exact = false;
+  double k_mult = 1.0, v_mult = 1.0;
 };
 
 void require(bool cond, const std::string& what) {
@@ -64,7 +68,7 @@ void require(bool cond, const std::string& what) {
 }
 
 template <class A>
-Common common_of(const A& a) {
+Common common_of(const A& a, const Options& opt) {
   Common c{};
   require(a.num_kv_heads >= 1 && a.num_heads >= a.num_kv_heads && a.num_heads % a.num_kv_heads == 0, "num_heads/num_kv_heads");
   require(a.head_dim >= 1 && a.topk >= 1 && a.total_q >= 0, "head_dim/topk/total_q");
@@ -97,6 +101,11 @@ Common common_of(const A& a) {
     c.topk_stride[i] = a.topk_stride[i];
   }
   for (int i = 0; i < 4; ++i) c.kv_stride[i] = a.kv_stride[i];
+  if (opt.exact_fp8_dequant && is_fp8(a.kv_dtype)) {
+    require(a.scale_mode != ScaleMode::per_token_head, "exact_fp8_dequant takes no or scalar scales");
+    c.exact = true;
+    if (a.scale_mode == ScaleMode::scalar) c.k_mult = c.k_scale[0], c.v_mult = c.v_scale[0];
+  }
   for (int i = 0; i < 2; ++i) {
     c.ks_stride[i] = a.k_scale_stride[i];
     c.vs_stride[i] = a.v_scale_stride[i];
@@ -122,6 +131,12 @@ class PageCache {
       const std::int64_t vs_off = kvh * c_.vs_stride[0] + token_phys * c_.vs_stride[1];
       for (std::int64_t d = 0; d < D; ++d) {
         const std::int64_t off = base + d * c_.kv_stride[3];
+        if (c_.exact) {  // every fp8 value is exact in float
+          p[static_cast<std::size_t>(n * D + d)] = static_cast<float>(fp8_to_double(static_cast<const std::uint8_t*>(c_.kv)[off], c_.kv_dtype));
+          p[static_cast<std::size_t>((kBlock + n) * D + d)] =
+              static_cast<float>(fp8_to_double(static_cast<const std::uint8_t*>(c_.kv)[off + c_.v_offset], c_.kv_dtype));
+          continue;
+        }
         p[static_cast<std::size_t>(n * D + d)] =
             static_cast<float>(kv_to_q_dtype(c_.kv, off, c_.kv_dtype, c_.q_dtype, c_.scale_mode, c_.k_scale, ks_off));
         p[static_cast<std::size_t>((kBlock + n) * D + d)] =
@@ -176,7 +191,7 @@ void attend(const Common& c, PageCache& pages, std::int64_t token, std::int64_t 
         double dot = 0.0;
         const float* kr = k[j];
         for (std::int64_t d = 0; d < D; ++d) dot += qv[d] * static_cast<double>(kr[d]);
-        s[j] = dot * c.sm_scale;
+        s[j] = dot * c.k_mult * c.sm_scale;
         mx = std::max(mx, s[j]);
       }
       double denom = 0.0;
@@ -185,7 +200,7 @@ void attend(const Common& c, PageCache& pages, std::int64_t token, std::int64_t 
         denom += s[j];
       }
       for (std::size_t j = 0; j < nk; ++j) {
-        const double w = s[j] / denom;
+        const double w = s[j] / denom * c.v_mult;
         const float* vr = v[j];
         for (std::int64_t d = 0; d < D; ++d) o[d] += w * static_cast<double>(vr[d]);
       }
@@ -323,8 +338,8 @@ double kv_to_q_dtype(const void* kv_cache, std::int64_t offset, DType kv_dtype, 
   return round_to(static_cast<double>(product), q_dtype);
 }
 
-Result prefill(const PrefillArgs& a) {
-  const Common c = common_of(a);
+Result prefill(const PrefillArgs& a, const Options& opt) {
+  const Common c = common_of(a, opt);
   require(a.cu_seqlens_q && a.prefix_lens && a.batch >= 1, "prefill needs cu_seqlens_q, prefix_lens, batch");
   const auto* cu = static_cast<const std::int32_t*>(a.cu_seqlens_q);
   const auto* seq_lens = static_cast<const std::int32_t*>(a.seq_lens);
@@ -341,8 +356,8 @@ Result prefill(const PrefillArgs& a) {
   return r;
 }
 
-Result decode(const DecodeArgs& a) {
-  const Common c = common_of(a);
+Result decode(const DecodeArgs& a, const Options& opt) {
+  const Common c = common_of(a, opt);
   const auto* seq_lens = static_cast<const std::int32_t*>(a.seq_lens);
   Result r = make_result(c);
   PageCache pages(c);

@@ -7,7 +7,9 @@
 //     masking rules, fp8 dequantization "to q's dtype" (value * scale computed in
 //     fp32, rounded to q's dtype, as vLLM's `k.to(q.dtype) * k_scale` does), an
 //     exact softmax (natural base; identical to the kernels' base-2 form), and
-//     zeros for a query that sees no key.
+//     zeros for a query that sees no key;
+//   - on request (Options), fp8 dequantized exactly instead, as the sm_89+ kernels'
+//     fp16 path does for no or scalar scales.
 // The reference takes the public PrefillArgs / DecodeArgs, but with HOST
 // pointers in every pointer field (same strides, same element units).
 #pragma once
@@ -55,13 +57,21 @@ struct Result {
   int visible(std::int64_t token, std::int64_t head) const { return visible_keys[token * num_heads + head]; }
 };
 
+// How the reference dequantizes fp8 K/V.
+struct Options {
+  // false: the contract's way, value x scale in fp32 rounded to q's dtype. true (no or scalar
+  // scales only): value x scale exactly, as attention_nv.cu's fp16 path computes it on sm_89+
+  // (kFp8Half). The two differ by at most that one rounding of every K and V element.
+  bool exact_fp8_dequant = false;
+};
+
 // Prefill: query i of request b is token cu_seqlens_q[b] + i at position p = prefix_lens[b] + i;
 // key c+n of a selected block is visible iff c+n <= p and c+n < seq_lens[b].
 // Throws std::invalid_argument on inconsistent host arguments (a test bug).
-Result prefill(const PrefillArgs& host);
+Result prefill(const PrefillArgs& host, const Options& opt = {});
 
 // Decode: query j of request r is token r*decode_query_len + j at p = seq_lens[r] - decode_query_len + j;
 // visible iff c+n <= p. (Split-K is an implementation detail: not modelled.)
-Result decode(const DecodeArgs& host);
+Result decode(const DecodeArgs& host, const Options& opt = {});
 
 }  // namespace sparsejit::ref

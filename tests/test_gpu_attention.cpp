@@ -365,6 +365,12 @@ struct CaseSpec {
   KvLayout layout = KvLayout::A;
   Io io = Io::contiguous;
   bool scales_token_major = false;  // per-token-head scales stored [tokens, KVH] instead of [KVH, tokens]
+  // Scalar scales: negative K and V scales (sm_89+ folds the K scale into the scores' scale and
+  // gives its sign to q), or a zero K scale (every visible key scores 0).
+  bool negative_scales = false, zero_k_scale = false;
+  // q times 2^q_pow2 and sm_scale times 2^-q_pow2: the same scores, from a q beyond fp16's range
+  // at 15 (the sm_89+ fp8 path scales such a q tile down by a power of two first).
+  int q_pow2 = 0;
   bool junk_ids = false;            // some top-k ids >= max_blocks
   bool dup_ids = false;             // some rows select a block twice (it then counts twice, like the reference's entry-by-entry walk)
   bool unmapped_block = false;      // one mapped block of one request set to -1 in the block table
@@ -552,8 +558,9 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
 
   // ---- fp8 scales
   if (s.scale == ScaleMode::scalar) {
-    p.k_scale = {static_cast<float>(uniform(rng, 0.5, 2.0))};
-    p.v_scale = {static_cast<float>(uniform(rng, 0.5, 2.0))};
+    const double sign = s.negative_scales ? -1.0 : 1.0;
+    p.k_scale = {s.zero_k_scale ? 0.f : static_cast<float>(sign * uniform(rng, 0.5, 2.0))};
+    p.v_scale = {static_cast<float>(sign * uniform(rng, 0.5, 2.0))};
   } else if (s.scale == ScaleMode::per_token_head) {
     const std::int64_t tokens = p.num_pages * kBlock;
     p.k_scale.resize(static_cast<std::size_t>(KVH * tokens));
@@ -589,8 +596,8 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
       break;
   }
   p.q.resize(std::max<std::size_t>(q_elems, 1));
-  for (auto& x : p.q) x = ref::double_to_half(uniform(rng, -3, 3), s.q);  // k/v parts of a fused buffer too (never read)
-  p.sm_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  for (auto& x : p.q) x = ref::double_to_half(std::ldexp(uniform(rng, -3, 3), s.q_pow2), s.q);  // k/v parts of a fused buffer too (never read)
+  p.sm_scale = static_cast<float>(std::ldexp(1.0 / std::sqrt(static_cast<double>(D)), -s.q_pow2));
 
   // ---- top-k rows
   const std::int64_t row_stride = K + (s.io == Io::strided ? 3 : 0);
@@ -787,6 +794,12 @@ std::vector<CaseSpec> prefill_cases() {
   c.name = "m3tp1_G16_D128_k16_bf16_bf16_Bpadded", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.layout = KvLayout::B_padded;
   c.q_lens = {10, 3}, c.prefix_lens = {1300, 129};
   add(c);
+  // fp8 e5m2, negative scalar scales, G 8 (wgmma on sm_90a), ragged prefixes, |q| up to 3 x 2^15.
+  c = {};
+  c.name = "G8_D128_k16_bf16_e5m2_negscale_bigq_A", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::scalar, c.negative_scales = true, c.dup_ids = true, c.q_pow2 = 15;
+  c.q_lens = {21, 4, 9}, c.prefix_lens = {2500, 0, 130};
+  add(c);
   // Mixed: fp16 q over a bf16 cache.
   c = {};
   c.name = "G8_D128_k16_fp16_bf16kv_A", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.q = DType::fp16, c.kv = DType::bf16;
@@ -832,6 +845,18 @@ std::vector<CaseSpec> decode_cases() {
   c.name = "G16_D256_k16_fp16_e4m3fn_scalar_A_q2_split", c.H = 16, c.KVH = 1, c.D = 256, c.topk = 16, c.dql = 2;
   c.q = DType::fp16, c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::scalar;
   c.seq_lens = {2, 900, 0, 2500, 128}, c.chunks = CaseSpec::Chunks::many;
+  add(c);
+  // e4m3fn with negative scalar scales, big batch, one chunk (the large launch), |q| up to 3 x 2^15.
+  c = {};
+  c.name = "m3tp4_G16_D128_k16_bf16_e4m3fn_negscale_bigq_A_q1_onechunk", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::scalar, c.negative_scales = true, c.junk_ids = true, c.q_pow2 = 15;
+  c.seq_lens = random_seq_lens(7, 140, 1, 3000), c.chunks = CaseSpec::Chunks::one;
+  add(c);
+  // e5m2, a zero K scale: every visible key scores 0 (a plain mean of V), split.
+  c = {};
+  c.name = "G8_D128_k16_fp16_e5m2_zerok_A_q1_split", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.dql = 1, c.q = DType::fp16;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::scalar, c.zero_k_scale = true;
+  c.seq_lens = {3000, 129, 0, 1024}, c.chunks = CaseSpec::Chunks::many;
   add(c);
   // G 8, e5m2 per-token-head (token-major scales), big batch, one chunk.
   c = {};
@@ -933,6 +958,33 @@ TEST(GpuCaseGenerator, ProblemsCoverTheContract) {
   EXPECT_GT(dup, 0);
 }
 
+TEST(GpuCaseGenerator, ExactFp8DequantDiffersFromTheContractByOneRounding) {
+  // ref::Options::exact_fp8_dequant (the sm_89+ kernels' fp16 path): with power-of-two scales,
+  // value x scale is exact in bf16, so both references agree bit for bit; with others they
+  // differ, by little, and exact mode matches the contract's with the scale folded in by hand.
+  CaseSpec s = prefill_cases()[2];  // TP1, e4m3fn, scalar scales
+  ASSERT_EQ(s.scale, ScaleMode::scalar);
+  Rng rng(11);
+  Problem p = make_problem(s, false, rng);
+  ref::Options exact;
+  exact.exact_fp8_dequant = true;
+  auto both = [&](float ks, float vs) {
+    p.k_scale = {ks}, p.v_scale = {vs};
+    const Pointers hp = host_pointers(p);
+    return std::make_pair(ref::prefill(prefill_args(s, p, hp)), ref::prefill(prefill_args(s, p, hp), exact));
+  };
+  auto [c1, e1] = both(0.5f, -0.25f);
+  EXPECT_TRUE(c1.out == e1.out);
+  auto [c2, e2] = both(0.1f, 0.3f);
+  double max_diff = 0, max_ref = 0;
+  for (std::size_t i = 0; i < c2.out.size(); ++i) max_diff = std::max(max_diff, std::fabs(c2.out[i] - e2.out[i])), max_ref = std::max(max_ref, std::fabs(c2.out[i]));
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_LT(max_diff, 1e-2 * max_ref);
+  // Per-token-head scales have no exact mode.
+  s.scale = ScaleMode::per_token_head;
+  EXPECT_THROW(ref::prefill(prefill_args(s, p, host_pointers(p)), exact), std::invalid_argument);
+}
+
 TEST(GpuCaseGenerator, ReferenceAgreesAcrossKvLayoutsAndIoStrides) {
   // The same logical data through layout A / contiguous and layout B / strided or
   // transposed strides: the reference must give bit-identical results.
@@ -988,7 +1040,8 @@ TEST(GpuCaseGenerator, ReferenceAgreesAcrossKvLayoutsAndIoStrides) {
 
 // Compares the downloaded output buffer with the reference: error bound, NaN/Inf
 // anywhere, exact zeros for rows that see no key, and untouched bytes outside the tensor.
-void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, const std::vector<std::uint16_t>& out, std::uint64_t seed) {
+void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, const std::vector<std::uint16_t>& out, std::uint64_t seed,
+                  double bound = 1e-2, const std::string& against = "") {
   const std::int64_t T = p.total_q, H = s.H, D = s.D;
   std::vector<char> covered(out.size(), 0);
   double max_err = 0, max_ref = 0;
@@ -1020,13 +1073,12 @@ void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, con
   for (std::size_t i = 0; i < out.size(); ++i)
     if (!covered[i] && out[i] != 0xFFFF) ++clobbered;
   const double rel = max_err / std::max(max_ref, 1e-6);
-  const double bound = 1e-2;
 
-  std::cout << "[ accuracy ] " << s.name << ": max rel err " << rel << " (max abs err " << max_err << ", max |ref| " << max_ref
+  std::cout << "[ accuracy ] " << s.name << against << ": max rel err " << rel << " (max abs err " << max_err << ", max |ref| " << max_ref
             << ", seed " << seed << ")\n";
   ::testing::Test::RecordProperty("max_rel_err", std::to_string(rel));
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  gputest::record_case_error(s.name, rel, seed);
+  if (against.empty()) gputest::record_case_error(s.name, rel, seed);
 
   EXPECT_EQ(nonfinite, 0) << nonfinite << " NaN/Inf outputs; first at " << first_nonfinite;
   EXPECT_EQ(nonzero_empty, 0) << nonzero_empty << " outputs of queries that see no key are not zero; first " << first_nonzero_empty;
@@ -1038,6 +1090,35 @@ void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, con
                                          : 0.0)
                         << ", want " << (worst_t >= 0 ? r.at(worst_t, worst_h, worst_d) : 0.0);
   EXPECT_GT(max_ref, 0.0) << "degenerate case: every query saw no key";
+}
+
+// Whether this device's kernels dequantize case s's fp8 K/V exactly (attention_nv.cu's
+// kFp8Half: sm_89+, e4m3fn or e5m2, no or a scalar scale) instead of rounding value x scale
+// to q's dtype first, as the contract does.
+bool exact_fp8_on_device(const CaseSpec& s) {
+  if ((s.kv != DType::fp8_e4m3fn && s.kv != DType::fp8_e5m2) || s.scale == ScaleMode::per_token_head) return false;
+  auto info = cuda_driver().device_info(0);
+  if (!info.ok() || info->target.rfind("sm_", 0) != 0) return false;
+  return std::atoi(info->target.c_str() + 3) >= 89;
+}
+
+// The downloaded output against the reference. Where the kernels dequantize fp8 exactly, the
+// bound holds against the reference that does the same, and the contract's (rounded K and V:
+// one bf16 rounding of every input apart) gets twice it. Returns the contract's reference.
+ref::Result check_against_reference(const CaseSpec& s, const Problem& p, bool decode, const std::vector<std::uint16_t>& out,
+                                    std::uint64_t seed) {
+  const Pointers hp = host_pointers(p);
+  auto reference = [&](const ref::Options& o) { return decode ? ref::decode(decode_args(s, p, hp), o) : ref::prefill(prefill_args(s, p, hp), o); };
+  ref::Result contract = reference({});
+  if (!exact_fp8_on_device(s)) {
+    check_output(s, p, contract, out, seed);
+    return contract;
+  }
+  ref::Options exact;
+  exact.exact_fp8_dequant = true;
+  check_output(s, p, reference(exact), out, seed);
+  check_output(s, p, contract, out, seed, 2e-2, " (against the contract's rounded K/V)");
+  return contract;
 }
 
 struct DeviceProblem {
@@ -1102,8 +1183,7 @@ void run_prefill_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
   ASSERT_EQ(gputest::synchronize(), "");
   std::vector<std::uint16_t> out(p.out_elems);
   ASSERT_EQ(d.out.download(out.data()), "");
-  const ref::Result r = ref::prefill(prefill_args(s, p, host_pointers(p)));
-  check_output(s, p, r, out, seed);
+  check_against_reference(s, p, false, out, seed);
 }
 
 TEST_P(GpuPrefill, MatchesReference) { run_prefill_case(*rt_, GetParam(), seed_); }
@@ -1139,8 +1219,7 @@ void run_decode_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
   ASSERT_EQ(gputest::synchronize(), "");
   std::vector<std::uint16_t> out(p.out_elems);
   ASSERT_EQ(d.out.download(out.data()), "");
-  const ref::Result r = ref::decode(decode_args(s, p, host_pointers(p)));
-  check_output(s, p, r, out, seed);
+  const ref::Result r = check_against_reference(s, p, true, out, seed);
   // Padded request rows (seq_len 0): exactly zero (covered by the empty-row check; asserted here by name).
   for (std::int64_t req = 0; req < p.batch; ++req)
     if (p.seq_lens[req] == 0)
@@ -1320,7 +1399,7 @@ TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
     ASSERT_TRUE(stream.synchronize());
     std::vector<std::uint16_t> out(p.out_elems);
     ASSERT_EQ(d.out.download(out.data()), "");
-    check_output(s, p, ref::decode(decode_args(s, p, host_pointers(p))), out, seed);
+    check_against_reference(s, p, true, out, seed);
   }
   EXPECT_EQ(ran, 2) << "the two decode cases this test names are gone";
 }
