@@ -917,6 +917,25 @@ std::vector<CaseSpec> decode_cases() {
   c.seq_lens = {3000}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.junk_ids = true;
   add(c);
   c = {};
+  // fp8 with a scalar scale at small batch (the small launch's sub-tiles through cp.async): TP1,
+  // one request ending mid-block, G 16.
+  c.name = "m3tp1_G16_D128_k16_bf16_e5m2_scalar_A_q1_smallbatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::scalar, c.seq_lens = {4100}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;
+  c.junk_ids = true, c.dup_ids = true;
+  add(c);
+  c = {};
+  // fp8 without scales, fp16 q, 32 x 2 pairs: two chunks merged in their cluster.
+  c.name = "G8_D128_k16_fp16_e4m3fn_none_B_q1_twochunks_cluster", c.H = 16, c.KVH = 2, c.D = 128, c.topk = 16, c.dql = 1;
+  c.q = DType::fp16, c.kv = DType::fp8_e4m3fn, c.layout = KvLayout::B, c.seq_lens = random_seq_lens(13, 32, 0, 3000);
+  c.chunks = CaseSpec::Chunks::many;
+  add(c);
+  c = {};
+  // fp8 K/V rows not 16-byte aligned (no 16-byte copies: element loads, dequantized one by one), large batch.
+  c.name = "m3tp4_G16_D128_k16_bf16_e4m3fn_scalar_Bpadded_q1_onechunk", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::scalar, c.layout = KvLayout::B_padded;
+  c.seq_lens = random_seq_lens(17, 130, 1, 2000), c.chunks = CaseSpec::Chunks::one, c.junk_ids = true;
+  add(c);
+  c = {};
   // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
   c.name = "m3tp4_G16_D128_k16_fp16_fp16_A_q1_smallbatch", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
   c.q = DType::fp16, c.kv = DType::fp16, c.seq_lens = {129}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;

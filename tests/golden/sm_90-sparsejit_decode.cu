@@ -634,6 +634,12 @@ constexpr int kRawBytes = kFp8 ? 2 * kSubK * kHeadDim : 0;
 constexpr int kRawVecPerRow = kHeadDim / 16;
 constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
 constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
+// kFp8Half decode (mma.sync): S = Q K^T takes its K fragments straight from the staged raw
+// bytes (a 16-byte load and 8 cvt give one key's 4 k-steps over 64 dims), so only V goes
+// through the fp16 tile. The fragments' dims are then dims 64G + 16c + 4j + {0..3} for lane
+// quad c and k-step j of group G, so Q sits in shared memory in that order (sj_q_to_half);
+// without 16-byte copies the raw bytes are loaded one by one.
+constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 64 == 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
@@ -803,6 +809,20 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
       sj_cp_async16(dst + i * kRawRowsPerPass * kHeadDim, src + i * src_step, bytes);
       sj_cp_async16(dst + kSubK * kHeadDim + i * kRawRowsPerPass * kHeadDim, src + p.v_offset + i * src_step, bytes);
     }
+  } else if constexpr (kRawK) {
+    // The raw bytes one by one (dense rows; keys past `hi` zero, as the copies' zero fill).
+    const sj_u8* kv = (const sj_u8*)p.kv;
+    for (int i0 = sj_tid(); i0 < 2 * kSubK * kHeadDim; i0 += kThreads * SJ_STAGE_BATCH) {
+      sj_u8 v[SJ_STAGE_BATCH];
+#pragma unroll
+      for (int u = 0; u < SJ_STAGE_BATCH; ++u) {
+        const int i = i0 + u * kThreads, is_v = i >= kSubK * kHeadDim, ii = i - is_v * kSubK * kHeadDim, n = ii / kHeadDim;
+        v[u] = i < 2 * kSubK * kHeadDim && n0 + n <= hi ? kv[row + is_v * p.v_offset + n * p.kv_stride[2] + (ii % kHeadDim) * p.kv_stride[3]] : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < SJ_STAGE_BATCH; ++u)
+        if (i0 + u * kThreads < 2 * kSubK * kHeadDim) raw[i0 + u * kThreads] = v[u];
+    }
   } else {
     sj_load_subtile_elems<kThreads>(p, tile, kvh, page, sub, n0, hi, sj_tid(), row);
   }
@@ -869,14 +889,15 @@ SJ_DEVICE unsigned sj_fp8x2_to_half2(unsigned two) {
 // t + N, ... of N: under kFp8Half the exact values in fp16, else sj_load_kv's arithmetic
 // (the exact fp8 value times the scale, rounded once to nearest even). Keys past `hi`
 // become zeros whatever their bytes and scales.
-template <int kRows, int kN>
+// kVOnly: V alone (kRawK reads K from the raw bytes).
+template <int kRows, int kN, bool kVOnly = false>
 SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
                                long long n0, long long hi, int row0, int t) {
   constexpr int kPart = kRows * kRawVecPerRow;  // 16-byte chunks of K (then of V)
   const float* k_scale = (const float*)p.k_scale;
   const float* v_scale = (const float*)p.v_scale;
   const float k_sc = kTileScale == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kTileScale == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
-  for (int c = t; c < 2 * kPart; c += kN) {
+  for (int c = t + (kVOnly ? kPart : 0); c < 2 * kPart; c += kN) {
     const int is_v = c >= kPart, cc = c - is_v * kPart;
     const int n = row0 + cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
     unsigned out[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
@@ -948,7 +969,20 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
 #pragma unroll
     for (int j = 0; j < 4; ++j)
       w[i][j] = sj_pack_half2<false>(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] & 0xffffu)) * f, sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] >> 16)) * f);
-    if (c < kVecs) *chunk(c) = make_uint4(w[i][0], w[i][1], w[i][2], w[i][3]);
+    if (c >= kVecs) continue;
+    if constexpr (kRawK) {
+      // Dim p = 64G + 16c + 4j + r goes to column 64G + 16j + 2c + (r & 1) + 8 (r >> 1): the
+      // k-step j fragment slot of lane quad c (every thread read its chunks before the barrier).
+      const int row = c / (kHeadDim / 8), d0 = (c % (kHeadDim / 8)) * 8;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const int pd = d0 + e, g = pd % 64;
+        const int col = pd - g + 16 * ((g % 16) / 4) + 2 * (g / 16) + (g & 1) + 8 * ((g >> 1) & 1);
+        sq[sj_row_off<kQRows>(row, col)] = (sj_u16)(w[i][e / 2] >> (16 * (e % 2)));
+      }
+    } else {
+      *chunk(c) = make_uint4(w[i][0], w[i][1], w[i][2], w[i][3]);
+    }
   }
   return ldexpf(1.f, e);
 }
@@ -1058,10 +1092,30 @@ SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long lo
   if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) sj_scale_rows(acc, alpha_a, alpha_b);  // the max moved: rescale O
 }
 
-// S = Q K^T (mma.sync) for row group rg and key slice ks of a staged sub-tile.
-SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, int rg, int ks, float (&s)[kSNT][4]) {
+// S = Q K^T (mma.sync) for row group rg and key slice ks of a staged sub-tile (kRawK: of its
+// raw K bytes `raw`, keys past the copy's limit zero-filled).
+SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, int rg, int ks, float (&s)[kSNT][4]) {
   const int lane = sj_tid() % 32;
   const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  if constexpr (kRawK) {
+#pragma unroll
+    for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int g0 = 0; g0 < kHeadDim; g0 += 64) {
+      unsigned a[4][4];  // Q's A fragments of the group's 4 k-steps (in sj_q_to_half's column order)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sj_ldsm_x4(a[j], q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + g0 + 16 * j + (lane >> 4) * 8) * 2);
+#pragma unroll
+      for (int t = 0; t < kSNT; ++t) {
+        // Key 8t + lane/4 of the slice, bytes g0 + 16 (lane % 4)..: bytes 4j..4j+3 are k-step j's B fragment.
+        const uint4 b = *(const uint4*)(raw + (ks * kKeysPerWarp + 8 * t + lane / 4) * kHeadDim + g0 + 16 * (lane % 4));
+        const unsigned w[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) sj_mma_u32<kMmaBf16>(s[t], a[j], sj_fp8x2_to_half2(w[j]), sj_fp8x2_to_half2(w[j] >> 16));
+      }
+    }
+    return;
+  }
   const unsigned k_base = sj_smem_addr(tile + ks * kKeysPerWarp * kLd), k_tile = sj_smem_addr(tile);
   // ldmatrix row addresses: lane l gives row (l & 7) + 8 x (one bit of l) of key step j, at
   // dims d0 + 8 x (another bit of l). Padded rows: one multiply-add; swizzled: sj_tile_off.
@@ -1091,7 +1145,7 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, int rg, int ks, float
 // mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
 // warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
 // c: the scores' scale (sj_softmax).
-SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, long long n0, int rg, int ks, long long hi_a,
+SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, long long n0, int rg, int ks, long long hi_a,
                           long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4]) {
   const int lane = sj_tid() % 32;
   const long long my_n0 = n0 + ks * kKeysPerWarp;
@@ -1118,7 +1172,7 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, long lo
     sj_wgmma_wait();
     sj_wgmma_pin(s);
   } else {
-    sj_qk(sq, tile, rg, ks, s);
+    sj_qk(sq, tile, raw, rg, ks, s);
   }
   if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
@@ -1181,7 +1235,7 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
   const int lane = sj_tid() % 32;
   const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   float s[kSNT][4];
-  sj_qk(sq, tile, 0, ks, s);
+  sj_qk(sq, tile, nullptr, 0, ks, s);
   float mx_a, mx_b;
   sj_mask_rowmax(s, n0 + ks * kKeysPerWarp, hi_a, hi_b, w_a, w_b, mx_a, mx_b);
   if ((lane & 3) == 0) {
@@ -1597,13 +1651,13 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
         return;
       }
       const bool live = (l_qmask[u] & warp_qmask) && n0 + ks * kKeysPerWarp <= warp_hi;  // warp-uniform
-      if (sj_fp8_staged(p)) {  // workgroup-uniform
+      if (kRawK || sj_fp8_staged(p)) {  // workgroup-uniform
         if constexpr (kDecode) {
           // One row group: a warp multiplies only its own key slice, so it converts that
           // slice (K and V) alone, and no workgroup barrier sits between conversion and MMA.
           if (live) {
-            sj_dequant_rows<kKeysPerWarp, 32>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0,
-                                              cta_hi, ks * kKeysPerWarp, lane);
+            sj_dequant_rows<kKeysPerWarp, 32, kRawK>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub,
+                                                     n0, cta_hi, ks * kKeysPerWarp, lane);
             __syncwarp();
           }
         } else {  // every thread converts its share, then the tile is complete
@@ -1619,7 +1673,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
         const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
-        sj_subtile(kFp8Half ? qk_scale : p.sm_scale_log2, sq, tiles + slot * (kTileBytes / 2), n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
+        sj_subtile(kFp8Half ? qk_scale : p.sm_scale_log2, sq, tiles + slot * (kTileBytes / 2), raws + slot * kRawBytes, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
       }
       SJ_ADVANCE(cu_u, cu_sub)
     };
