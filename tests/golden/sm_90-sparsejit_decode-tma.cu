@@ -557,7 +557,8 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // query (decode) x one kv head x one top-k chunk. It walks the UNION of the
 // blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
 // keys are streamed into shared memory with 16-byte cp.async copies STAGES deep
-// (fp8: their raw bytes, dequantized in shared memory), and every warp reads them
+// (fp8: their raw bytes, dequantized in shared memory; fp8 decode on sm_89+ reads K's raw
+// bytes directly, kRawK), and every warp reads them
 // from there with ldmatrix for mma.sync, or (WGMMA, sm_90a prefill) each
 // warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles.
 //
@@ -935,8 +936,9 @@ SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* ra
 // kFp8Half: Q in shared memory (every row, zeros for padding) from q's dtype to fp16, times
 // `mult` (sj_scales) and a power of two 2^-e that brings the tile's largest |q| below 2^15
 // (e = 0 unless some |q| is that large), so the conversion rounds nothing in fp16's normal
-// range and overflows nothing; returns 2^e, which the scores' scale takes. By every thread,
-// once Q is in; `s_max` holds one word per warp (used only when some |q| >= 2^15).
+// range and overflows nothing; returns 2^e, which the scores' scale takes. Under kRawK each
+// group of 64 dims is stored in the order of sj_qk's raw K fragments. By every thread, once
+// Q is in; `s_max` holds one word per warp (used only when some |q| >= 2^15).
 SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
   const int tid = sj_tid();
   constexpr int kVecs = kQRows * kHeadDim / 8, kPer = (kVecs + kThreads - 1) / kThreads;
@@ -975,10 +977,10 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
       // k-step j fragment slot of lane quad c (every thread read its chunks before the barrier).
       const int row = c / (kHeadDim / 8), d0 = (c % (kHeadDim / 8)) * 8;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const int pd = d0 + e, g = pd % 64;
+      for (int h = 0; h < 8; ++h) {
+        const int pd = d0 + h, g = pd % 64;
         const int col = pd - g + 16 * ((g % 16) / 4) + 2 * (g / 16) + (g & 1) + 8 * ((g >> 1) & 1);
-        sq[sj_row_off<kQRows>(row, col)] = (sj_u16)(w[i][e / 2] >> (16 * (e % 2)));
+        sq[sj_row_off<kQRows>(row, col)] = (sj_u16)(w[i][h / 2] >> (16 * (h % 2)));
       }
     } else {
       *chunk(c) = make_uint4(w[i][0], w[i][1], w[i][2], w[i][3]);
