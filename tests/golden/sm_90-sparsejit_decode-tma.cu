@@ -851,28 +851,8 @@ SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u
   }
 }
 
-// Two fp8 values (the low byte first) to floats, exactly: sm_89+ converts e4m3fn
-// and e5m2 pairs in one instruction (both are exact in fp16); the fnuz formats
-// and older targets decode in software.
-SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
-#if __CUDA_ARCH__ >= 890
-  if constexpr (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) {
-    unsigned h2;
-    const unsigned short b = (unsigned short)two;
-    if constexpr (kKvDtype == SJ_FP8_E4M3FN)
-      asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(b));
-    else
-      asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(h2) : "h"(b));
-    lo = sj_f16_to_f32((sj_u16)(h2 & 0xffffu));
-    hi = sj_f16_to_f32((sj_u16)(h2 >> 16));
-    return;
-  }
-#endif
-  lo = sj_fp8_to_f32<kKvDtype>((sj_u8)two);
-  hi = sj_fp8_to_f32<kKvDtype>((sj_u8)(two >> 8));
-}
-
-// kFp8Half: two fp8 values (the low byte first) to packed fp16, exactly.
+// Two fp8 values (the low byte first) to packed fp16, exactly, on sm_89+ for e4m3fn and
+// e5m2 (one instruction; both are exact in fp16): kFp8Half's tiles, and sj_fp8x2_to_f32's.
 SJ_DEVICE unsigned sj_fp8x2_to_half2(unsigned two) {
   unsigned h2 = 0u;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
@@ -883,6 +863,22 @@ SJ_DEVICE unsigned sj_fp8x2_to_half2(unsigned two) {
     asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(h2) : "h"(b));
 #endif
   return h2;
+}
+
+// Two fp8 values (the low byte first) to floats, exactly: sm_89+ converts e4m3fn
+// and e5m2 pairs in one instruction (sj_fp8x2_to_half2); the fnuz formats and older
+// targets decode in software.
+SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
+#if __CUDA_ARCH__ >= 890
+  if constexpr (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) {
+    const unsigned h2 = sj_fp8x2_to_half2(two);
+    lo = sj_f16_to_f32((sj_u16)(h2 & 0xffffu));
+    hi = sj_f16_to_f32((sj_u16)(h2 >> 16));
+    return;
+  }
+#endif
+  lo = sj_fp8_to_f32<kKvDtype>((sj_u8)two);
+  hi = sj_fp8_to_f32<kKvDtype>((sj_u8)(two >> 8));
 }
 
 // fp8 staged: keys row0 .. row0 + ROWS - 1 of sub-tile `sub` of page `page`, K and V,
@@ -943,6 +939,8 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
   const int tid = sj_tid();
   constexpr int kVecs = kQRows * kHeadDim / 8, kPer = (kVecs + kThreads - 1) / kThreads;
   auto chunk = [&](int c) { return (uint4*)(sq + sj_row_off<kQRows>(c / (kHeadDim / 8), (c % (kHeadDim / 8)) * 8)); };
+  auto lo = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu)); };  // a packed pair's halves
+  auto hi = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)); };
   unsigned w[kPer][4];
   float mx = 0.f;  // fmaxf passes over NaN: a NaN q stays NaN below
 #pragma unroll
@@ -952,7 +950,7 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
     w[i][0] = v.x, w[i][1] = v.y, w[i][2] = v.z, w[i][3] = v.w;
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      mx = fmaxf(mx, fmaxf(fabsf(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] & 0xffffu))), fabsf(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] >> 16)))));
+      mx = fmaxf(mx, fmaxf(fabsf(lo(w[i][j])), fabsf(hi(w[i][j]))));
   }
   int e = 0;
   if (__syncthreads_or(mx >= 32768.f)) {  // rare: the tile's largest |q|, through shared memory
@@ -970,7 +968,7 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
     const int c = tid + i * kThreads;
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      w[i][j] = sj_pack_half2<false>(sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] & 0xffffu)) * f, sj_half_to_f32<kQDtype>((sj_u16)(w[i][j] >> 16)) * f);
+      w[i][j] = sj_pack_half2<false>(lo(w[i][j]) * f, hi(w[i][j]) * f);
     if (c >= kVecs) continue;
     if constexpr (kRawK) {
       // Dim p = 64G + 16c + 4j + r goes to column 64G + 16j + 2c + (r & 1) + 8 (r >> 1): the
@@ -1099,6 +1097,8 @@ SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long lo
 SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, int rg, int ks, float (&s)[kSNT][4]) {
   const int lane = sj_tid() % 32;
   const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
+  // Q's A fragment of the k-step at dims k0..: lane l gives row (l & 7) + 8 x bit 3, dims k0 + 8 x bit 4.
+  auto q_frag = [&](unsigned (&a)[4], int k0) { sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2); };
   if constexpr (kRawK) {
 #pragma unroll
     for (int j = 0; j < kSNT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
@@ -1106,7 +1106,7 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* 
     for (int g0 = 0; g0 < kHeadDim; g0 += 64) {
       unsigned a[4][4];  // Q's A fragments of the group's 4 k-steps (in sj_q_to_half's column order)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) sj_ldsm_x4(a[j], q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + g0 + 16 * j + (lane >> 4) * 8) * 2);
+      for (int j = 0; j < 4; ++j) q_frag(a[j], g0 + 16 * j);
 #pragma unroll
       for (int t = 0; t < kSNT; ++t) {
         // Key 8t + lane/4 of the slice, bytes g0 + 16 (lane % 4)..: bytes 4j..4j+3 are k-step j's B fragment.
@@ -1132,7 +1132,7 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* 
 #pragma unroll
   for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
     unsigned a[4];
-    sj_ldsm_x4(a, q_base + (((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + k0 + (lane >> 4) * 8) * 2);
+    q_frag(a, k0);
 #pragma unroll
     for (int j = 0; j < kSNT / 2; ++j) {
       unsigned b[4];
