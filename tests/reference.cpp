@@ -124,6 +124,8 @@ class PageCache {
     if (!p.empty()) return p.data();
     const std::int64_t D = c_.head_dim;
     p.resize(static_cast<std::size_t>(2 * kBlock * D));
+    // exact: the decoded fp8 values, unscaled (every one is exact in q's dtype, so rounding to it changes none)
+    const ScaleMode mode = c_.exact ? ScaleMode::none : c_.scale_mode;
     for (std::int64_t n = 0; n < kBlock; ++n) {
       const std::int64_t base = page * c_.kv_stride[0] + kvh * c_.kv_stride[1] + n * c_.kv_stride[2];
       const std::int64_t token_phys = page * kBlock + n;  // scales are indexed by physical token
@@ -131,16 +133,9 @@ class PageCache {
       const std::int64_t vs_off = kvh * c_.vs_stride[0] + token_phys * c_.vs_stride[1];
       for (std::int64_t d = 0; d < D; ++d) {
         const std::int64_t off = base + d * c_.kv_stride[3];
-        if (c_.exact) {  // every fp8 value is exact in float
-          p[static_cast<std::size_t>(n * D + d)] = static_cast<float>(fp8_to_double(static_cast<const std::uint8_t*>(c_.kv)[off], c_.kv_dtype));
-          p[static_cast<std::size_t>((kBlock + n) * D + d)] =
-              static_cast<float>(fp8_to_double(static_cast<const std::uint8_t*>(c_.kv)[off + c_.v_offset], c_.kv_dtype));
-          continue;
-        }
-        p[static_cast<std::size_t>(n * D + d)] =
-            static_cast<float>(kv_to_q_dtype(c_.kv, off, c_.kv_dtype, c_.q_dtype, c_.scale_mode, c_.k_scale, ks_off));
+        p[static_cast<std::size_t>(n * D + d)] = static_cast<float>(kv_to_q_dtype(c_.kv, off, c_.kv_dtype, c_.q_dtype, mode, c_.k_scale, ks_off));
         p[static_cast<std::size_t>((kBlock + n) * D + d)] =
-            static_cast<float>(kv_to_q_dtype(c_.kv, off + c_.v_offset, c_.kv_dtype, c_.q_dtype, c_.scale_mode, c_.v_scale, vs_off));
+            static_cast<float>(kv_to_q_dtype(c_.kv, off + c_.v_offset, c_.kv_dtype, c_.q_dtype, mode, c_.v_scale, vs_off));
       }
     }
     return p.data();
