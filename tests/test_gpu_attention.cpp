@@ -936,6 +936,17 @@ std::vector<CaseSpec> decode_cases() {
   c.seq_lens = random_seq_lens(17, 130, 1, 2000), c.chunks = CaseSpec::Chunks::one, c.junk_ids = true;
   add(c);
   c = {};
+  // G 1 and G 4 with fp8 (sm_89+: K and V fragments from the raw bytes; one live row, then four, of
+  // the 16), e4m3fn without scales, split, layout B; unsorted ids with padding.
+  c.name = "G1_D128_k16_bf16_e4m3fn_none_B_q1_split", c.H = 4, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e4m3fn, c.layout = KvLayout::B, c.seq_lens = {2900, 1, 0, 640}, c.chunks = CaseSpec::Chunks::many;
+  c.junk_ids = true, c.dup_ids = true;
+  add(c);
+  c = {};
+  c.name = "G4_D128_k16_fp16_e5m2_scalar_A_q1_onechunk", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.q = DType::fp16;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::scalar, c.seq_lens = random_seq_lens(19, 70, 1, 3100), c.chunks = CaseSpec::Chunks::one;
+  add(c);
+  c = {};
   // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
   c.name = "m3tp4_G16_D128_k16_fp16_fp16_A_q1_smallbatch", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
   c.q = DType::fp16, c.kv = DType::fp16, c.seq_lens = {129}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;

@@ -641,6 +641,13 @@ constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRa
 // quad c and k-step j of group G, so Q sits in shared memory in that order (sj_q_to_half);
 // without 16-byte copies the raw bytes are loaded one by one.
 constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 64 == 0;
+// And O += P V takes V's fragments from the raw bytes too (kRawV, head_dim a multiple of 128):
+// lane quad c reads keys 2c, 2c + 1, 2c + 8, 2c + 9 of each 16-key step (P's k order), lane
+// group g the 16 bytes at 128G + 16g of each; byte_perm pairs the keys and one cvt gives a
+// B fragment, so n-tile 16G + i holds dim 128G + 16n + i (sj_o_dim). Nothing is converted
+// into the tile. The raw rows' 16-byte chunks are then swizzled (sj_raw_col) so that these
+// loads, K's (keys g of 8, chunks c of 4) and the copies hit every bank once.
+constexpr bool kRawV = kRawK && kHeadDim % 128 == 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
@@ -718,6 +725,19 @@ SJ_DEVICE int sj_off(int n, int d) {
 template <int kRows>
 SJ_DEVICE int sj_row_off(int n, int d) { return sj_off<kRows, kWgmma>(n, d); }
 SJ_DEVICE int sj_tile_off(int n, int d) { return sj_off<kSubK, kSwTiles>(n, d); }
+
+// Where byte `b` of raw row `r` (K rows, then V rows) sits in its row of a stage's raw bytes
+// (the row starts at r x head_dim). kRawV: row r's 16-byte chunk k sits at k ^ f(r),
+// f(r) = 4 (r & 1) ^ 2 ((r >> 1) & 3), which spreads keys 2c (c < 4) and each pair of
+// neighbouring keys over the 8 chunks of 128 bytes. Otherwise at b.
+SJ_DEVICE int sj_raw_col(int r, int b) { return kRawV ? b ^ (((r & 1) << 6) ^ (((r >> 1) & 3) << 5)) : b; }
+
+// Head dim of O fragment element e (0, 1; the same for rows a and b) of n-tile t for a lane
+// of C fragment column c0 = 2 (lane % 4): c0 + e, under kRawV through sj_subtile's V order.
+SJ_DEVICE int sj_o_dim(int t, int e, int c0) {
+  if constexpr (kRawV) return 128 * (t / 16) + 16 * c0 + 16 * e + t % 16;
+  return t * 8 + c0 + e;
+}
 
 // Whether fp8 K/V go through the staging bytes (16-byte copies need the strides to allow them).
 SJ_DEVICE bool sj_fp8_staged(const SjAttnParams& p) { return kFp8Staged && (p.flags & SJ_FLAG_KV_VEC16); }
@@ -803,12 +823,15 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
     const long long lim = hi - n0;
     const sj_u8* src = (const sj_u8*)p.kv + row + n_first * p.kv_stride[2] + d;
     const long long src_step = kRawRowsPerPass * p.kv_stride[2];
-    const unsigned dst = sj_smem_addr(raw + n_first * kHeadDim + d);
+    const unsigned dst = sj_smem_addr(raw + n_first * kHeadDim + (kRawV ? sj_raw_col(n_first, d) : d));  // (this form keeps the other objects as they were)
 #pragma unroll
     for (int i = 0; i < kSubK / kRawRowsPerPass; ++i) {
       const int bytes = n_first + i * kRawRowsPerPass <= lim ? 16 : 0;
-      sj_cp_async16(dst + i * kRawRowsPerPass * kHeadDim, src + i * src_step, bytes);
-      sj_cp_async16(dst + kSubK * kHeadDim + i * kRawRowsPerPass * kHeadDim, src + p.v_offset + i * src_step, bytes);
+      // Rows 8 apart share their swizzle: then the step is a constant.
+      const int step = !kRawV || kRawRowsPerPass % 8 == 0 ? i * kRawRowsPerPass * kHeadDim
+                                                          : i * kRawRowsPerPass * kHeadDim + sj_raw_col(n_first + i * kRawRowsPerPass, d) - sj_raw_col(n_first, d);
+      sj_cp_async16(dst + step, src + i * src_step, bytes);
+      sj_cp_async16(dst + kSubK * kHeadDim + step, src + p.v_offset + i * src_step, bytes);
     }
   } else if constexpr (kRawK) {
     // The raw bytes one by one (dense rows; keys past `hi` zero, as the copies' zero fill).
@@ -821,8 +844,10 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
         v[u] = i < 2 * kSubK * kHeadDim && n0 + n <= hi ? kv[row + is_v * p.v_offset + n * p.kv_stride[2] + (ii % kHeadDim) * p.kv_stride[3]] : 0;
       }
 #pragma unroll
-      for (int u = 0; u < SJ_STAGE_BATCH; ++u)
-        if (i0 + u * kThreads < 2 * kSubK * kHeadDim) raw[i0 + u * kThreads] = v[u];
+      for (int u = 0; u < SJ_STAGE_BATCH; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i < 2 * kSubK * kHeadDim) raw[kRawV ? i / kHeadDim * kHeadDim + sj_raw_col(i / kHeadDim, i % kHeadDim) : i] = v[u];
+      }
     }
   } else {
     sj_load_subtile_elems<kThreads>(p, tile, kvh, page, sub, n0, hi, sj_tid(), row);
@@ -899,7 +924,7 @@ SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, 
     const int n = row0 + cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
     unsigned out[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     if (n0 + n <= hi) {
-      const uint4 b = *(const uint4*)(raw + (is_v * kSubK + n) * kHeadDim + d);
+      const uint4 b = *(const uint4*)(raw + (is_v * kSubK + n) * kHeadDim + sj_raw_col(is_v * kSubK + n, d));
       const unsigned w[4] = {b.x, b.y, b.z, b.w};
       float sc = is_v ? v_sc : k_sc;
       if (kTileScale == SJ_SCALE_PER_TOKEN_HEAD) {
@@ -1110,7 +1135,8 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* 
 #pragma unroll
       for (int t = 0; t < kSNT; ++t) {
         // Key 8t + lane/4 of the slice, bytes g0 + 16 (lane % 4)..: bytes 4j..4j+3 are k-step j's B fragment.
-        const uint4 b = *(const uint4*)(raw + (ks * kKeysPerWarp + 8 * t + lane / 4) * kHeadDim + g0 + 16 * (lane % 4));
+        const int key = ks * kKeysPerWarp + 8 * t + lane / 4;
+        const uint4 b = *(const uint4*)(raw + key * kHeadDim + sj_raw_col(key, g0 + 16 * (lane % 4)));
         const unsigned w[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int j = 0; j < 4; ++j) sj_mma_u32<kMmaBf16>(s[t], a[j], sj_fp8x2_to_half2(w[j]), sj_fp8x2_to_half2(w[j] >> 16));
@@ -1205,6 +1231,32 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
       a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
       a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
       a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+      if constexpr (kRawV) {
+        // P's k order: lane quad c holds keys 2c, 2c + 1 (B register 0) and 2c + 8, 2c + 9
+        // (register 1) of the step; byte_perm pairs a dim's bytes of two keys, one cvt makes them
+        // a register. Lane group g: dims 128G + 16g + 4w + {0..3} for n-tiles 16G + 4w + {0..3}.
+        const int r0 = kSubK + ks * kKeysPerWarp + 16 * j + 2 * (lane % 4);  // V rows follow K's
+#pragma unroll
+        for (int g0 = 0; g0 < kHeadDim; g0 += 128) {
+          const int b = g0 + 16 * (lane / 4);
+          auto row = [&](int r) { return *(const uint4*)(raw + r * kHeadDim + sj_raw_col(r, b)); };
+          const uint4 x0 = row(r0), x1 = row(r0 + 1), x2 = row(r0 + 8), x3 = row(r0 + 9);
+          const unsigned k0[4] = {x0.x, x0.y, x0.z, x0.w}, k1[4] = {x1.x, x1.y, x1.z, x1.w};
+          const unsigned k8[4] = {x2.x, x2.y, x2.z, x2.w}, k9[4] = {x3.x, x3.y, x3.z, x3.w};
+#pragma unroll
+          for (int w = 0; w < 4; ++w) {
+            // Bytes {key 0, key 1} of dims 4w, 4w + 1 (0x5140), then of dims 4w + 2, 4w + 3 (0x7362).
+            const unsigned lo01 = __byte_perm(k0[w], k1[w], 0x5140), hi01 = __byte_perm(k0[w], k1[w], 0x7362);
+            const unsigned lo89 = __byte_perm(k8[w], k9[w], 0x5140), hi89 = __byte_perm(k8[w], k9[w], 0x7362);
+            const int t = g0 / 8 + 4 * w;
+            sj_mma_u32<kMmaBf16>(acc[t], a, sj_fp8x2_to_half2(lo01), sj_fp8x2_to_half2(lo89));
+            sj_mma_u32<kMmaBf16>(acc[t + 1], a, sj_fp8x2_to_half2(lo01 >> 16), sj_fp8x2_to_half2(lo89 >> 16));
+            sj_mma_u32<kMmaBf16>(acc[t + 2], a, sj_fp8x2_to_half2(hi01), sj_fp8x2_to_half2(hi89));
+            sj_mma_u32<kMmaBf16>(acc[t + 3], a, sj_fp8x2_to_half2(hi01 >> 16), sj_fp8x2_to_half2(hi89 >> 16));
+          }
+        }
+        continue;
+      }
 #pragma unroll
       for (int dt = 0; dt < kHeadDim / 16; ++dt) {
         unsigned b[4];
@@ -1657,7 +1709,7 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
         if constexpr (kDecode) {
           // One row group: a warp multiplies only its own key slice, so it converts that
           // slice (K and V) alone, and no workgroup barrier sits between conversion and MMA.
-          if (live) {
+          if (!kRawV && live) {
             sj_dequant_rows<kKeysPerWarp, 32, kRawK>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub,
                                                      n0, cta_hi, ks * kKeysPerWarp, lane);
             __syncwarp();
@@ -1792,8 +1844,8 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       const long long head = kvh * kGroup + r % kGroup;
 #pragma unroll
       for (int t = 0; t < kONT; ++t) {
-        sj_store(p, s_part, q_token[q], head, t * 8 + c0, acc[t][half * 2] * inv, chunk);
-        sj_store(p, s_part, q_token[q], head, t * 8 + c0 + 1, acc[t][half * 2 + 1] * inv, chunk);
+        sj_store(p, s_part, q_token[q], head, sj_o_dim(t, 0, c0), acc[t][half * 2] * inv, chunk);
+        sj_store(p, s_part, q_token[q], head, sj_o_dim(t, 1, c0), acc[t][half * 2 + 1] * inv, chunk);
       }
       if ((lane & 3) == 0) sj_store_lse(p, s_part, q_token[q], head, half ? st.m_b : st.m_a, l, chunk);
     }
@@ -1806,8 +1858,16 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     for (int half = 0; half < 2 && math; ++half) {
       const int r = rg * 16 + lane / 4 + half * 8;
       float* o = s_o + (ks * kRows + r) * kOStride;
+      if constexpr (kRawV) {  // dims 128G + 32 (lane % 4) + 16e + i hold n-tile 16G + i's element e
 #pragma unroll
-      for (int t = 0; t < kONT; ++t) *(float2*)(o + t * 8 + c0) = make_float2(acc[t][half * 2], acc[t][half * 2 + 1]);
+        for (int t = 0; t < kONT; t += 4)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            *(float4*)(o + sj_o_dim(t, e, c0)) = make_float4(acc[t][half * 2 + e], acc[t + 1][half * 2 + e], acc[t + 2][half * 2 + e], acc[t + 3][half * 2 + e]);
+      } else {
+#pragma unroll
+        for (int t = 0; t < kONT; ++t) *(float2*)(o + t * 8 + c0) = make_float2(acc[t][half * 2], acc[t][half * 2 + 1]);
+      }
       if ((lane & 3) == 0) {
         s_m[ks * kRows + r] = half ? st.m_b : st.m_a;
         s_l[ks * kRows + r] = half ? st.l_b : st.l_a;
