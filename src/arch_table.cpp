@@ -108,15 +108,17 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     if (!st) return st;
   // A size-dependent launch ("large_batch", "small_batch"): its threshold, then what it sets of
   // the op's launch (the rest stays the op's).
-  auto read_tier = [&](const char* key, const char* threshold, int& bound, LaunchTier& out, int* min_entries) -> Status {
+  // "huge_batch" starts from large_batch's launch instead.
+  auto read_tier = [&](const char* key, const char* threshold, int& bound, LaunchTier& out, int* min_entries,
+                       const LaunchTier* base = nullptr) -> Status {
     if (!o.ask(key)) return ok_status();
     const auto& tj = ops[name][key];
     const std::string at = o.where() + "." + key;
     if (!tj.is_object()) return make_error("arch", at + " must be an object");
     if (!tj.contains(threshold)) return make_error("arch", at + "." + threshold + " is missing");
     Knobs l(tj, at);
-    out.launch = t.launch;
-    out.sub_k = t.sub_k;
+    out.launch = base ? base->launch : t.launch;
+    out.sub_k = base ? base->sub_k : t.sub_k;
     for (Status st : {l.integer(threshold, 1, kMaxGrid, bound), min_entries ? l.integer("min_entries", 1, 4096, *min_entries) : ok_status(),
                       l.integer("threads", 32, 1024, out.launch.threads), l.integer("stages", 1, 8, out.launch.stages),
                       l.integer("min_blocks", 1, 32, out.launch.min_blocks), l.integer("sub_k", 0, 128, out.sub_k),
@@ -126,6 +128,12 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
   };
   if (auto st = read_tier("large_batch", "min_workgroups", t.large_min_workgroups, t.large, &t.large_min_entries); !st) return st;
   if (auto st = read_tier("small_batch", "max_workgroups", t.small_max_workgroups, t.small, nullptr); !st) return st;
+  if (auto st = read_tier("huge_batch", "min_workgroups", t.huge_min_workgroups, t.huge, nullptr, &t.large); !st) return st;
+  if (t.huge_min_workgroups > 0 && t.large_min_workgroups == 0)
+    return make_error("arch", o.where() + ".huge_batch needs large_batch (it starts from large_batch's launch)");
+  if (t.huge_min_workgroups > 0 && t.huge_min_workgroups < t.large_min_workgroups)
+    return make_error("arch", o.where() + ".huge_batch.min_workgroups (" + std::to_string(t.huge_min_workgroups) +
+                                  ") must be >= large_batch.min_workgroups (" + std::to_string(t.large_min_workgroups) + ")");
   return o.unknown();
 }
 

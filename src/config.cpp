@@ -199,6 +199,19 @@ bool KernelConfig::tma_fits() const {
          kv_dtype == q_dtype && head_dim % 64 == 0 && launch.threads >= 64;
 }
 
+bool KernelConfig::nv_raw_v() const {
+  // Mirrors kFp8Half, kFp8Staged, kRawK and kRawV (__CUDA_ARCH__ >= 890: sm_89 and later).
+  int sm = 0;
+  if (arch.rfind("sm_", 0) == 0)
+    for (std::size_t i = 3; i < arch.size() && std::isdigit(static_cast<unsigned char>(arch[i])); ++i) sm = sm * 10 + (arch[i] - '0');
+  const int vecs_per_row = head_dim / 16;  // 16-byte copies of a raw row
+  const bool staged = vecs_per_row > 0 && launch.threads % vecs_per_row == 0 && launch.threads / vecs_per_row > 0 &&
+                      sub_k % (launch.threads / vecs_per_row) == 0;
+  return templ == kTemplateAttentionNv && op == Op::decode && sm >= 89 && !launch.tma &&
+         (kv_dtype == DType::fp8_e4m3fn || kv_dtype == DType::fp8_e5m2) && scale_mode != ScaleMode::per_token_head && staged &&
+         head_dim % 128 == 0;
+}
+
 std::string KernelConfig::compile_target() const { return launch.wgmma && arch == "sm_90" ? "sm_90a" : arch; }
 
 std::size_t KernelConfig::dynamic_shared_bytes() const {
@@ -215,7 +228,7 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   // Per stage: K and V in q's dtype (wgmma: unpadded swizzled rows), and fp8's raw bytes.
   const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim : 0;
   const bool swizzled = launch.wgmma || launch.tma;  // unpadded 128-byte swizzled rows
-  const std::size_t tiles = launch.stages * (2 * sub_k * (swizzled ? head_dim : ld) * 2 + raw);
+  const std::size_t tiles = launch.stages * ((nv_raw_v() ? 0 : 2 * sub_k * (swizzled ? head_dim : ld) * 2) + raw);  // kRawV: raw alone
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 8 + 3) * 4 : 0;  // O rows padded by 8
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;

@@ -80,6 +80,11 @@ struct KernelConfig {
   // dtype (copied unchanged), head_dim a multiple of 64 (128-byte swizzle rows), and at least
   // one math warp beside the producer.
   bool tma_fits() const;
+  // Whether attention_nv.cu's decode takes K's and V's MMA fragments straight from fp8's staged
+  // raw bytes (its kRawV): e4m3fn or e5m2 with no or a scalar scale on sm_89+ (exact in fp16),
+  // cp.async (not tma) with 16-byte copies that tile the sub-tile, head_dim a multiple of 128.
+  // Its stages then hold the raw bytes alone.
+  bool nv_raw_v() const;
   // The target the compiler builds for: arch, or its sm_90a form when launch.wgmma is set.
   std::string compile_target() const;
   std::string kernel_name() const;  // lowered (extern "C") name of the entry point

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "arch_table.h"
 #include "device/device.h"
@@ -147,6 +148,18 @@ struct Runtime::Impl {
       auto it = loaded.find(hk);
       if (it != loaded.end()) return it->second.get();
     }
+    {
+      // Another key that resolves to the same config (a launch tier that falls back to
+      // another's, e.g. huge_batch where two workgroups do not fit an SM) shares its kernel:
+      // nothing is built or loaded, so this is fine during a capture too.
+      std::unique_lock<std::shared_mutex> lock(mu);
+      for (const auto& [key, entry] : loaded)
+        if (entry->config == config) {
+          std::shared_ptr<Loaded> same = entry;
+          loaded.emplace(hk, same);
+          return same.get();
+        }
+    }
     if (const std::string& manifest = knobs().record; !manifest.empty()) {
       // Recorded when needed, before building: a config that could not be built
       // (e.g. refused during a capture) is exactly what ops must warm.
@@ -267,7 +280,9 @@ Result<std::unique_ptr<Runtime>> RuntimeAccess::create_for_testing(RuntimeTestHo
 
 std::size_t RuntimeAccess::loaded_kernels(const Runtime& rt) {
   std::shared_lock<std::shared_mutex> lock(rt.impl_->mu);
-  return rt.impl_->loaded.size();
+  std::unordered_set<const void*> kernels;  // keys that share a config share its entry
+  for (const auto& kv : rt.impl_->loaded) kernels.insert(kv.second.get());
+  return kernels.size();
 }
 
 const Driver& RuntimeAccess::driver(const Runtime& rt) { return *rt.impl_->driver; }

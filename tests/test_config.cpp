@@ -176,7 +176,11 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"].erase("max_workgroups"); }, "small_batch.max_workgroups is missing"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"]["min_entries"] = 2; }, "ops.decode.small_batch: unknown key \"min_entries\""},
            {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"] = 64; }, "ops.decode.small_batch must be an object"},
-           {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"}}) {
+           {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"},
+           {[](nlohmann::json& j) { j["ops"]["decode"].erase("large_batch"); }, "ops.decode.huge_batch needs large_batch"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_workgroups"] = 100; },
+            "ops.decode.huge_batch.min_workgroups (100) must be >= large_batch.min_workgroups (128)"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_blocks"] = 33; }, "huge_batch.min_blocks = 33 is out of range"}}) {
     nlohmann::json j = good;
     c.edit(j);
     testing_util::write_text(sm90, j.dump(1));
@@ -234,9 +238,10 @@ TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {
     // runtime can pick (1..16: 20) + a merge (bf16 q) for each count that needs one: sm_90 merges
     // 2 chunks in their cluster (merges for 4, 8, 16), AMD uses the merge kernel from 2 up. sm_90
     // also has large-batch decodes (>= 128 workgroups of >= 4 entries: 1, 2 and 4 chunks): 12 more,
-    // and small-batch ones (<= 64 workgroups: 16 chunks): 4 more.
+    // small-batch ones (<= 64 workgroups: 16 chunks): 4 more, and huge-batch ones (>= 256
+    // workgroups: 1 chunk) where two workgroups fit an SM, the fp8 variant's: 2 more.
     const bool nvidia = std::string(arch).starts_with("sm_");
-    EXPECT_EQ(cs->size(), nvidia ? 43u : 28u) << arch;
+    EXPECT_EQ(cs->size(), nvidia ? 45u : 28u) << arch;
     for (const auto& c : *cs) {
       EXPECT_TRUE(c.validate().ok());
       if (c.op == Op::merge) EXPECT_GT(c.num_topk_chunks, 1) << "a one-chunk decode writes its output itself";
@@ -461,4 +466,54 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   auto nv = render_kernel(pre, *sm90);
   ASSERT_TRUE(nv.ok()) << nv.error().describe();
   EXPECT_NE(nv->source.find("__launch_bounds__(128, 3)"), std::string::npos);
+}
+
+TEST(ConfigSelect, HugeBatchTakesTwoWorkgroupsPerSmWhereTheyFit) {
+  // sm_90: from 256 workgroups on, large_batch's launch with min_blocks 2 (two workgroups per SM),
+  // where two fit the SM's 228 KiB: fp8 decode that reads K and V from the raw bytes (its stages
+  // hold nothing else, docs/PERF.md) does; bf16's tensor-copy launch (142 KiB) does not, and
+  // stays large_batch's.
+  auto sm90 = load_arch_table("sm_90");
+  ASSERT_TRUE(sm90.ok());
+  AttnShape s;
+  s.num_heads = 64, s.num_kv_heads = 4, s.head_dim = 128, s.topk = 16;
+  EXPECT_EQ(decode_launch(*sm90, 63, 4, 1, 16), DecodeLaunch::large);  // 252 workgroups
+  EXPECT_EQ(decode_launch(*sm90, 64, 4, 1, 16), DecodeLaunch::huge);   // 256
+  EXPECT_EQ(decode_launch(*sm90, 128, 1, 2, 16), DecodeLaunch::huge);  // chunks count: 256
+  EXPECT_STREQ(to_string(DecodeLaunch::huge), "huge_batch");
+  const KernelConfig bf16_large = decode_config(*sm90, s, 1, DecodeLaunch::large);
+  EXPECT_EQ(decode_config(*sm90, s, 1, DecodeLaunch::huge), bf16_large) << "two do not fit: large_batch's launch";
+  AttnShape f8 = s;
+  f8.kv_dtype = DType::fp8_e4m3fn, f8.scale_mode = ScaleMode::scalar;
+  const KernelConfig large = decode_config(*sm90, f8, 1, DecodeLaunch::large), huge = decode_config(*sm90, f8, 1, DecodeLaunch::huge);
+  ASSERT_TRUE(huge.nv_raw_v());
+  EXPECT_EQ(large.launch.min_blocks, 1);
+  EXPECT_EQ(huge.launch.min_blocks, 2);
+  KernelConfig c = huge;
+  c.launch.min_blocks = 1;
+  EXPECT_EQ(c, large) << "huge_batch changes min_blocks alone";
+  EXPECT_LE(2 * (huge.dynamic_shared_bytes() + 1024), sm90->max_dynamic_shared_bytes + 1024);
+  // The raw-fragment path's stages hold the raw bytes alone (mirrors kRawV in attention_nv.cu);
+  // per-token-head scales (and sm_80, without the fp8 cvt) keep the converted tiles.
+  AttnShape pth = f8;
+  pth.scale_mode = ScaleMode::per_token_head;
+  const KernelConfig tiles = decode_config(*sm90, pth, 1, DecodeLaunch::large);
+  EXPECT_FALSE(tiles.nv_raw_v());
+  // Per stage: K and V tiles (padded rows) and the raw bytes; without the tiles the 8 warps'
+  // key-split merge (16 rows of head_dim + 8 + 3 floats each), which reuses the stages, is larger.
+  const std::size_t tile_bytes = 2 * 128 * (128 + 8) * 2, raw = 2 * 128 * 128, merge = 8 * 16 * (128 + 8 + 3) * 4;
+  ASSERT_GT(merge, large.launch.stages * raw);
+  EXPECT_EQ(tiles.dynamic_shared_bytes() - large.dynamic_shared_bytes(), std::size_t(large.launch.stages) * (tile_bytes + raw) - merge);
+  EXPECT_EQ(decode_config(*sm90, pth, 1, DecodeLaunch::huge), tiles) << "two do not fit";
+  c = large;
+  c.arch = "sm_80";
+  EXPECT_FALSE(c.nv_raw_v());
+  c.arch = "sm_89";
+  EXPECT_TRUE(c.nv_raw_v());
+  c.head_dim = 64;
+  EXPECT_FALSE(c.nv_raw_v()) << "head_dim a multiple of 128";
+  // Warming covers it: every (chunks, launch) the runtime can pick.
+  bool has_huge = false;
+  for (const auto& v : decode_variants(*sm90, 4, 16)) has_huge = has_huge || v.second == DecodeLaunch::huge;
+  EXPECT_TRUE(has_huge);
 }

@@ -238,7 +238,7 @@ TEST(Fuzz, ArchTableReader) {
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
   static const char* op_names[] = {"prefill", "decode", "merge"};
   static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "stages", "min_blocks", "wgmma", "q_row_groups",
-                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "small_batch", "bogus"};
+                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "small_batch", "huge_batch", "bogus"};
   long loaded = 0, chosen = 0;
   long n = fuzz_loop("arch_table", [&](std::mt19937_64& r, long) {
     nlohmann::json j = base;
@@ -249,10 +249,10 @@ TEST(Fuzz, ArchTableReader) {
         case 0: op.erase(k); break;
         case 1: op[k] = random_json(r, 1); break;
         case 2: {
-          const bool large = r() % 2;
-          auto& tier = op[large ? "large_batch" : "small_batch"];
+          const int which = static_cast<int>(r() % 3);  // large, small, huge
+          auto& tier = op[which == 0 ? "large_batch" : which == 1 ? "small_batch" : "huge_batch"];
           if (!tier.is_object()) tier = nlohmann::json::object();
-          tier[r() % 2 ? (large ? "min_workgroups" : "max_workgroups") : "threads"] = interesting_int(r);
+          tier[r() % 2 ? (which == 1 ? "max_workgroups" : "min_workgroups") : r() % 2 ? "min_blocks" : "threads"] = interesting_int(r);
           break;
         }
         default: op[k] = interesting_int(r) % 300; break;  // mostly near the real ranges

@@ -383,6 +383,7 @@ struct CaseSpec {
   std::vector<int> ragged_qlens;  // decode: per-request query counts (query_start_loc / token_to_req_indices); empty: dql each
   enum class Chunks { any, one, many } chunks = Chunks::any;
   bool small_batch = false;  // decode: meant to cover the arch table's small-batch launch (where the table has one)
+  bool huge_batch = false;   // decode: meant to cover the arch table's huge-batch launch (where the table has one)
 };
 
 std::ostream& operator<<(std::ostream& os, const CaseSpec& c) { return os << c.name; }
@@ -943,8 +944,10 @@ std::vector<CaseSpec> decode_cases() {
   c.junk_ids = true, c.dup_ids = true;
   add(c);
   c = {};
-  c.name = "G4_D128_k16_fp16_e5m2_scalar_A_q1_onechunk", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.q = DType::fp16;
+  // 70 x 4 = 280 workgroups: sm_90's huge-batch launch (two workgroups per SM).
+  c.name = "G4_D128_k16_fp16_e5m2_scalar_A_q1_hugebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.q = DType::fp16;
   c.kv = DType::fp8_e5m2, c.scale = ScaleMode::scalar, c.seq_lens = random_seq_lens(19, 70, 1, 3100), c.chunks = CaseSpec::Chunks::one;
+  c.huge_batch = true;
   add(c);
   c = {};
   // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
@@ -1226,14 +1229,15 @@ void run_decode_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
   std::cout << "[ info     ] " << s.name << ": decode_num_chunks = " << chunks << "\n";
   if (s.chunks == CaseSpec::Chunks::one) EXPECT_EQ(chunks, 1) << "case meant to cover the single-chunk path";
   if (s.chunks == CaseSpec::Chunks::many) EXPECT_GT(chunks, 1) << "case meant to cover split-K";
-  if (s.small_batch) {
+  if (s.small_batch || s.huge_batch) {
     auto info = cuda_driver().device_info(0);
     ASSERT_TRUE(info.ok()) << info.error().describe();
     auto table = load_arch_table(info->target);
     ASSERT_TRUE(table.ok()) << table.error().describe();
     const DecodeLaunch launch = decode_launch(*table, p.total_q, s.KVH, chunks, s.topk);
     std::cout << "[ info     ] " << s.name << ": decode launch " << to_string(launch) << "\n";
-    if (table->decode.small_max_workgroups > 0) EXPECT_EQ(launch, DecodeLaunch::small) << "case meant to cover the small-batch launch";
+    if (s.small_batch && table->decode.small_max_workgroups > 0) EXPECT_EQ(launch, DecodeLaunch::small) << "case meant to cover the small-batch launch";
+    if (s.huge_batch && table->decode.huge_min_workgroups > 0) EXPECT_EQ(launch, DecodeLaunch::huge) << "case meant to cover the huge-batch launch";
   }
   DeviceProblem d;
   ASSERT_EQ(upload(p, d), "");

@@ -30,7 +30,7 @@ struct ShapeFlags {
   std::string config_file;
   int head_dim = 128, topk = 16, gqa_group = 16, chunks = 0, sub_k = 0, threads = 0;
   std::string q_dtype = "bf16", kv_dtype = "bf16", scale_mode = "none";
-  std::string launch = "base";  // decode: which of the table's launches (base, small_batch, large_batch)
+  std::string launch = "base";  // decode: which of the table's launches (base, small_batch, large_batch, huge_batch)
   void add_to(CLI::App& cmd);
   // The config: from the file, or the flags with the arch table's launch defaults.
   Result<KernelConfig> resolve() const;

@@ -22,9 +22,9 @@ void ShapeFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--kv-dtype", kv_dtype, "bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 | fp8_e4m3fnuz | fp8_e5m2fnuz");
   cmd.add_option("--scale-mode", scale_mode, "none | scalar | per_token_head");
   cmd.add_option("--launch", launch,
-                 "decode: the arch table's launch to use, as the runtime picks it by size: base | small_batch | large_batch "
+                 "decode: the arch table's launch to use, as the runtime picks it by size: base | small_batch | large_batch | huge_batch "
                  "(default base; a table without that launch gives base)")
-      ->check(CLI::IsMember({"base", "small_batch", "large_batch"}));
+      ->check(CLI::IsMember({"base", "small_batch", "large_batch", "huge_batch"}));
 }
 
 Result<KernelConfig> ShapeFlags::resolve() const {
@@ -55,7 +55,7 @@ Result<KernelConfig> ShapeFlags::resolve() const {
   s.kv_dtype = *kv;
   s.scale_mode = *sm;
   DecodeLaunch dl = DecodeLaunch::base;
-  for (DecodeLaunch l : {DecodeLaunch::small, DecodeLaunch::large})
+  for (DecodeLaunch l : {DecodeLaunch::small, DecodeLaunch::large, DecodeLaunch::huge})
     if (launch == to_string(l)) dl = l;
   if (dl != DecodeLaunch::base && op != "decode") return make_error("config", "--launch " + launch + " applies to --op decode only");
   KernelConfig c;

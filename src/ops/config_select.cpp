@@ -82,6 +82,8 @@ const char* to_string(DecodeLaunch l) {
       return "large_batch";
     case DecodeLaunch::small:
       return "small_batch";
+    case DecodeLaunch::huge:
+      return "huge_batch";
     case DecodeLaunch::base:
       break;
   }
@@ -92,7 +94,8 @@ DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int
   const std::int64_t chunks = std::max(1, num_chunks), entries = (std::max<std::int64_t>(1, topk) + chunks - 1) / chunks;
   const std::int64_t workgroups = total_q * std::max<std::int64_t>(1, num_kv_heads) * chunks;
   const OpTuning& d = arch.decode;
-  if (d.large_min_workgroups > 0 && workgroups >= d.large_min_workgroups && entries >= d.large_min_entries) return DecodeLaunch::large;
+  if (d.large_min_workgroups > 0 && workgroups >= d.large_min_workgroups && entries >= d.large_min_entries)
+    return d.huge_min_workgroups > 0 && workgroups >= d.huge_min_workgroups ? DecodeLaunch::huge : DecodeLaunch::large;
   if (d.small_max_workgroups > 0 && workgroups <= d.small_max_workgroups) return DecodeLaunch::small;
   return DecodeLaunch::base;
 }
@@ -104,7 +107,7 @@ std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch,
   const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
   const OpTuning& d = arch.decode;
   const std::int64_t last = std::max({std::int64_t(std::max(1, d.target_grid)), (d.large_min_workgroups + kvh - 1) / kvh,
-                                      std::int64_t(d.small_max_workgroups) / kvh}) +
+                                      (d.huge_min_workgroups + kvh - 1) / kvh, std::int64_t(d.small_max_workgroups) / kvh}) +
                             1;
   std::vector<std::pair<int, DecodeLaunch>> out;
   for (std::int64_t t = 1; t <= last; ++t) {
@@ -118,6 +121,8 @@ std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch,
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch) {
   KernelConfig c = attention_config(Op::decode, arch, s);
   const LaunchTier* tier = launch == DecodeLaunch::large && arch.decode.large_min_workgroups > 0   ? &arch.decode.large
+                           : launch == DecodeLaunch::huge && arch.decode.huge_min_workgroups > 0   ? &arch.decode.huge
+                           : launch == DecodeLaunch::huge && arch.decode.large_min_workgroups > 0  ? &arch.decode.large
                            : launch == DecodeLaunch::small && arch.decode.small_max_workgroups > 0 ? &arch.decode.small
                                                                                                    : nullptr;
   if (tier) {
@@ -128,6 +133,12 @@ KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_ch
   fit_tma(c);
   if (num_chunks > 1 && !decode_uses_merge_kernel(arch, num_chunks)) c.launch.cluster = num_chunks;  // they merge in their cluster
   if (c.templ == kTemplateAttentionNv) fit_stages(arch, c);
+  // huge: only where min_blocks workgroups fit an SM's shared memory, which is the most one
+  // workgroup may take plus the 1 KiB the hardware reserves per workgroup (sm_80: 163 + 1 KiB,
+  // sm_89: 99 + 1, sm_90: 227 + 1); elsewhere the launch is large's.
+  if (launch == DecodeLaunch::huge && tier == &arch.decode.huge &&
+      std::size_t(c.launch.min_blocks) * (c.dynamic_shared_bytes() + 1024) > std::size_t(arch.max_dynamic_shared_bytes) + 1024)
+    return decode_config(arch, s, num_chunks, DecodeLaunch::large);
   return c;
 }
 

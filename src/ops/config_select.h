@@ -31,6 +31,7 @@ enum class DecodeLaunch : std::uint8_t {
   base = 0,   // the op's launch
   large = 1,  // "large_batch": enough workgroups, each walking enough top-k entries
   small = 2,  // "small_batch": few workgroups (and not large)
+  huge = 3,   // "huge_batch": large, and enough workgroups for several on each SM (where they fit)
 };
 const char* to_string(DecodeLaunch l);
 // The launch a decode of this size takes (a pure function of shapes, like the chunk count).

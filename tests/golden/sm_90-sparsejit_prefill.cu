@@ -665,7 +665,7 @@ static_assert(!kTma || (kDecode && kRawCopy && !kWgmma && kHeadDim % 64 == 0), "
 // and the kernel traps if it was given less.
 constexpr int kQRows = kRowGroups * 16;
 constexpr int kQBytes = kQRows * (kWgmma ? kHeadDim : kLd) * 2;
-constexpr int kTileBytes = 2 * kKvHalves * 2;  // K then V of one sub-tile
+constexpr int kTileBytes = kRawV ? 0 : 2 * kKvHalves * 2;  // K then V of one sub-tile (kRawV: the raw bytes alone)
 // Key-split merge: each split's O rows [kOStride] (8 floats of padding: a warp's float2 stores of
 // 8 rows x 4 quads fill all 32 banks twice, where unpadded rows hit 4 banks 8 times), then m, l, weights.
 constexpr int kOStride = kHeadDim + 8;
