@@ -4,8 +4,9 @@
 // can rebuild the identical tensors, time the Triton baseline on them and check
 // both implementations against a float64 reference.
 //
-//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8]
+//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
 //   --kv-fp8: K/V as fp8 e4m3fn (every byte 1.0) with scalar scales; times our kernels only
+//   --kv-fp8-pth: the same with per-(kv head, token) scales
 //   (no dump for the float64 check, which is bf16's; the GPU tests check fp8).
 //
 // Inputs. All bf16 tensors (q, the KV cache) are filled from one random "chunk"
@@ -53,6 +54,7 @@ struct Options {
   std::string out, dump_dir, filter;
   bool quick = false, gen_only = false;
   bool kv_fp8 = false;  // K/V as fp8 e4m3fn with scalar scales: our timing only (the float64 check is bf16's)
+  bool kv_fp8_pth = false;  // ... with per-(kv head, token) scales instead (each replica set its own)
 };
 
 std::uint16_t to_bf16(float f) {
@@ -387,12 +389,20 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
   const std::int64_t set_elems = P.set_pages * P.page_elems();
   const std::size_t kv_esize = opt.kv_fp8 ? 1 : 2;
   j["kv_dtype"] = opt.kv_fp8 ? "fp8_e4m3fn" : "bf16";
+  if (opt.kv_fp8) j["scale_mode"] = opt.kv_fp8_pth ? "per_token_head" : "scalar";
   DeviceBuf q(qn * 2), out(qn * 2), kv(std::size_t(P.R) * set_elems * kv_esize);
   tiled_fill(q.p, qn, P.q_off, chunk);
   std::unique_ptr<DeviceBuf> d_scales;
+  const std::int64_t tokens = P.set_pages * BLK, set_scales = 2 * P.KVH * tokens;  // per set: K's [kv head][token], then V's
   if (opt.kv_fp8) {
     SJB_CHECK(cuda().cuMemsetD8(kv.p, 0x38, std::size_t(P.R) * set_elems));  // e4m3fn 1.0: no NaN, timing only
-    d_scales = upload(std::vector<float>{0.5f, 0.25f});
+    if (opt.kv_fp8_pth) {
+      std::vector<float> sc(std::size_t(P.R * set_scales));
+      for (std::size_t i = 0; i < sc.size(); ++i) sc[i] = 0.25f + 0.125f * float(i % 7);
+      d_scales = upload(sc);
+    } else {
+      d_scales = upload(std::vector<float>{0.5f, 0.25f});
+    }
   } else {
     tiled_fill(kv.p, std::int64_t(P.R) * set_elems, P.kv_off, chunk);
   }
@@ -421,6 +431,12 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     if (opt.kv_fp8) {
       a.kv_dtype = sparsejit::DType::fp8_e4m3fn, a.scale_mode = sparsejit::ScaleMode::scalar;
       a.k_scale = reinterpret_cast<const void*>(d_scales->p), a.v_scale = reinterpret_cast<const void*>(d_scales->p + 4);
+    }
+    if (opt.kv_fp8_pth) {
+      a.scale_mode = sparsejit::ScaleMode::per_token_head;
+      const CUdeviceptr base = d_scales->p + std::size_t(set) * set_scales * 4;
+      a.k_scale = reinterpret_cast<const void*>(base), a.v_scale = reinterpret_cast<const void*>(base + std::size_t(P.KVH * tokens) * 4);
+      a.k_scale_stride[0] = a.v_scale_stride[0] = tokens, a.k_scale_stride[1] = a.v_scale_stride[1] = 1;
     }
     a.sm_scale = sm_scale;
   };
@@ -547,8 +563,9 @@ int main_impl(int argc, char** argv) {
     else if (a == "--quick") opt.quick = true;
     else if (a == "--gen-only") opt.gen_only = true;
     else if (a == "--kv-fp8") opt.kv_fp8 = true;
+    else if (a == "--kv-fp8-pth") opt.kv_fp8 = opt.kv_fp8_pth = true;
     else {
-      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8]\n");
+      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]\n");
       return 1;
     }
   }

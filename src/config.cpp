@@ -208,8 +208,7 @@ bool KernelConfig::nv_raw_v() const {
   const bool staged = vecs_per_row > 0 && launch.threads % vecs_per_row == 0 && launch.threads / vecs_per_row > 0 &&
                       sub_k % (launch.threads / vecs_per_row) == 0;
   return templ == kTemplateAttentionNv && op == Op::decode && sm >= 89 && !launch.tma &&
-         (kv_dtype == DType::fp8_e4m3fn || kv_dtype == DType::fp8_e5m2) && scale_mode != ScaleMode::per_token_head && staged &&
-         head_dim % 128 == 0;
+         (kv_dtype == DType::fp8_e4m3fn || kv_dtype == DType::fp8_e5m2) && staged && head_dim % 128 == 0;
 }
 
 std::string KernelConfig::compile_target() const { return launch.wgmma && arch == "sm_90" ? "sm_90a" : arch; }
@@ -226,9 +225,11 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   std::size_t q_bytes = row_groups * 16 * (launch.wgmma ? head_dim : ld) * 2;
   if (launch.tma) q_bytes = (q_bytes + 1023) / 1024 * 1024;  // the swizzled tiles start 1024-byte aligned
   // Per stage: K and V in q's dtype (wgmma: unpadded swizzled rows), and fp8's raw bytes.
-  const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim : 0;
+  // (kRawV with per-token scales: then each key's K and V scale, kPthRaw)
+  const bool raw_v = nv_raw_v();
+  const std::size_t raw = is_fp8(kv_dtype) ? 2 * sub_k * head_dim + (raw_v && scale_mode == ScaleMode::per_token_head ? 2 * sub_k * 4 : 0) : 0;
   const bool swizzled = launch.wgmma || launch.tma;  // unpadded 128-byte swizzled rows
-  const std::size_t tiles = launch.stages * ((nv_raw_v() ? 0 : 2 * sub_k * (swizzled ? head_dim : ld) * 2) + raw);  // kRawV: raw alone
+  const std::size_t tiles = launch.stages * ((raw_v ? 0 : 2 * sub_k * (swizzled ? head_dim : ld) * 2) + raw);  // kRawV: raw alone
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 8 + 3) * 4 : 0;  // O rows padded by 8
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;

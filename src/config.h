@@ -81,9 +81,9 @@ struct KernelConfig {
   // one math warp beside the producer.
   bool tma_fits() const;
   // Whether attention_nv.cu's decode takes K's and V's MMA fragments straight from fp8's staged
-  // raw bytes (its kRawV): e4m3fn or e5m2 with no or a scalar scale on sm_89+ (exact in fp16),
-  // cp.async (not tma) with 16-byte copies that tile the sub-tile, head_dim a multiple of 128.
-  // Its stages then hold the raw bytes alone.
+  // raw bytes (its kRawV): e4m3fn or e5m2 on sm_89+ (exact in fp16), cp.async (not tma) with
+  // 16-byte copies that tile the sub-tile, head_dim a multiple of 128. Its stages then hold the
+  // raw bytes alone (and, with per-token scales, each key's K and V scale).
   bool nv_raw_v() const;
   // The target the compiler builds for: arch, or its sm_90a form when launch.wgmma is set.
   std::string compile_target() const;

@@ -57,14 +57,22 @@ constexpr int kEntries = kQTile * kChunkSize;              // top-k entries the 
 constexpr int kListCap = kEntries < 256 ? kEntries : 256;  // entries per segment of the block list
 constexpr bool kBf16 = kQDtype == SJ_BF16;
 constexpr bool kRawCopy = kKvDtype == kQDtype;             // K/V bits go to shared memory unchanged
-// fp8 K/V in e4m3fn or e5m2 with at most one scale per tensor, on sm_89+: the tiles hold the
-// exact fp8 values in fp16 (one cvt per two values, nothing else), the MMAs run in fp16, the
-// K scale multiplies the scores' scale and the V scale the output, unrounded (the contract
-// rounds value x scale to q's dtype first: the results differ by at most that rounding of
-// K and V). q becomes fp16 in shared memory, scaled by a power of two when it is large
-// (sj_q_to_half): exact but below 2^-14, where fp16's subnormal steps (2^-24) round it.
+// fp8 K/V: each stage also holds the sub-tile's raw bytes (K rows, then V rows, head_dim
+// bytes each), copied with 16-byte cp.async and dequantized in shared memory before use.
+constexpr bool kFp8 = kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2 || kKvDtype == SJ_FP8_E4M3FNUZ || kKvDtype == SJ_FP8_E5M2FNUZ;
+constexpr int kRawVecPerRow = kHeadDim / 16;
+constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
+constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
+// fp8 K/V in e4m3fn or e5m2 on sm_89+ with at most one scale per tensor, or with per-token
+// scales where decode reads K and V from the raw bytes (kRawV, which folds them into S and P):
+// the tiles hold the exact fp8 values in fp16 (one cvt per two values, nothing else), the MMAs
+// run in fp16, the K scale multiplies the scores' scale and the V scale the output, unrounded
+// (the contract rounds value x scale to q's dtype first: the results differ by at most that
+// rounding of K and V). q becomes fp16 in shared memory, scaled by a power of two when it is
+// large (sj_q_to_half): exact but below 2^-14, where fp16's subnormal steps (2^-24) round it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) && kScaleMode != SJ_SCALE_PER_TOKEN_HEAD;
+constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) &&
+                          (kScaleMode != SJ_SCALE_PER_TOKEN_HEAD || (kDecode && !kTma && kFp8Staged && kHeadDim % 128 == 0));
 #else
 constexpr bool kFp8Half = false;
 #endif
@@ -77,13 +85,6 @@ constexpr bool kProducerList = kTma && kQTile == 1 && kListCap <= 32;
 static_assert(!kProducerList || kListCap == kEntries, "the producer's list is the one segment");
 constexpr bool kSwTiles = kWgmma || kTma;                  // K/V tiles in the 128-byte swizzle (mma_layout.h), else padded rows
 constexpr int kKvHalves = kSwTiles ? kSubK * kHeadDim : kSubK * kLd;  // the K (then the V) part of a staged sub-tile
-// fp8 K/V: each stage also holds the sub-tile's raw bytes (K rows, then V rows, head_dim
-// bytes each), copied with 16-byte cp.async and dequantized in shared memory before use.
-constexpr bool kFp8 = kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2 || kKvDtype == SJ_FP8_E4M3FNUZ || kKvDtype == SJ_FP8_E5M2FNUZ;
-constexpr int kRawBytes = kFp8 ? 2 * kSubK * kHeadDim : 0;
-constexpr int kRawVecPerRow = kHeadDim / 16;
-constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
-constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
 // kFp8Half decode (mma.sync): S = Q K^T takes its K fragments straight from the staged raw
 // bytes (a 16-byte load and 8 cvt give one key's 4 k-steps over 64 dims), so only V goes
 // through the fp16 tile. The fragments' dims are then dims 64G + 16c + 4j + {0..3} for lane
@@ -97,6 +98,13 @@ constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 
 // into the tile. The raw rows' 16-byte chunks are then swizzled (sj_raw_col) so that these
 // loads, K's (keys g of 8, chunks c of 4) and the copies hit every bank once.
 constexpr bool kRawV = kRawK && kHeadDim % 128 == 0;
+// kRawV with per-token scales: each stage's raw bytes end with the sub-tile's K scales, then its
+// V scales (a float per key, zeros past the query). A warp multiplies its S columns by the K
+// scales; it multiplies P's columns by the V scales over 2^e (e: the exponent of the largest V
+// scale it has seen; O scales by 2^(e_old - e) when e grows, and by 2^e at the end), so P stays
+// below 2 in fp16 and keeps its precision whatever the scales' magnitude.
+constexpr bool kPthRaw = kRawV && kScaleMode == SJ_SCALE_PER_TOKEN_HEAD;
+constexpr int kRawBytes = kFp8 ? 2 * kSubK * kHeadDim + (kPthRaw ? 2 * kSubK * 4 : 0) : 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
 static_assert(kSubK % (16 * kKeySplit) == 0, "each warp's key slice is whole 16-key steps");
@@ -240,6 +248,20 @@ SJ_DEVICE void sj_load_subtile_elems(const SjAttnParams& p, sj_u16* tile, long l
   }
 }
 
+// kPthRaw: sub-tile `sub` of page `page`'s K scales, then its V scales, after its raw rows in
+// `raw` (4-byte cp.async; zeros for keys past `lim`, counted from the sub-tile's first).
+SJ_DEVICE void sj_load_scales(const SjAttnParams& p, unsigned char* raw, long long kvh, long long page, int sub, long long lim) {
+  if constexpr (kPthRaw) {
+    const unsigned dst = sj_smem_addr(raw + 2 * kSubK * kHeadDim);
+    for (int i = sj_tid(); i < 2 * kSubK; i += kThreads) {
+      const int is_v = i >= kSubK, n = i - is_v * kSubK;
+      const long long slot = page * kBlock + sub * kSubK + n;  // physical token slot
+      const float* src = (const float*)(is_v ? p.v_scale : p.k_scale) + sj_scale_index(p, is_v, kvh, slot);
+      sj_cp_async4(dst + 4 * i, src, n <= lim ? 4 : 0);
+    }
+  }
+}
+
 // Copies sub-tile `sub` of page `page` (keys n0 .. n0 + SUB_K - 1) to `tile`:
 // 16-byte cp.async when K/V need no conversion and the strides allow it; fp8's
 // raw bytes to `raw` the same way (sj_dequant_subtile converts them later);
@@ -282,6 +304,7 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
       sj_cp_async16(dst + step, src + i * src_step, bytes);
       sj_cp_async16(dst + kSubK * kHeadDim + step, src + p.v_offset + i * src_step, bytes);
     }
+    sj_load_scales(p, raw, kvh, page, sub, lim);
   } else if constexpr (kRawK) {
     // The raw bytes one by one (dense rows; keys past `hi` zero, as the copies' zero fill).
     const sj_u8* kv = (const sj_u8*)p.kv;
@@ -298,6 +321,7 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
         if (i < 2 * kSubK * kHeadDim) raw[kRawV ? i / kHeadDim * kHeadDim + sj_raw_col(i / kHeadDim, i % kHeadDim) : i] = v[u];
       }
     }
+    sj_load_scales(p, raw, kvh, page, sub, hi - n0);
   } else {
     sj_load_subtile_elems<kThreads>(p, tile, kvh, page, sub, n0, hi, sj_tid(), row);
   }
@@ -483,9 +507,11 @@ SJ_DEVICE SjScales sj_scales(const SjAttnParams& p) {
 }
 
 // Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
+constexpr int kNoVExp = -1000;  // SjRowState::v_exp before any V scale
 struct SjRowState {
   float m_a, m_b;  // running max (base 2), equal across the quad
   float l_a, l_b;  // this thread's part of the running sum
+  int v_exp = kNoVExp;  // kPthRaw: this warp's O holds (O / 2^v_exp), P the V scales / 2^v_exp (equal across the warp)
 };
 
 // Multiplies this thread's elements of N C fragments by its rows' factors (a: elements 0-1, b: 2-3).
@@ -651,6 +677,34 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
   } else {
     sj_qk(sq, tile, raw, rg, ks, s);
   }
+  // kPthRaw: this lane's columns 2 (lane % 4) + {0, 1} of n-tile t are keys 8t + 2 (lane % 4) + {0, 1}
+  // of the warp's slice; their K scales multiply S, their V scales (over 2^v_exp) P.
+  float2 vsc[kSNT];
+  if constexpr (kPthRaw) {
+    const float* scales = (const float*)(raw + 2 * kSubK * kHeadDim) + ks * kKeysPerWarp + 2 * (lane % 4);
+    unsigned vmax = 0u;  // the largest |V scale| of the slice, as bits (non-negative floats order as integers)
+#pragma unroll
+    for (int t = 0; t < kSNT; ++t) {
+      const float2 k2 = *(const float2*)(scales + 8 * t);
+      vsc[t] = *(const float2*)(scales + kSubK + 8 * t);
+      s[t][0] *= k2.x, s[t][1] *= k2.y, s[t][2] *= k2.x, s[t][3] *= k2.y;
+      vmax = max(vmax, max(__float_as_uint(fabsf(vsc[t].x)), __float_as_uint(fabsf(vsc[t].y))));
+    }
+    vmax = __reduce_max_sync(0xffffffffu, vmax);
+    const float vm = __uint_as_float(vmax);
+    if (vm > 0.f && isfinite(vm) && ilogbf(vm) > st.v_exp) {  // warp-uniform: O and P to the new exponent
+      const int e = ilogbf(vm);
+      if (st.v_exp != kNoVExp) {
+        const float f = ldexpf(1.f, st.v_exp - e);
+        sj_scale_rows(acc, f, f);
+      }
+      st.v_exp = e;
+    }
+    // Exact (a power of two, even for subnormal scales); no V scale above zero yet: each is 0 (or NaN).
+#pragma unroll
+    for (int t = 0; t < kSNT; ++t)
+      vsc[t] = st.v_exp == kNoVExp ? make_float2(vsc[t].x * 0.f, vsc[t].y * 0.f) : make_float2(ldexpf(vsc[t].x, -st.v_exp), ldexpf(vsc[t].y, -st.v_exp));
+  }
   if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
   if constexpr (kWgmma) {
@@ -676,10 +730,17 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
 #pragma unroll
     for (int j = 0; j < kKeysPerWarp / 16; ++j) {
       unsigned a[4];
-      a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]);
-      a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
-      a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
-      a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+      if constexpr (kPthRaw) {  // P times the V scales (the row sums are taken by now)
+        a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0] * vsc[2 * j].x, s[2 * j][1] * vsc[2 * j].y);
+        a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2] * vsc[2 * j].x, s[2 * j][3] * vsc[2 * j].y);
+        a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0] * vsc[2 * j + 1].x, s[2 * j + 1][1] * vsc[2 * j + 1].y);
+        a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2] * vsc[2 * j + 1].x, s[2 * j + 1][3] * vsc[2 * j + 1].y);
+      } else {
+        a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]);
+        a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
+        a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+        a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
+      }
       if constexpr (kRawV) {
         // P's k order: lane quad c holds keys 2c, 2c + 1 (B register 0) and 2c + 8, 2c + 9
         // (register 1) of the step; byte_perm pairs a dim's bytes of two keys, one cvt makes them
@@ -1247,6 +1308,10 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
 #undef SJ_ADVANCE
   }
 
+  if constexpr (kPthRaw) {  // O held O / 2^v_exp
+    const float f = st.v_exp == kNoVExp ? 0.f : ldexpf(1.f, st.v_exp);
+    sj_scale_rows(acc, f, f);
+  }
   // Row sums across the quad; then store (merging the key slices by LSE first).
   st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 1);
   st.l_a += __shfl_xor_sync(0xffffffffu, st.l_a, 2);

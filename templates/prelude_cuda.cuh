@@ -88,6 +88,10 @@ SJ_DEVICE unsigned sj_dynamic_smem_bytes() {
 SJ_DEVICE void sj_cp_async16(unsigned dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// 4 bytes (an fp8 sub-tile's per-token scale), src_bytes 0 or 4 (0: zeros).
+SJ_DEVICE void sj_cp_async4(unsigned dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
 SJ_DEVICE void sj_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int kPending>
 SJ_DEVICE void sj_cp_async_wait() {

@@ -57,8 +57,9 @@ struct Common {
   std::int64_t bt_stride, max_blocks;
   const float *k_scale, *v_scale;
   std::int64_t ks_stride[2], vs_stride[2];
-  // Options::exact_fp8_dequant: the pages hold the decoded fp8 values (no scale, no rounding)
-  // and the scores and outputs are multiplied by these, in double.
+  // Options::exact_fp8_dequant: the pages hold the decoded fp8 values (no rounding), times their
+  // per-token scale (in float: exact to 2^-24), and the scores and outputs are multiplied by
+  // these (the scalar scales), in double.
   bool exact = false;
   double k_mult = 1.0, v_mult = 1.0;
 };
@@ -102,7 +103,6 @@ Common common_of(const A& a, const Options& opt) {
   }
   for (int i = 0; i < 4; ++i) c.kv_stride[i] = a.kv_stride[i];
   if (opt.exact_fp8_dequant && is_fp8(a.kv_dtype)) {
-    require(a.scale_mode != ScaleMode::per_token_head, "exact_fp8_dequant takes no or scalar scales");
     c.exact = true;
     if (a.scale_mode == ScaleMode::scalar) c.k_mult = c.k_scale[0], c.v_mult = c.v_scale[0];
   }
@@ -133,9 +133,11 @@ class PageCache {
       const std::int64_t vs_off = kvh * c_.vs_stride[0] + token_phys * c_.vs_stride[1];
       for (std::int64_t d = 0; d < D; ++d) {
         const std::int64_t off = base + d * c_.kv_stride[3];
-        p[static_cast<std::size_t>(n * D + d)] = static_cast<float>(kv_to_q_dtype(c_.kv, off, c_.kv_dtype, c_.q_dtype, mode, c_.k_scale, ks_off));
-        p[static_cast<std::size_t>((kBlock + n) * D + d)] =
-            static_cast<float>(kv_to_q_dtype(c_.kv, off + c_.v_offset, c_.kv_dtype, c_.q_dtype, mode, c_.v_scale, vs_off));
+        double k = kv_to_q_dtype(c_.kv, off, c_.kv_dtype, c_.q_dtype, mode, c_.k_scale, ks_off);
+        double v = kv_to_q_dtype(c_.kv, off + c_.v_offset, c_.kv_dtype, c_.q_dtype, mode, c_.v_scale, vs_off);
+        if (c_.exact && c_.scale_mode == ScaleMode::per_token_head) k *= c_.k_scale[ks_off], v *= c_.v_scale[vs_off];
+        p[static_cast<std::size_t>(n * D + d)] = static_cast<float>(k);
+        p[static_cast<std::size_t>((kBlock + n) * D + d)] = static_cast<float>(v);
       }
     }
     return p.data();

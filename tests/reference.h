@@ -59,9 +59,9 @@ struct Result {
 
 // How the reference dequantizes fp8 K/V.
 struct Options {
-  // false: the contract's way, value x scale in fp32 rounded to q's dtype. true (no or scalar
-  // scales only): value x scale exactly, as attention_nv.cu's fp16 path computes it on sm_89+
-  // (kFp8Half). The two differ by at most that one rounding of every K and V element.
+  // false: the contract's way, value x scale in fp32 rounded to q's dtype. true: value x scale
+  // unrounded (per-token scales: to float's 2^-24), as attention_nv.cu's fp16 path computes it
+  // on sm_89+ (kFp8Half). The two differ by at most that one rounding of every K and V element.
   bool exact_fp8_dequant = false;
 };
 

@@ -471,7 +471,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
 TEST(ConfigSelect, HugeBatchTakesTwoWorkgroupsPerSmWhereTheyFit) {
   // sm_90: from 256 workgroups on, large_batch's launch with min_blocks 2 (two workgroups per SM),
   // where two fit the SM's 228 KiB: fp8 decode that reads K and V from the raw bytes (its stages
-  // hold nothing else, docs/PERF.md) does; bf16's tensor-copy launch (142 KiB) does not, and
+  // hold nothing else, docs/PERF.md) does; bf16's tensor-copy launch (139 KiB) does not, and
   // stays large_batch's.
   auto sm90 = load_arch_table("sm_90");
   ASSERT_TRUE(sm90.ok());
@@ -494,17 +494,24 @@ TEST(ConfigSelect, HugeBatchTakesTwoWorkgroupsPerSmWhereTheyFit) {
   EXPECT_EQ(c, large) << "huge_batch changes min_blocks alone";
   EXPECT_LE(2 * (huge.dynamic_shared_bytes() + 1024), sm90->max_dynamic_shared_bytes + 1024);
   // The raw-fragment path's stages hold the raw bytes alone (mirrors kRawV in attention_nv.cu);
-  // per-token-head scales (and sm_80, without the fp8 cvt) keep the converted tiles.
-  AttnShape pth = f8;
-  pth.scale_mode = ScaleMode::per_token_head;
-  const KernelConfig tiles = decode_config(*sm90, pth, 1, DecodeLaunch::large);
+  // sm_80 (no fp8 cvt) keeps the converted tiles. Per stage: K and V tiles (padded rows) and
+  // the raw bytes; without the tiles the 8 warps' key-split merge (16 rows of head_dim + 8 + 3
+  // floats each), which reuses the stages, is larger.
+  KernelConfig tiles = large;
+  tiles.arch = "sm_80";
   EXPECT_FALSE(tiles.nv_raw_v());
-  // Per stage: K and V tiles (padded rows) and the raw bytes; without the tiles the 8 warps'
-  // key-split merge (16 rows of head_dim + 8 + 3 floats each), which reuses the stages, is larger.
   const std::size_t tile_bytes = 2 * 128 * (128 + 8) * 2, raw = 2 * 128 * 128, merge = 8 * 16 * (128 + 8 + 3) * 4;
   ASSERT_GT(merge, large.launch.stages * raw);
   EXPECT_EQ(tiles.dynamic_shared_bytes() - large.dynamic_shared_bytes(), std::size_t(large.launch.stages) * (tile_bytes + raw) - merge);
-  EXPECT_EQ(decode_config(*sm90, pth, 1, DecodeLaunch::huge), tiles) << "two do not fit";
+  // Per-token-head scales take the raw path too, each stage also holding its keys' K and V scales.
+  AttnShape pth = f8;
+  pth.scale_mode = ScaleMode::per_token_head;
+  const KernelConfig pth_huge = decode_config(*sm90, pth, 1, DecodeLaunch::huge);
+  EXPECT_TRUE(pth_huge.nv_raw_v());
+  EXPECT_EQ(pth_huge.launch.min_blocks, 2);
+  c = pth_huge;
+  c.launch.stages = 4;  // the stages outgrow the merge: 4 x (raw + 2 x 128 scales)
+  EXPECT_EQ(c.dynamic_shared_bytes() - pth_huge.dynamic_shared_bytes(), 4 * (raw + 2 * 128 * 4) - merge);
   c = large;
   c.arch = "sm_80";
   EXPECT_FALSE(c.nv_raw_v());

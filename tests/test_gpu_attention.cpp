@@ -384,6 +384,7 @@ struct CaseSpec {
   enum class Chunks { any, one, many } chunks = Chunks::any;
   bool small_batch = false;  // decode: meant to cover the arch table's small-batch launch (where the table has one)
   bool huge_batch = false;   // decode: meant to cover the arch table's huge-batch launch (where the table has one)
+  bool wide_scales = false;  // per-token-head: |scale| log-uniform in [2^-20, 2^4], a quarter negative, some zero
 };
 
 std::ostream& operator<<(std::ostream& os, const CaseSpec& c) { return os << c.name; }
@@ -566,8 +567,14 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
     const std::int64_t tokens = p.num_pages * kBlock;
     p.k_scale.resize(static_cast<std::size_t>(KVH * tokens));
     p.v_scale.resize(p.k_scale.size());
-    for (auto& x : p.k_scale) x = static_cast<float>(uniform(rng, 0.25, 2.0));
-    for (auto& x : p.v_scale) x = static_cast<float>(uniform(rng, 0.25, 2.0));
+    for (auto* v : {&p.k_scale, &p.v_scale})
+      for (auto& x : *v) {
+        x = static_cast<float>(uniform(rng, 0.25, 2.0));
+        if (s.wide_scales) {
+          x = static_cast<float>(std::exp2(uniform(rng, -20.0, 4.0)) * (chance(rng, 0.25) ? -1.0 : 1.0));
+          if (chance(rng, 0.02)) x = 0.f;
+        }
+      }
     if (s.scales_token_major) {
       p.ks_stride[0] = 1, p.ks_stride[1] = KVH;
     } else {
@@ -950,6 +957,20 @@ std::vector<CaseSpec> decode_cases() {
   c.huge_batch = true;
   add(c);
   c = {};
+  // fp8 with per-token scales over 24 octaves (some negative, some zero), token-major: the raw
+  // path folds them into S and P (sm_89+), here through the huge-batch launch (280 workgroups).
+  c.name = "G4_D128_k16_bf16_e4m3fn_pthwide_B_q1_hugebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::per_token_head, c.layout = KvLayout::B, c.scales_token_major = true;
+  c.wide_scales = true, c.seq_lens = random_seq_lens(23, 70, 1, 3100), c.chunks = CaseSpec::Chunks::one, c.huge_batch = true;
+  c.junk_ids = true;
+  add(c);
+  c = {};
+  // ... and at small batch, split (one TP1 request), e5m2.
+  c.name = "m3tp1_G16_D128_k16_bf16_e5m2_pthwide_A_q1_smallbatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::per_token_head, c.wide_scales = true, c.seq_lens = {4100};
+  c.chunks = CaseSpec::Chunks::many, c.small_batch = true, c.dup_ids = true;
+  add(c);
+  c = {};
   // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
   c.name = "m3tp4_G16_D128_k16_fp16_fp16_A_q1_smallbatch", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
   c.q = DType::fp16, c.kv = DType::fp16, c.seq_lens = {129}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;
@@ -1013,9 +1034,23 @@ TEST(GpuCaseGenerator, ExactFp8DequantDiffersFromTheContractByOneRounding) {
   for (std::size_t i = 0; i < c2.out.size(); ++i) max_diff = std::max(max_diff, std::fabs(c2.out[i] - e2.out[i])), max_ref = std::max(max_ref, std::fabs(c2.out[i]));
   EXPECT_GT(max_diff, 0.0);
   EXPECT_LT(max_diff, 1e-2 * max_ref);
-  // Per-token-head scales have no exact mode.
-  s.scale = ScaleMode::per_token_head;
-  EXPECT_THROW(ref::prefill(prefill_args(s, p, host_pointers(p)), exact), std::invalid_argument);
+  // Per-token-head scales (fp16 q, e5m2): the same, token by token.
+  CaseSpec t = prefill_cases()[5];
+  ASSERT_EQ(t.scale, ScaleMode::per_token_head);
+  Problem q = make_problem(t, false, rng);
+  auto both_pth = [&] {
+    const Pointers hp = host_pointers(q);
+    return std::make_pair(ref::prefill(prefill_args(t, q, hp)), ref::prefill(prefill_args(t, q, hp), exact));
+  };
+  auto [c3, e3] = both_pth();  // the generator's scales
+  max_diff = 0, max_ref = 0;
+  for (std::size_t i = 0; i < c3.out.size(); ++i) max_diff = std::max(max_diff, std::fabs(c3.out[i] - e3.out[i])), max_ref = std::max(max_ref, std::fabs(c3.out[i]));
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_LT(max_diff, 1e-2 * max_ref);
+  for (std::size_t i = 0; i < q.k_scale.size(); ++i) q.k_scale[i] = i % 2 ? 0.25f : 4.f;
+  for (std::size_t i = 0; i < q.v_scale.size(); ++i) q.v_scale[i] = i % 3 ? 0.5f : -2.f;
+  auto [c4, e4] = both_pth();
+  EXPECT_TRUE(c4.out == e4.out);
 }
 
 TEST(GpuCaseGenerator, ReferenceAgreesAcrossKvLayoutsAndIoStrides) {
@@ -1126,10 +1161,14 @@ void check_output(const CaseSpec& s, const Problem& p, const ref::Result& r, con
 }
 
 // Whether this device's kernels dequantize case s's fp8 K/V exactly (attention_nv.cu's
-// kFp8Half: sm_89+, e4m3fn or e5m2, no or a scalar scale) instead of rounding value x scale
-// to q's dtype first, as the contract does.
-bool exact_fp8_on_device(const CaseSpec& s) {
-  if ((s.kv != DType::fp8_e4m3fn && s.kv != DType::fp8_e5m2) || s.scale == ScaleMode::per_token_head) return false;
+// kFp8Half: sm_89+, e4m3fn or e5m2, no or a scalar scale, or per-token scales in decode with
+// head_dim a multiple of 128) instead of rounding value x scale to q's dtype first, as the
+// contract does.
+bool exact_fp8_on_device(const CaseSpec& s, bool decode) {
+  if (s.kv != DType::fp8_e4m3fn && s.kv != DType::fp8_e5m2) return false;
+  // Per-token scales: decode that reads K and V from the raw bytes (kRawV: head_dim a multiple
+  // of 128; every launch of the sm_90 table stages them with 16-byte copies).
+  if (s.scale == ScaleMode::per_token_head && !(decode && s.D % 128 == 0)) return false;
   auto info = cuda_driver().device_info(0);
   if (!info.ok() || info->target.rfind("sm_", 0) != 0) return false;
   return std::atoi(info->target.c_str() + 3) >= 89;
@@ -1143,7 +1182,7 @@ ref::Result check_against_reference(const CaseSpec& s, const Problem& p, bool de
   const Pointers hp = host_pointers(p);
   auto reference = [&](const ref::Options& o) { return decode ? ref::decode(decode_args(s, p, hp), o) : ref::prefill(prefill_args(s, p, hp), o); };
   ref::Result contract = reference({});
-  if (!exact_fp8_on_device(s)) {
+  if (!exact_fp8_on_device(s, decode)) {
     check_output(s, p, contract, out, seed);
     return contract;
   }

@@ -62,8 +62,9 @@ typedef enum sj_dtype {
 
 /* Same codes as sparsejit::ScaleMode. Scales are float32 and apply to fp8 KV only. fp8 K/V are
    dequantized as vLLM does (value x scale rounded to q's dtype), except on NVIDIA sm_89+ with
-   e4m3fn/e5m2 and no or a scalar scale, where value x scale is used exactly: within one such
-   rounding of the same result. */
+   e4m3fn/e5m2 and no or a scalar scale (and per-token-head scales in decode with head_dim a
+   multiple of 128), where value x scale is used exactly: within one such rounding of the same
+   result. */
 typedef enum sj_scale_mode {
   SJ_SCALE_NONE = 0,
   SJ_SCALE_SCALAR = 1,        /* one float each for K and V */
