@@ -21,7 +21,7 @@ step "host overhead" "$bin/sparsejit_host_overhead"
 step "python" env SPARSEJIT_LIBRARY="$bin/libsparsejit.so" PYTHONPATH="$PWD/python" python3 -m pytest -q -rs -s python/tests
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
-  # the out-of-range tests, and the decode cases that take sm_90's tensor-copy launches (large, small)
-  step "compute-sanitizer" bash scripts/gpu-sanitize.sh "$out/san" 'GpuOutOfRange*:Cases/GpuDecode.*largebatch*:Cases/GpuDecode.*cluster*:Cases/GpuDecode.*smallbatch*'
+  # the out-of-range tests, and the decode cases of sm_90's large, huge and small launches
+  step "compute-sanitizer" bash scripts/gpu-sanitize.sh "$out/san" 'GpuOutOfRange*:Cases/GpuDecode.*largebatch*:Cases/GpuDecode.*hugebatch*:Cases/GpuDecode.*cluster*:Cases/GpuDecode.*smallbatch*'
 fi
 exit $status
