@@ -131,9 +131,6 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
   if (auto st = read_tier("huge_batch", "min_workgroups", t.huge_min_workgroups, t.huge, nullptr, &t.large); !st) return st;
   if (t.huge_min_workgroups > 0 && t.large_min_workgroups == 0)
     return make_error("arch", o.where() + ".huge_batch needs large_batch (it starts from large_batch's launch)");
-  if (t.huge_min_workgroups > 0 && t.huge_min_workgroups < t.large_min_workgroups)
-    return make_error("arch", o.where() + ".huge_batch.min_workgroups (" + std::to_string(t.huge_min_workgroups) +
-                                  ") must be >= large_batch.min_workgroups (" + std::to_string(t.large_min_workgroups) + ")");
   return o.unknown();
 }
 

@@ -35,7 +35,7 @@ struct OpTuning {
   int large_min_workgroups = 0;
   int large_min_entries = 1;
   LaunchTier large;
-  // decode: from this many workgroups on (and large), huge's launch and sub_k (large's, with
+  // decode: from this many workgroups on, where large applies, huge's launch and sub_k (large's, with
   // what "huge_batch" sets) replace the op's where huge.launch.min_blocks workgroups of the
   // resulting config fit one SM's shared memory; elsewhere large's apply (0: never).
   int huge_min_workgroups = 0;

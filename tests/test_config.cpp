@@ -178,8 +178,6 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"] = 64; }, "ops.decode.small_batch must be an object"},
            {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"},
            {[](nlohmann::json& j) { j["ops"]["decode"].erase("large_batch"); }, "ops.decode.huge_batch needs large_batch"},
-           {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_workgroups"] = 100; },
-            "ops.decode.huge_batch.min_workgroups (100) must be >= large_batch.min_workgroups (128)"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_blocks"] = 33; }, "huge_batch.min_blocks = 33 is out of range"}}) {
     nlohmann::json j = good;
     c.edit(j);
