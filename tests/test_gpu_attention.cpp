@@ -967,6 +967,12 @@ std::vector<CaseSpec> decode_cases() {
   c.junk_ids = true;
   add(c);
   c = {};
+  // head_dim 256 with per-token scales (two 128-dim groups of V fragments), fp16 q, split.
+  c.name = "G16_D256_k16_fp16_e5m2_pth_B_q1_split", c.H = 16, c.KVH = 1, c.D = 256, c.topk = 16, c.dql = 1, c.q = DType::fp16;
+  c.kv = DType::fp8_e5m2, c.scale = ScaleMode::per_token_head, c.layout = KvLayout::B, c.seq_lens = {3100, 0, 700, 129};
+  c.chunks = CaseSpec::Chunks::many, c.junk_ids = true;
+  add(c);
+  c = {};
   // ... and at small batch, split (one TP1 request), e5m2.
   c.name = "m3tp1_G16_D128_k16_bf16_e5m2_pthwide_A_q1_smallbatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
   c.kv = DType::fp8_e5m2, c.scale = ScaleMode::per_token_head, c.wide_scales = true, c.seq_lens = {4100};
