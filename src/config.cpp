@@ -199,11 +199,21 @@ bool KernelConfig::tma_fits() const {
          kv_dtype == q_dtype && head_dim % 64 == 0 && launch.threads >= 64;
 }
 
+int nvidia_sm(const std::string& target, std::string* suffix) {
+  if (target.rfind("sm_", 0) != 0) return -1;
+  std::size_t i = 3;
+  int v = 0;
+  while (i < target.size() && target[i] >= '0' && target[i] <= '9' && v < 10000) v = v * 10 + (target[i++] - '0');
+  if (i == 3) return -1;
+  std::string rest = target.substr(i);
+  if (!(rest.empty() || rest == "a" || rest == "f")) return -1;
+  if (suffix) *suffix = rest;
+  return v;
+}
+
 bool KernelConfig::nv_raw_v() const {
   // Mirrors kFp8Half, kFp8Staged, kRawK and kRawV (__CUDA_ARCH__ >= 890: sm_89 and later).
-  int sm = 0;
-  if (arch.rfind("sm_", 0) == 0)
-    for (std::size_t i = 3; i < arch.size() && std::isdigit(static_cast<unsigned char>(arch[i])); ++i) sm = sm * 10 + (arch[i] - '0');
+  const int sm = nvidia_sm(arch);
   const int vecs_per_row = head_dim / 16;  // 16-byte copies of a raw row
   const bool staged = vecs_per_row > 0 && launch.threads % vecs_per_row == 0 && launch.threads / vecs_per_row > 0 &&
                       sub_k % (launch.threads / vecs_per_row) == 0;

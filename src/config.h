@@ -23,6 +23,8 @@ std::optional<Op> parse_op(const std::string& s);
 std::optional<DType> parse_dtype(const std::string& s);
 std::optional<ScaleMode> parse_scale_mode(const std::string& s);
 bool is_fp8(DType t);
+// "sm_90" / "sm_90a" / "sm_100f" -> 90 / 90 / 100 (and the suffix); -1 when not an sm_ target.
+int nvidia_sm(const std::string& target, std::string* suffix = nullptr);
 int dtype_bytes(DType t);
 
 inline constexpr int kSparseBlock = 128;  // one selected block == one KV page

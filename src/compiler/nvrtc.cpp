@@ -9,6 +9,7 @@
 #include <set>
 
 #include "compiler/compiler.h"
+#include "config.h"
 #include "knobs.h"
 #include "util/dynlib.h"
 
@@ -62,19 +63,6 @@ class NvrtcProgram {
   nvrtcProgram prog_ = nullptr;
 };
 
-// "sm_90" / "sm_90a" / "sm_100f" -> 90 / 90 / 100; -1 when not an sm_ target.
-int parse_sm(const std::string& target, std::string* suffix) {
-  if (target.rfind("sm_", 0) != 0) return -1;
-  size_t i = 3;
-  int v = 0;
-  while (i < target.size() && target[i] >= '0' && target[i] <= '9' && v < 10000) v = v * 10 + (target[i++] - '0');
-  if (i == 3) return -1;
-  std::string rest = target.substr(i);
-  if (!(rest.empty() || rest == "a" || rest == "f")) return -1;
-  if (suffix) *suffix = rest;
-  return v;
-}
-
 class NvrtcCompiler final : public Compiler {
  public:
   std::string name() const override { return "nvrtc"; }
@@ -99,7 +87,7 @@ class NvrtcCompiler final : public Compiler {
     const auto& a = api();
     if (!a) return {false, load_error()};
     std::string suffix;
-    int sm = parse_sm(target, &suffix);
+    int sm = nvidia_sm(target, &suffix);
     if (sm < 0) return {false, "not an NVIDIA target (expected sm_XX, sm_XXa)"};
     const auto& archs = supported_archs();
     if (!archs.empty()) {

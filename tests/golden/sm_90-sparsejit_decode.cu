@@ -1081,6 +1081,27 @@ SJ_DEVICE void sj_scale_rows(float (&f)[N][4], float fa, float fb) {
   }
 }
 
+// Multiplies this thread's elements of N C fragments by its columns' factors: n-tile t's
+// columns 2 (lane % 4) + {0, 1} by f[t].x and f[t].y, rows a and b alike.
+template <int N>
+SJ_DEVICE void sj_scale_cols(float (&s)[N][4], const float2 (&f)[N]) {
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    s[t][0] *= f[t].x;
+    s[t][1] *= f[t].y;
+    s[t][2] *= f[t].x;
+    s[t][3] *= f[t].y;
+  }
+}
+
+// kPthRaw: the K (is_v false) or V scales of this lane's S columns in warp ks's key slice of a
+// stage (`raw`): n-tile t's columns are keys 8t + 2 (lane % 4) + {0, 1}.
+SJ_DEVICE void sj_key_scales(const unsigned char* raw, int ks, bool is_v, float2 (&f)[kSNT]) {
+  const float* scales = (const float*)(raw + 2 * kSubK * kHeadDim) + (is_v ? kSubK : 0) + ks * kKeysPerWarp + 2 * (sj_tid() % 4);
+#pragma unroll
+  for (int t = 0; t < kSNT; ++t) f[t] = *(const float2*)(scales + 8 * t);
+}
+
 // Masks S (this warp's rows x its key slice, from key my_n0 on) and gives each row's max
 // of the raw scores across the quad (rows lane/4: a, lane/4 + 8: b).
 SJ_DEVICE void sj_mask_rowmax(float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b, float& mx_a,
@@ -1232,23 +1253,21 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
   } else {
     sj_qk(sq, tile, raw, rg, ks, s);
   }
-  // kPthRaw: this lane's columns 2 (lane % 4) + {0, 1} of n-tile t are keys 8t + 2 (lane % 4) + {0, 1}
-  // of the warp's slice; their K scales multiply S, their V scales (over 2^v_exp) P.
-  float2 vsc[kSNT];
-  if constexpr (kPthRaw) {
-    const float* scales = (const float*)(raw + 2 * kSubK * kHeadDim) + ks * kKeysPerWarp + 2 * (lane % 4);
+  if constexpr (kPthRaw) {  // S times the K scales
+    float2 k2[kSNT];
+    sj_key_scales(raw, ks, false, k2);
+    sj_scale_cols(s, k2);
+  }
+  if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
+  if constexpr (kPthRaw) {  // P times the V scales over 2^v_exp (the row sums are taken by now)
+    float2 v2[kSNT];
+    sj_key_scales(raw, ks, true, v2);
     unsigned vmax = 0u;  // the largest |V scale| of the slice, as bits (non-negative floats order as integers)
 #pragma unroll
-    for (int t = 0; t < kSNT; ++t) {
-      const float2 k2 = *(const float2*)(scales + 8 * t);
-      vsc[t] = *(const float2*)(scales + kSubK + 8 * t);
-      s[t][0] *= k2.x, s[t][1] *= k2.y, s[t][2] *= k2.x, s[t][3] *= k2.y;
-      vmax = max(vmax, max(__float_as_uint(fabsf(vsc[t].x)), __float_as_uint(fabsf(vsc[t].y))));
-    }
-    vmax = __reduce_max_sync(0xffffffffu, vmax);
-    const float vm = __uint_as_float(vmax);
-    if (vm > 0.f && isfinite(vm) && ilogbf(vm) > st.v_exp) {  // warp-uniform: O and P to the new exponent
-      const int e = ilogbf(vm);
+    for (int t = 0; t < kSNT; ++t) vmax = max(vmax, max(__float_as_uint(fabsf(v2[t].x)), __float_as_uint(fabsf(v2[t].y))));
+    const float vm = __uint_as_float(__reduce_max_sync(0xffffffffu, vmax));
+    const int e = vm > 0.f && isfinite(vm) ? ilogbf(vm) : kNoVExp;
+    if (e > st.v_exp) {  // warp-uniform: O to the new exponent
       if (st.v_exp != kNoVExp) {
         const float f = ldexpf(1.f, st.v_exp - e);
         sj_scale_rows(acc, f, f);
@@ -1258,9 +1277,9 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
     // Exact (a power of two, even for subnormal scales); no V scale above zero yet: each is 0 (or NaN).
 #pragma unroll
     for (int t = 0; t < kSNT; ++t)
-      vsc[t] = st.v_exp == kNoVExp ? make_float2(vsc[t].x * 0.f, vsc[t].y * 0.f) : make_float2(ldexpf(vsc[t].x, -st.v_exp), ldexpf(vsc[t].y, -st.v_exp));
+      v2[t] = st.v_exp == kNoVExp ? make_float2(v2[t].x * 0.f, v2[t].y * 0.f) : make_float2(ldexpf(v2[t].x, -st.v_exp), ldexpf(v2[t].y, -st.v_exp));
+    sj_scale_cols(s, v2);
   }
-  if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
   // O += P V: P's A fragments are S's C fragments of two neighbouring n-tiles.
   if constexpr (kWgmma) {
     // B: V, N-major: keys 16j.. are the two 8-row atoms from byte 2048 j, dims 64r.. in region r (sub_k x 128 bytes).
@@ -1285,17 +1304,10 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
 #pragma unroll
     for (int j = 0; j < kKeysPerWarp / 16; ++j) {
       unsigned a[4];
-      if constexpr (kPthRaw) {  // P times the V scales (the row sums are taken by now)
-        a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0] * vsc[2 * j].x, s[2 * j][1] * vsc[2 * j].y);
-        a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2] * vsc[2 * j].x, s[2 * j][3] * vsc[2 * j].y);
-        a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0] * vsc[2 * j + 1].x, s[2 * j + 1][1] * vsc[2 * j + 1].y);
-        a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2] * vsc[2 * j + 1].x, s[2 * j + 1][3] * vsc[2 * j + 1].y);
-      } else {
-        a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]);
-        a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
-        a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
-        a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
-      }
+      a[0] = sj_pack_half2<kMmaBf16>(s[2 * j][0], s[2 * j][1]);
+      a[1] = sj_pack_half2<kMmaBf16>(s[2 * j][2], s[2 * j][3]);
+      a[2] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][0], s[2 * j + 1][1]);
+      a[3] = sj_pack_half2<kMmaBf16>(s[2 * j + 1][2], s[2 * j + 1][3]);
       if constexpr (kRawV) {
         // P's k order: lane quad c holds keys 2c, 2c + 1 (B register 0) and 2c + 8, 2c + 9
         // (register 1) of the step; byte_perm pairs a dim's bytes of two keys, one cvt makes them
