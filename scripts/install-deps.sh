@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config python3 python3-pytest
       nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libcli11-dev libssl-dev
-      clang-22 lld-22 llvm-22 llvm-22-dev libclang-cpp22-dev libclang-22-dev liblld-22-dev
+      clang-22 clang-tools-22 lld-22 llvm-22 llvm-22-dev libclang-cpp22-dev libclang-22-dev liblld-22-dev
       libamdhip64-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -258,6 +258,9 @@ extern "C" __attribute__((global)) void lds_kernel(float* out, const float* in) 
 
 void check_amd(const std::string& arch, bool bundled) {
   if (!have_command("clang++-22")) GTEST_SKIP() << "clang++-22 not found on PATH";
+  // clang bundles the code object with clang-offload-bundler (package clang-tools-22).
+  if (bundled && !have_command("clang-offload-bundler") && !std::filesystem::exists("/usr/lib/llvm-22/bin/clang-offload-bundler"))
+    GTEST_SKIP() << "clang-offload-bundler not found (clang-tools-22)";
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
   write_text(dir.path() + "/k.hip", kHipKernel);
