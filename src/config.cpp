@@ -244,9 +244,11 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
   const std::size_t misc = 16 * 8 * 2 + 32 * 4 + (launch.tma ? 2 * launch.stages * 8 : 0);  // tma: each stage's full and empty mbarrier
-  // tma decode of one query: the shared P of a sub-tile and each warp's row max and sums (kDimSplit)
+  // tma decode of one query (kDimSplit): the shared P and each warp's row maxima of one sub-tile, or
+  // of two where a workgroup may take more than one (kDsBufs), then each warp's row sums
   const bool dim_split = launch.tma && op == Op::decode && row_groups == 1 && key_split > 1 && (head_dim / key_split) % 16 == 0;
-  const std::size_t ds = dim_split ? 16 * (sub_k + 8) * 2 + 2 * key_split * 16 * 4 : 0;
+  const std::size_t bufs = chunk * (kSparseBlock / sub_k) > 1 ? 2 : 1;
+  const std::size_t ds = dim_split ? bufs * 16 * (sub_k + 8) * 2 + (bufs + 1) * key_split * 16 * 4 : 0;
   return q_bytes + std::max(tiles, scratch + part) + list + misc + ds;
 }
 

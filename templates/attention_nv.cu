@@ -145,9 +145,20 @@ constexpr int kOffMisc = kOffList + kListBytes;
 constexpr bool kDimSplit = SJ_DIM_SPLIT && kTma && kDecode && kRowGroups == 1 && kKeySplit > 1 && (kHeadDim / kKeySplit) % 16 == 0;
 constexpr int kDimsPerWarp = kHeadDim / kKeySplit;
 constexpr int kPLd = kSubK + 8;  // P rows (halves): conflict-free stores of C fragments and ldmatrix
-constexpr int kDsBytes = kDimSplit ? 16 * kPLd * 2 + 2 * kKeySplit * 16 * 4 : 0;  // P, then each warp's row max and row sums
-constexpr int kOffDs = kOffMisc + kMiscBytes;
-constexpr int kOffDsMax = kOffDs + 16 * kPLd * 2;  // [KEY_SPLIT][16] row maxima, then [KEY_SPLIT][16] row sums
+// kDimSplit: P and the row maxima of one sub-tile, or of two by parity where a workgroup may
+// take more than one sub-tile (one barrier per sub-tile, kLazy); then each warp's row sums.
+constexpr int kDsBufs = kChunkSize * kSubs > 1 ? 2 : 1;
+constexpr int kDsBytes = kDimSplit ? kDsBufs * 16 * kPLd * 2 + (kDsBufs + 1) * kKeySplit * 16 * 4 : 0;
+constexpr int kOffDs = kOffMisc + kMiscBytes;                        // [kDsBufs][16][kPLd] P
+constexpr int kOffDsMax = kOffDs + kDsBufs * 16 * kPLd * 2;          // [kDsBufs][KEY_SPLIT][16] row maxima
+constexpr int kOffDsSum = kOffDsMax + kDsBufs * kKeySplit * 16 * 4;  // [KEY_SPLIT][16] row sums
+#ifndef SJ_LAZY_MAX
+#define SJ_LAZY_MAX 1  // -DSJ_LAZY_MAX=0 (SPARSEJIT_EXTRA_FLAGS): agree on every sub-tile's max first, for A/B runs
+#endif
+// kLazy: P is exp2 of the scores less a running max m that every warp holds alike. m moves only
+// when some row's max exceeds it by more than kLazyMax (base 2), so P <= 2^kLazyMax.
+constexpr bool kLazy = SJ_LAZY_MAX && kDimSplit && kDsBufs == 2;
+constexpr float kLazyMax = 8.f;
 constexpr int kSmemBytes = kOffDs + kDsBytes;
 static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
@@ -802,12 +813,16 @@ SJ_DEVICE void sj_zero_v_past(sj_u16* tile, long long n0, int ks, long long hi, 
   sj_fence_proxy_async();
 }
 
-// kDimSplit, one sub-tile for warp ks: S over its key slice (masked past the rows' hi), the
-// sub-tile's row max from every warp's (s_mx), P of its slice to s_p; after a barrier, O of
-// its head dims += P V over all the sub-tile's keys. Every math warp calls it for every
-// sub-tile (its barriers are the math warps'); its V rows past the query are zero by then.
+// kDimSplit, one sub-tile for warp ks (s_p, s_mx: its P and row-max buffers). S over its key
+// slice (masked past the rows' hi); P of its slice to s_p under the warps' common running max
+// m; after a barrier, O of its head dims += P V over all the sub-tile's keys. When some row's
+// max exceeds m by more than kLazyMax (every warp learns it from the barrier's OR), the warps
+// take the sub-tile's max from every warp's (s_mx), redo P, rescale O and meet again; without
+// kLazy, and for the workgroup's `first` sub-tile, they do that at once. Every math warp calls
+// it for every sub-tile (its barriers are the math warps'); its V rows past the query are zero
+// by then.
 SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int ks, long long hi_a,
-                             long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx) {
+                             long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx, bool first) {
   const int lane = sj_tid() % 32;
   const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   float s[kSNT][4];
@@ -818,41 +833,66 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     s_mx[ks * 16 + lane / 4] = mx_a;
     s_mx[ks * 16 + lane / 4 + 8] = mx_b;
   }
-  sj_named_sync(kMathThreads);  // every slice's row max
+  bool kept = false;  // P stands under the running max (kLazy)
+  if (kLazy && !first) {  // the first sub-tile always sets m: no P under the old one
+    const float c = p.sm_scale_log2;
+    const bool over = mx_a * c > st.m_a + kLazyMax || mx_b * c > st.m_b + kLazyMax;
+    float pr[kSNT][4];  // P under m (S stays for a second pass)
+    float sum_a = 0.f, sum_b = 0.f;
+    const float base_a = st.m_a == sj_neg_inf() ? 0.f : st.m_a, base_b = st.m_b == sj_neg_inf() ? 0.f : st.m_b;
 #pragma unroll
-  for (int k = 0; k < kKeySplit; ++k) {
-    mx_a = fmaxf(mx_a, s_mx[k * 16 + lane / 4]);
-    mx_b = fmaxf(mx_b, s_mx[k * 16 + lane / 4 + 8]);
+    for (int j = 0; j < kSNT; ++j) {
+      pr[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+      pr[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+      pr[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+      pr[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+      sum_a += pr[j][0] + pr[j][1];
+      sum_b += pr[j][2] + pr[j][3];
+      const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
+      *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][0], pr[j][1]);
+      *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][2], pr[j][3]);
+    }
+    kept = !sj_named_sync_or(kMathThreads, over);  // all of P, every row max, every warp's zeroed V rows; any warp over?
+    if (kept) st.l_a += sum_a, st.l_b += sum_b;
+  } else {
+    sj_named_sync(kMathThreads);  // every slice's row max
   }
-  // The online softmax step with the sub-tile's max: every warp keeps the same m, its own
-  // slice's share of l, and its own dims of O.
-  const float c = p.sm_scale_log2;
-  const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
-  const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
-  const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
-  const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
-  float sum_a = 0.f, sum_b = 0.f;
+  if (!kept) {  // workgroup-uniform: the sub-tile's max from every warp's
 #pragma unroll
-  for (int j = 0; j < kSNT; ++j) {
-    s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
-    s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
-    s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
-    s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
-    sum_a += s[j][0] + s[j][1];
-    sum_b += s[j][2] + s[j][3];
-    const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
-    *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][0], s[j][1]);
-    *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][2], s[j][3]);
-  }
-  st.l_a = st.l_a * alpha_a + sum_a;
-  st.l_b = st.l_b * alpha_b + sum_b;
-  st.m_a = m_new_a;
-  st.m_b = m_new_b;
-  if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) {
+    for (int k = 0; k < kKeySplit; ++k) {
+      mx_a = fmaxf(mx_a, s_mx[k * 16 + lane / 4]);
+      mx_b = fmaxf(mx_b, s_mx[k * 16 + lane / 4 + 8]);
+    }
+    // The online softmax step with that max: every warp keeps the same m, its own slice's
+    // share of l, and its own dims of O.
+    const float c = p.sm_scale_log2;
+    const float m_new_a = fmaxf(st.m_a, mx_a * c), m_new_b = fmaxf(st.m_b, mx_b * c);
+    const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
+    const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
+    const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
+    float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
-    for (int t = 0; t < kDimsPerWarp / 8; ++t) acc[t][0] *= alpha_a, acc[t][1] *= alpha_a, acc[t][2] *= alpha_b, acc[t][3] *= alpha_b;
+    for (int j = 0; j < kSNT; ++j) {
+      s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+      s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+      s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+      s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+      sum_a += s[j][0] + s[j][1];
+      sum_b += s[j][2] + s[j][3];
+      const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
+      *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][0], s[j][1]);
+      *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][2], s[j][3]);
+    }
+    st.l_a = st.l_a * alpha_a + sum_a;
+    st.l_b = st.l_b * alpha_b + sum_b;
+    st.m_a = m_new_a;
+    st.m_b = m_new_b;
+    if (__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) {
+#pragma unroll
+      for (int t = 0; t < kDimsPerWarp / 8; ++t) acc[t][0] *= alpha_a, acc[t][1] *= alpha_a, acc[t][2] *= alpha_b, acc[t][3] *= alpha_b;
+    }
+    sj_named_sync(kMathThreads);  // all of P, and every warp's zeroed V rows
   }
-  sj_named_sync(kMathThreads);  // all of P, and every warp's zeroed V rows
   const unsigned p_base = sj_smem_addr(s_p);
 #pragma unroll
   for (int j = 0; j < kSubK / 16; ++j) {
@@ -1207,7 +1247,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       }
       sj_cp_async_commit();
     };
-    auto compute = [&](int slot) {
+    auto compute = [&](int slot, int it) {  // it: the workgroup's sub-tiles before this one (kTma)
       if constexpr (kFp8Half) {
         if (!q_half) {  // the first sub-tile (every thread, after the barrier that follows Q's copies)
           qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
@@ -1221,8 +1261,9 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       if constexpr (kDimSplit) {
         // Every warp reads every key's V: each zeroes its own rows past the query first.
         if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);
+        const int buf = kDsBufs == 2 ? it & 1 : 0;
         sj_subtile_ds(p, sq, tiles + slot * (kTileBytes / 2), n0, ks, hi_a, hi_b, qa >= 0 ? 1.f : 0.f, qb >= 0 ? 1.f : 0.f, st, acc,
-                      (sj_u16*)(sj_smem + kOffDs), (float*)(sj_smem + kOffDsMax));
+                      (sj_u16*)(sj_smem + kOffDs) + buf * 16 * kPLd, (float*)(sj_smem + kOffDsMax) + buf * kKeySplit * 16, it == 0);
         SJ_ADVANCE(cu_u, cu_sub)
         return;
       }
@@ -1281,7 +1322,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
           const int slot = pipe % kStages;
           sj_mbar_wait(bars + 8 * slot, (pipe / kStages) & 1);
           if (pipe == 0) SJ_MARK(6);  // the first sub-tile is in
-          compute(slot);
+          compute(slot, pipe);
           __syncwarp();
           if (lane == 0) sj_mbar_arrive(bars + 8 * (kStages + slot));
           ++pipe;
@@ -1296,7 +1337,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         sj_cp_async_wait<0>();
         if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
         sj_sync();
-        compute(0);
+        compute(0, 0);
         sj_sync();
       }
       sj_cp_async_wait<0>();
@@ -1311,7 +1352,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
         issue(ld_slot);
         ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
-        compute(cu_slot);
+        compute(cu_slot, 0);
         cu_slot = cu_slot + 1 == kStages ? 0 : cu_slot + 1;
       }
       sj_cp_async_wait<0>();
@@ -1334,7 +1375,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
   if constexpr (kDimSplit) {
     // Every warp holds all rows' O for its head dims, under the same running max: the row sum
     // is the sum of the warps' shares.
-    float* s_l = (float*)(sj_smem + kOffDsMax) + kKeySplit * 16;
+    float* s_l = (float*)(sj_smem + kOffDsSum);
     if (math && (lane & 3) == 0) {
       s_l[ks * 16 + lane / 4] = st.l_a;
       s_l[ks * 16 + lane / 4 + 8] = st.l_b;

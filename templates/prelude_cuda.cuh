@@ -277,6 +277,15 @@ SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], 
 SJ_DEVICE void sj_prefetch_tensormap(const void* map) { asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory"); }
 // A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).
 SJ_DEVICE void sj_named_sync(unsigned threads) { asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory"); }
+// The same barrier, returning whether any of those threads passed `pred`.
+SJ_DEVICE bool sj_named_sync_or(unsigned threads, bool pred) {
+  unsigned any;
+  asm volatile("{ .reg .pred p, q; setp.ne.u32 p, %1, 0; bar.red.or.pred q, 1, %2, p; selp.u32 %0, 1, 0, q; }"
+               : "=r"(any)
+               : "r"((unsigned)pred), "r"(threads)
+               : "memory");
+  return any != 0;
+}
 // Barrier 2 as a one-way hand-off: the producer arrives (its shared-memory writes are then
 // visible to the waiters) and goes on; the waiters sync. `threads` counts both sides.
 SJ_DEVICE void sj_handoff_arrive(unsigned threads) { asm volatile("bar.arrive 2, %0;" ::"r"(threads) : "memory"); }

@@ -388,8 +388,9 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   c.launch.tma = false, c.launch.threads = 256;
   {
     const std::size_t q = 16 * (128 + 8) * 2, stage = 2 * 128 * (128 + 8) * 2, stage_sw = 2 * 128 * 128 * 2;
-    // ... and one query's sub-tile P (16 rows of sub_k + 8 halves) with each math warp's row max and sums.
-    const std::size_t shared_p = 16 * (128 + 8) * 2 + 2 * 8 * 16 * 4;
+    // ... and two sub-tiles' P of one query (16 rows of sub_k + 8 halves) and each math warp's row
+    // maxima, then its row sums.
+    const std::size_t shared_p = 2 * 16 * (128 + 8) * 2 + 3 * 8 * 16 * 4;
     EXPECT_EQ(dec.dynamic_shared_bytes(), c.dynamic_shared_bytes() - q - dec.launch.stages * stage + 5 * 1024 +
                                               dec.launch.stages * stage_sw + dec.launch.stages * 2 * 8 + shared_p);
   }

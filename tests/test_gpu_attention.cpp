@@ -385,6 +385,9 @@ struct CaseSpec {
   bool small_batch = false;  // decode: meant to cover the arch table's small-batch launch (where the table has one)
   bool huge_batch = false;   // decode: meant to cover the arch table's huge-batch launch (where the table has one)
   bool wide_scales = false;  // per-token-head: |scale| log-uniform in [2^-20, 2^0] (K) or [2^-20, 2^4] (V), a quarter negative, some zero
+  // bf16/fp16 K/V: the K rows of ~3% of the tokens times 24, so a row's max jumps by far more than
+  // 2^8 (base 2) in later sub-tiles too (the decode's lazily moved running max, kDimSplit).
+  bool spiky_keys = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const CaseSpec& c) { return os << c.name; }
@@ -538,6 +541,9 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
   const bool fp8 = ref::is_fp8(s.kv);
   const std::vector<std::uint8_t> real_codes = fp8 ? fp8_codes(s.kv, 0.0, 4.0) : std::vector<std::uint8_t>{};
   const std::vector<std::uint8_t> junk_codes = fp8 ? fp8_codes(s.kv, 64.0, 240.0) : std::vector<std::uint8_t>{};
+  std::vector<char> spike(static_cast<std::size_t>(p.num_pages * KVH * kBlock), 0);  // per (page, kv head, token)
+  if (s.spiky_keys)
+    for (auto& x : spike) x = chance(rng, 0.03);
   for (std::int64_t pg = 0; pg < p.num_pages; ++pg)
     for (std::int64_t h = 0; h < KVH; ++h)
       for (std::int64_t n = 0; n < kBlock; ++n)
@@ -551,7 +557,8 @@ Problem make_problem(const CaseSpec& s, bool decode, Rng& rng) {
             } else {
               // Garbage: large finite values, and a quarter NaN (a cache slot never written may hold
               // anything; a kernel must not let 0 x NaN into P V).
-              const double x = garbage ? (chance(rng, 0.5) ? -1 : 1) * uniform(rng, 100, 1000) : uniform(rng, -1, 1);
+              const double big = which == 0 && spike[static_cast<std::size_t>((pg * KVH + h) * kBlock + n)] ? 24.0 : 1.0;
+              const double x = garbage ? (chance(rng, 0.5) ? -1 : 1) * uniform(rng, 100, 1000) : big * uniform(rng, -1, 1);
               const std::uint16_t nan_bits = s.kv == DType::bf16 ? 0x7fc0 : 0x7e00;
               const std::uint16_t bits = garbage && chance(rng, 0.25) ? nan_bits : ref::double_to_half(x, s.kv);
               std::memcpy(&p.kv[static_cast<std::size_t>(off) * 2], &bits, 2);
@@ -982,6 +989,19 @@ std::vector<CaseSpec> decode_cases() {
   // fp16 q and K/V through the tensor copies, G 16 at TP4: one request of 129 keys (block 1 holds one).
   c.name = "m3tp4_G16_D128_k16_fp16_fp16_A_q1_smallbatch", c.H = 16, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
   c.q = DType::fp16, c.kv = DType::fp16, c.seq_lens = {129}, c.chunks = CaseSpec::Chunks::many, c.small_batch = true;
+  add(c);
+  c = {};
+  // Spiky keys (scores up to ~35 in base 2): the running max moves in later sub-tiles too, which the
+  // one-query tensor-copy decode (kLazy) handles with a second barrier. TP1, 32 requests (the
+  // large launch; one chunk under the shipped table, two under decode_cp_async), and TP8 at small
+  // batch (16 one-block chunks: every workgroup sets its max at once), padded rows, unaligned lengths.
+  c.name = "m3tp1_G16_D128_k16_bf16_bf16_A_q1_spiky_largebatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.seq_lens = random_seq_lens(29, 32, 0, 9000), c.spiky_keys = true, c.junk_ids = true;
+  add(c);
+  c = {};
+  c.name = "m3tp8_G8_D128_k16_fp16_fp16_B_q1_spiky_smallbatch", c.H = 8, c.KVH = 1, c.D = 128, c.topk = 16, c.dql = 1;
+  c.q = DType::fp16, c.kv = DType::fp16, c.layout = KvLayout::B, c.seq_lens = {6000, 0, 2100}, c.chunks = CaseSpec::Chunks::many;
+  c.small_batch = true, c.spiky_keys = true, c.dup_ids = true;
   add(c);
   c = {};
   // 120 x 4 (query, kv head) pairs: one chunk, >= 400 workgroups, sm_90's large-batch launch (256 threads, 128-key stages).
