@@ -4,7 +4,8 @@
 // can rebuild the identical tensors, time the Triton baseline on them and check
 // both implementations against a float64 reference.
 //
-//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
+//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
+//   --filter: only the cases whose name holds one of the comma-separated substrings
 //   --kv-fp8: K/V as fp8 e4m3fn (every byte 1.0) with scalar scales; times our kernels only
 //   --kv-fp8-pth: the same with per-(kv head, token) scales
 //   (no dump for the float64 check, which is bf16's; the GPU tests check fp8).
@@ -565,7 +566,7 @@ int main_impl(int argc, char** argv) {
     else if (a == "--kv-fp8") opt.kv_fp8 = true;
     else if (a == "--kv-fp8-pth") opt.kv_fp8 = opt.kv_fp8_pth = true;
     else {
-      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]\n");
+      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]\n");
       return 1;
     }
   }
@@ -603,9 +604,18 @@ int main_impl(int argc, char** argv) {
     P.q_off = off, off += 1000003;
     P.kv_off = off, off += 999983;
   }
-  if (!opt.filter.empty())
-    problems.erase(std::remove_if(problems.begin(), problems.end(), [&](const Problem& P) { return P.name.find(opt.filter) == std::string::npos; }),
-                   problems.end());
+  if (!opt.filter.empty()) {  // comma-separated substrings: a case runs if its name holds any of them
+    std::vector<std::string> subs;
+    for (std::size_t b = 0, e; b <= opt.filter.size(); b = e + 1) {
+      e = opt.filter.find(',', b);
+      if (e == std::string::npos) e = opt.filter.size();
+      if (e > b) subs.push_back(opt.filter.substr(b, e - b));
+    }
+    auto wanted = [&](const Problem& P) {
+      return std::any_of(subs.begin(), subs.end(), [&](const std::string& sub) { return P.name.find(sub) != std::string::npos; });
+    };
+    problems.erase(std::remove_if(problems.begin(), problems.end(), [&](const Problem& P) { return !wanted(P); }), problems.end());
+  }
 
   if (opt.gen_only) {
     for (const auto& P : problems) {

@@ -352,7 +352,7 @@ def main():
     ap.add_argument("--ours", required=True, help="sparsejit_bench's JSON lines (the case list and metadata)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--filter", default="")
+    ap.add_argument("--filter", default="", help="comma-separated substrings: only the cases whose name holds one")
     a = ap.parse_args()
     dev = torch.device("cuda")
     CHUNK = torch.from_numpy(np.fromfile(os.path.join(a.dump_dir, "chunk.bf16"), dtype=np.int16)).view(torch.bfloat16).to(dev)
@@ -370,7 +370,7 @@ def main():
                              "device": torch.cuda.get_device_name()}) + "\n")
         del src, dst
         for m in cases:
-            if m.get("kind") not in ("decode", "prefill") or a.filter not in m["name"]:
+            if m.get("kind") not in ("decode", "prefill") or not any(sub in m["name"] for sub in a.filter.split(",")):
                 continue
             t0 = time.time()
             try:
