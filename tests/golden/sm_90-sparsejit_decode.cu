@@ -1377,6 +1377,25 @@ SJ_DEVICE void sj_zero_v_past(sj_u16* tile, long long n0, int ks, long long hi, 
   sj_fence_proxy_async();
 }
 
+// kDimSplit: P = exp2(S c - base) of warp ks's key slice into pr (which may be s) and into the
+// shared P rows s_p; adds the slice's row sums to sum_a / sum_b.
+SJ_DEVICE void sj_put_p(const float (&s)[kSNT][4], float (&pr)[kSNT][4], float c, float base_a, float base_b, int ks, sj_u16* s_p,
+                        float& sum_a, float& sum_b) {
+  const int lane = sj_tid() % 32;
+#pragma unroll
+  for (int j = 0; j < kSNT; ++j) {
+    pr[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
+    pr[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
+    pr[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
+    pr[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+    sum_a += pr[j][0] + pr[j][1];
+    sum_b += pr[j][2] + pr[j][3];
+    const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
+    *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][0], pr[j][1]);
+    *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][2], pr[j][3]);
+  }
+}
+
 // kDimSplit, one sub-tile for warp ks (s_p, s_mx: its P and row-max buffers). S over its key
 // slice (masked past the rows' hi); P of its slice to s_p under the warps' common running max
 // m; after a barrier, O of its head dims += P V over all the sub-tile's keys. When some row's
@@ -1403,19 +1422,7 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     const bool over = mx_a * c > st.m_a + kLazyMax || mx_b * c > st.m_b + kLazyMax;
     float pr[kSNT][4];  // P under m (S stays for a second pass)
     float sum_a = 0.f, sum_b = 0.f;
-    const float base_a = st.m_a == sj_neg_inf() ? 0.f : st.m_a, base_b = st.m_b == sj_neg_inf() ? 0.f : st.m_b;
-#pragma unroll
-    for (int j = 0; j < kSNT; ++j) {
-      pr[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
-      pr[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
-      pr[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
-      pr[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
-      sum_a += pr[j][0] + pr[j][1];
-      sum_b += pr[j][2] + pr[j][3];
-      const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
-      *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][0], pr[j][1]);
-      *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(pr[j][2], pr[j][3]);
-    }
+    sj_put_p(s, pr, c, st.m_a == sj_neg_inf() ? 0.f : st.m_a, st.m_b == sj_neg_inf() ? 0.f : st.m_b, ks, s_p, sum_a, sum_b);
     kept = !sj_named_sync_or(kMathThreads, over);  // all of P, every row max, every warp's zeroed V rows; any warp over?
     if (kept) st.l_a += sum_a, st.l_b += sum_b;
   } else {
@@ -1435,18 +1442,7 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
     const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
     float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-    for (int j = 0; j < kSNT; ++j) {
-      s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
-      s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
-      s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
-      s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
-      sum_a += s[j][0] + s[j][1];
-      sum_b += s[j][2] + s[j][3];
-      const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
-      *(unsigned*)(s_p + (lane / 4) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][0], s[j][1]);
-      *(unsigned*)(s_p + (lane / 4 + 8) * kPLd + key) = sj_pack_half2<kMmaBf16>(s[j][2], s[j][3]);
-    }
+    sj_put_p(s, s, c, base_a, base_b, ks, s_p, sum_a, sum_b);  // in place
     st.l_a = st.l_a * alpha_a + sum_a;
     st.l_b = st.l_b * alpha_b + sum_b;
     st.m_a = m_new_a;
