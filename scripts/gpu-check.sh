@@ -2,20 +2,36 @@
 # Every GPU check in one go, for an NVIDIA machine (the device tool's H100):
 # C++ GPU tests (correctness vs float64, device layer, C ABI), the C example,
 # host overhead, the Python/torch tests, and compute-sanitizer on the
-# out-of-range tests. Usage: bash scripts/gpu-check.sh BIN_DIR [OUT_DIR]
+# out-of-range tests. Usage: bash scripts/gpu-check.sh BIN_DIR [OUT_DIR [PART]]
 # BIN_DIR holds sparsejit_tests, sparsejit, libsparsejit.so,
 # sparsejit_example_minimal and sparsejit_host_overhead (stripped copies are fine).
+# PART (default all) runs one share, each a few minutes on an H100 (the device
+# tool allows 10 minutes a call): decode (Cases/GpuDecode), prefill
+# (Cases/GpuPrefill), variants (Cases/GpuTableVariant: other arch tables), rest
+# (device layer, C ABI, out-of-range, example, host overhead, Python, sanitizer).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:?bin dir}")
 out=${2:-/tmp/sparsejit-gpu-check}
+part=${3:-all}
+rest='DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:GpuDependentLaunch*:Targets/*sm_90*:Reference*'
+case "$part" in
+  all) filter="Cases/*:$rest" ;;
+  decode) filter='Cases/GpuDecode*' ;;
+  prefill) filter='Cases/GpuPrefill*' ;;
+  variants) filter='Cases/GpuTableVariant*' ;;
+  rest) filter="$rest" ;;
+  *) echo "gpu-check: PART must be all, decode, prefill, variants or rest (got '$part')" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 export SPARSEJIT_CACHE_DIR=$(mktemp -d)
 status=0
 step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/gpu-check.log"; local rc=${PIPESTATUS[0]}; echo "== rc=$rc"; [ "$rc" -eq 0 ] || status=1; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
-step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter='Cases/*:DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:GpuDependentLaunch*:Targets/*sm_90*:Reference*'
+echo "part: $part" | tee -a "$out/card.txt"
+step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter="$filter"
+[[ "$part" == all || "$part" == rest ]] || exit $status
 step "C example" "$bin/sparsejit_example_minimal"
 step "host overhead" "$bin/sparsejit_host_overhead"
 step "python" env SPARSEJIT_LIBRARY="$bin/libsparsejit.so" PYTHONPATH="$PWD/python" python3 -m pytest -q -rs -s python/tests
