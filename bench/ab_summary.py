@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Tabulates a bench/ab.sh run: per case, each side's best time over the repetitions (graph
-µs for decode, ms for prefill), decode's % of the best copy ceiling measured in the run, the
-last side against the first, and every repetition's value.
+"""Tabulates a bench/ab.sh run: per case, each side's best time over the repetitions in µs
+(decode: CUDA-graph time per call; prefill: events), decode's % of the best copy ceiling
+measured in the run, the last side against the first, and every repetition's value.
 
   python3 bench/ab_summary.py OUTDIR name1,name2[,...]
 """
@@ -29,10 +29,8 @@ def main():
                     if j.get("kind") == "copy":
                         copy.append(j["GBps_read_plus_write"])
                     elif j.get("kind") in ("decode", "prefill"):
-                        t = j.get("ours_graph_us") if j["kind"] == "decode" else j.get("ours_ms")
-                        if t is None:
-                            t = j.get("ours_us")
-                        times[j["name"]][side].append(t)
+                        t = j.get("ours_graph_us") if j["kind"] == "decode" else None
+                        times[j["name"]][side].append(t if t is not None else j["ours_us"])
                         kv_bytes[j["name"]] = j.get("kv_bytes")
     ceiling = max(copy) if copy else None
     print(f"copy ceiling (best of the run): {ceiling:.1f} GB/s" if ceiling else "no copy measurement")
@@ -48,7 +46,7 @@ def main():
             elif name.startswith("decode") and ceiling and kv_bytes.get(name):
                 cells.append(f"{v[0]:.2f} ({kv_bytes[name] / (v[0] * 1e-6) / 1e9 / ceiling * 100:.1f}%)")
             else:
-                cells.append(f"{v[0]:.3f}")
+                cells.append(f"{v[0]:.2f}")
         delta = f"{(best[-1] / best[0] - 1) * 100:+.2f}%" if best[0] and best[-1] else "-"
         every = " / ".join(",".join(f"{x:.2f}" for x in sorted(times[name][s])) for s in sides)
         print(f"| {name} | " + " | ".join(cells) + f" | {delta} | {every} |")

@@ -1,4 +1,5 @@
 """The benchmark's CPU-side tools on synthetic input (their GPU runs are in docs/PERF.md)."""
+import json
 import pathlib
 import random
 import re
@@ -47,3 +48,51 @@ def test_timeline_says_what_is_missing(tmp_path):
     r = subprocess.run([sys.executable, str(TIMELINE), str(p)], capture_output=True, text=True)
     assert r.returncode != 0
     assert "-DSJ_TIMELINE" in r.stderr
+
+
+AB = pathlib.Path(__file__).resolve().parents[2] / "bench" / "ab.sh"
+AB_SUMMARY = AB.with_name("ab_summary.py")
+
+FAKE_BENCH = """#!/usr/bin/env python3
+# Stands in for sparsejit_bench: writes what ab.sh passed it and a time that depends on the side.
+import json, os, sys
+a = sys.argv[1:]
+out, filt = a[a.index("--out") + 1], a[a.index("--filter") + 1]
+flags = os.environ.get("SPARSEJIT_EXTRA_FLAGS", "")
+t = 50.0 if "-DFAST=1" in flags else 52.0
+with open(out, "w") as f:
+    f.write(json.dumps({"kind": "copy", "GBps_read_plus_write": 3000.0}) + "\\n")
+    for name in filt.split(","):
+        f.write(json.dumps({"kind": "decode", "name": "decode_" + name, "ours_graph_us": t, "kv_bytes": 134217728,
+                            "args": a, "flags": flags, "cfg": os.environ.get("SPARSEJIT_CONFIG_DIR", "")}) + "\\n")
+    f.write(json.dumps({"kind": "prefill", "name": "prefill_x", "ours_us": 3500.0}) + "\\n")
+"""
+
+
+def test_ab_runs_every_side_and_summarizes(tmp_path):
+    fake = tmp_path / "fake_bench"
+    fake.write_text(FAKE_BENCH)
+    fake.chmod(0o755)
+    out = tmp_path / "ab"
+    env = {"PATH": "/usr/bin:/bin", "BENCH_ARGS": "--kv-fp8"}
+    subprocess.run(["bash", str(AB), str(out), "B32,B128", "2", f"base:{fake}", f"fast:{fake}:-DFAST=1~-DX=2:/cfg"],
+                   env=env, check=True)
+    rows = [json.loads(l) for l in (out / "fast_2.jsonl").read_text().splitlines()]
+    dec = [r for r in rows if r["kind"] == "decode"]
+    assert [r["name"] for r in dec] == ["decode_B32", "decode_B128"]
+    assert dec[0]["flags"] == "-DFAST=1 -DX=2" and dec[0]["cfg"] == "/cfg"  # '~' is a space
+    assert "--quick" in dec[0]["args"] and "--kv-fp8" in dec[0]["args"]
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["base_1.jsonl", "base_2.jsonl", "fast_1.jsonl", "fast_2.jsonl"]
+    table = subprocess.run([sys.executable, str(AB_SUMMARY), str(out), "base,fast"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "3000.0 GB/s" in table
+    # 128 MiB in 50 us is 2684 GB/s: 89.5% of 3000
+    assert re.search(r"\| decode_B32 \| 52\.00 \(86\.0%\) \| 50\.00 \(89\.5%\) \| -3\.85% \| 52\.00,52\.00 / 50\.00,50\.00 \|", table)
+    assert re.search(r"\| prefill_x \| 3500\.00 \| 3500\.00 \| \+0\.00% \|", table)
+
+
+def test_ab_refuses_a_bad_side(tmp_path):
+    r = subprocess.run(["bash", str(AB), str(tmp_path / "ab"), "B32", "1", "nobinary:/does/not/exist"], capture_output=True, text=True)
+    assert r.returncode == 2 and "bad side" in r.stderr
+    r = subprocess.run([sys.executable, str(AB_SUMMARY), str(tmp_path), "nothing"], capture_output=True, text=True)
+    assert r.returncode != 0 and "no nothing_*.jsonl" in r.stderr
