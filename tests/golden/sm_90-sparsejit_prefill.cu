@@ -1528,6 +1528,40 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
     sj_cluster_sync();  // no workgroup leaves while a peer still reads its shared memory
   }
 }
+// Q of every row (zeros for padding rows) -> shared, by the first kMathThreads threads: 16-byte
+// cp.async (waited for with the first K/V sub-tile) or batched loads. Never one dependent load
+// per element: the compiler cannot reorder global loads across shared stores.
+SJ_DEVICE void sj_load_q(const SjAttnParams& p, sj_u16* sq, const long long* q_token, long long kvh, int tid) {
+  if (p.flags & SJ_FLAG_Q_VEC16) {
+    constexpr int kVecPerRow = kHeadDim / 8;
+    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kMathThreads) {
+      const int r = c / kVecPerRow, d = (c % kVecPerRow) * 8;
+      const int q = sj_row_query(r / 16, r % 16);
+      const bool live = q >= 0 && q_token[q] >= 0;
+      const sj_u16* src = (const sj_u16*)p.q;
+      if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
+      sj_cp_async16(sj_smem_addr(sq + sj_row_off<kQRows>(r, d)), src, live ? 16 : 0);
+    }
+  } else {
+    constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
+    for (int i0 = tid; i0 < kElems; i0 += kMathThreads * kBatch) {
+      sj_u16 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kMathThreads, r = i / kHeadDim, d = i % kHeadDim;
+        const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
+        v[u] = 0;
+        if (q >= 0 && q_token[q] >= 0)
+          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = i0 + u * kMathThreads;
+        if (i < kElems) sq[sj_row_off<kQRows>(i / kHeadDim, i % kHeadDim)] = v[u];
+      }
+    }
+  }
+}
 }  // namespace
 
 #if 1 > 1
@@ -1640,40 +1674,8 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
   const SjScales scales = sj_scales(p);
   bool q_half = !kFp8Half;     // kFp8Half: whether sj_q_to_half ran
   float qk_scale = scales.qk;  // kFp8Half: and then times its power of two
-  // Q of every row (zeros for padding rows) -> shared: 16-byte cp.async (waited
-  // for with the first K/V sub-tile) or batched loads. Never one dependent load
-  // per element: the compiler cannot reorder global loads across shared stores.
   // kTma: the math warps load Q (they wait for it among themselves).
-  if (kTma && tid >= kMathThreads) {
-  } else if (p.flags & SJ_FLAG_Q_VEC16) {
-    constexpr int kVecPerRow = kHeadDim / 8;
-    for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kMathThreads) {
-      const int r = c / kVecPerRow, d = (c % kVecPerRow) * 8;
-      const int q = sj_row_query(r / 16, r % 16);
-      const bool live = q >= 0 && q_token[q] >= 0;
-      const sj_u16* src = (const sj_u16*)p.q;
-      if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
-      sj_cp_async16(sj_smem_addr(sq + sj_row_off<kQRows>(r, d)), src, live ? 16 : 0);
-    }
-  } else {
-    constexpr int kElems = kRowGroups * 16 * kHeadDim, kBatch = 8;
-    for (int i0 = tid; i0 < kElems; i0 += kMathThreads * kBatch) {
-      sj_u16 v[kBatch];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kMathThreads, r = i / kHeadDim, d = i % kHeadDim;
-        const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
-        v[u] = 0;
-        if (q >= 0 && q_token[q] >= 0)
-          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int i = i0 + u * kMathThreads;
-        if (i < kElems) sq[sj_row_off<kQRows>(i / kHeadDim, i % kHeadDim)] = v[u];
-      }
-    }
-  }
+  if (!kTma || tid < kMathThreads) sj_load_q(p, sq, q_token, kvh, tid);
 
   // This thread's rows, and what its warp covers.
   const int rg = warp % kRowGroups, ks = warp / kRowGroups;
