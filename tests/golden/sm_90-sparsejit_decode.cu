@@ -1528,6 +1528,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
     sj_cluster_sync();  // no workgroup leaves while a peer still reads its shared memory
   }
 }
+
 // Q of every row (zeros for padding rows) -> shared, by the first kMathThreads threads: 16-byte
 // cp.async (waited for with the first K/V sub-tile) or batched loads. Never one dependent load
 // per element: the compiler cannot reorder global loads across shared stores.
