@@ -9,7 +9,7 @@
 # Environment: SPARSEJIT_BENCH_BIN (default: .benchbin/sparsejit_bench, else
 # build-bench/sparsejit_bench), BENCH_DUMP_DIR (inputs, several hundred MiB;
 # default a temp dir, removed at the end), BENCH_QUICK=1 (fewer repetitions),
-# BENCH_FILTER=substring (a subset of the cases).
+# BENCH_FILTER=substring[,substring...] (a subset of the cases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-bench/results}
