@@ -627,6 +627,10 @@ constexpr bool kFp8 = kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2 || kK
 constexpr int kRawVecPerRow = kHeadDim / 16;
 constexpr int kRawRowsPerPass = kThreads / kRawVecPerRow;
 constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRawRowsPerPass == 0;
+// The decode form that reads K's and V's MMA fragments straight from fp8's staged raw bytes
+// (kRawV below, on sm_89+ with e4m3fn or e5m2): cp.async stages that 16-byte copies tile, and
+// head_dim a multiple of 128.
+constexpr bool kRawShape = kDecode && !kTma && kFp8Staged && kHeadDim % 128 == 0;
 // fp8 K/V in e4m3fn or e5m2 on sm_89+ with at most one scale per tensor, or with per-token
 // scales where decode reads K and V from the raw bytes (kRawV, which folds them into S and P):
 // the tiles hold the exact fp8 values in fp16 (one cvt per two values, nothing else), the MMAs
@@ -636,7 +640,7 @@ constexpr bool kFp8Staged = kFp8 && kThreads % kRawVecPerRow == 0 && kSubK % kRa
 // large (sj_q_to_half): exact but below 2^-14, where fp16's subnormal steps (2^-24) round it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2) &&
-                          (kScaleMode != SJ_SCALE_PER_TOKEN_HEAD || (kDecode && !kTma && kFp8Staged && kHeadDim % 128 == 0));
+                          (kScaleMode != SJ_SCALE_PER_TOKEN_HEAD || kRawShape);
 #else
 constexpr bool kFp8Half = false;
 #endif
@@ -661,7 +665,8 @@ constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 
 // B fragment, so n-tile 16G + i holds dim 128G + 16n + i (sj_o_dim). Nothing is converted
 // into the tile. The raw rows' 16-byte chunks are then swizzled (sj_raw_col) so that these
 // loads, K's (keys g of 8, chunks c of 4) and the copies hit every bank once.
-constexpr bool kRawV = kRawK && kHeadDim % 128 == 0;
+constexpr bool kRawV = kFp8Half && kRawShape;  // (kRawK's conditions, and head_dim a multiple of 128)
+static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 // kRawV with per-token scales: each stage's raw bytes end with the sub-tile's K scales, then its
 // V scales (a float per key, zeros past the query). A warp multiplies its S columns by the K
 // scales; it multiplies P's columns by the V scales over 2^e (e: the exponent of the largest V
