@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "arch_table.h"
+#include "config.h"
 #include "cuda_min.h"  // bench/: the driver entry points for the tests' own streams
 #include "knobs.h"
 #include "ops/config_select.h"
@@ -1198,8 +1199,7 @@ bool exact_fp8_on_device(const CaseSpec& s, bool decode) {
   // of 128; every launch of the sm_90 table stages them with 16-byte copies).
   if (s.scale == ScaleMode::per_token_head && !(decode && s.D % 128 == 0)) return false;
   auto info = cuda_driver().device_info(0);
-  if (!info.ok() || info->target.rfind("sm_", 0) != 0) return false;
-  return std::atoi(info->target.c_str() + 3) >= 89;
+  return info.ok() && nvidia_sm(info->target) >= 89;
 }
 
 // The downloaded output against the reference. Where the kernels dequantize fp8 exactly, the
@@ -1455,7 +1455,7 @@ TEST(GpuDependentLaunch, DecodeWaitsForThePreviousKernelsWrites) {
   const Driver& drv = cuda_driver();
   auto info = drv.device_info(0);
   ASSERT_TRUE(info.ok()) << info.error().describe();
-  if (std::atoi(info->target.c_str() + 3) < 90) GTEST_SKIP() << info->target << ": programmatic dependent launch needs sm_90";
+  if (nvidia_sm(info->target) < 90) GTEST_SKIP() << info->target << ": programmatic dependent launch needs sm_90";
   auto module = drv.load(0, std::vector<std::uint8_t>(kDelayedCopyPtx, kDelayedCopyPtx + std::strlen(kDelayedCopyPtx)));
   ASSERT_TRUE(module.ok()) << module.error().describe();
   auto writer = (*module)->function("sj_test_delayed_copy");
