@@ -80,6 +80,9 @@ constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2)
 #else
 constexpr bool kFp8Half = false;
 #endif
+// kFp8Half with one stage: Q becomes fp16 before the sub-tile loop (inside it, the conversion's
+// registers made the wgmma prefill loop spill).
+constexpr bool kQHalfEarly = kFp8Half && kStages == 1 && !kTma;
 constexpr bool kMmaBf16 = kBf16 && !kFp8Half;  // the dtype of the K/V tiles, of Q in shared memory, of P and of the MMAs
 constexpr int kTileDtype = kFp8Half ? SJ_FP16 : kQDtype;           // what sj_load_kv makes of K/V elements
 constexpr int kTileScale = kFp8Half ? SJ_SCALE_NONE : kScaleMode;  // and whether it scales them
@@ -109,6 +112,12 @@ static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 // scale it has seen; O scales by 2^(e_old - e) when e grows, and by 2^e at the end), so P stays
 // below 2 in fp16 and keeps its precision whatever the scales' magnitude.
 constexpr bool kPthRaw = kRawV && kScaleMode == SJ_SCALE_PER_TOKEN_HEAD;
+#ifndef SJ_FP8_V_LATE
+#define SJ_FP8_V_LATE 1  // -DSJ_FP8_V_LATE=0 (SPARSEJIT_EXTRA_FLAGS): convert V before S, for A/B runs
+#endif
+// fp8 prefill under wgmma (kFp8Staged): the workgroup converts a sub-tile's K, starts S = Q K^T,
+// and converts V while the tensor cores multiply.
+constexpr bool kVLate = SJ_FP8_V_LATE && kWgmma && kFp8Staged;
 constexpr int kRawBytes = kFp8 ? 2 * kSubK * kHeadDim + (kPthRaw ? 2 * kSubK * 4 : 0) : 0;
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "whole warps");
 static_assert(kMathWarps >= 1 && kMathWarps % kRowGroups == 0, "Q_TILE's row groups must divide the math warps");
@@ -400,15 +409,15 @@ SJ_DEVICE void sj_fp8x2_to_f32(unsigned two, float& lo, float& hi) {
 // t + N, ... of N: under kFp8Half the exact values in fp16, else sj_load_kv's arithmetic
 // (the exact fp8 value times the scale, rounded once to nearest even). Keys past `hi`
 // become zeros whatever their bytes and scales.
-// kVOnly: V alone (kRawK reads K from the raw bytes).
-template <int kRows, int kN, bool kVOnly = false>
+// kK, kV: which parts (kRawK reads K from the raw bytes; wgmma prefill converts V while S multiplies).
+template <int kRows, int kN, bool kK = true, bool kV = true>
 SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
                                long long n0, long long hi, int row0, int t) {
   constexpr int kPart = kRows * kRawVecPerRow;  // 16-byte chunks of K (then of V)
   const float* k_scale = (const float*)p.k_scale;
   const float* v_scale = (const float*)p.v_scale;
   const float k_sc = kTileScale == SJ_SCALE_SCALAR ? k_scale[0] : 1.f, v_sc = kTileScale == SJ_SCALE_SCALAR ? v_scale[0] : 1.f;
-  for (int c = t + (kVOnly ? kPart : 0); c < 2 * kPart; c += kN) {
+  for (int c = t + (kK ? 0 : kPart); c < (kV ? 2 : 1) * kPart; c += kN) {
     const int is_v = c >= kPart, cc = c - is_v * kPart;
     const int n = row0 + cc / kRawVecPerRow, d = (cc % kRawVecPerRow) * 16;
     unsigned out[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
@@ -437,10 +446,11 @@ SJ_DEVICE void sj_dequant_rows(const SjAttnParams& p, const unsigned char* raw, 
     *(uint4*)(dst + sj_tile_off(n, d + 8)) = make_uint4(out[4], out[5], out[6], out[7]);
   }
 }
-// The whole sub-tile, by every thread of the workgroup.
+// The whole sub-tile (or its K or V part), by every thread of the workgroup.
+template <bool kK = true, bool kV = true>
 SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* raw, sj_u16* tile, long long kvh, long long page, int sub,
                                   long long n0, long long hi) {
-  sj_dequant_rows<kSubK, kThreads>(p, raw, tile, kvh, page, sub, n0, hi, 0, sj_tid());
+  sj_dequant_rows<kSubK, kThreads, kK, kV>(p, raw, tile, kvh, page, sub, n0, hi, 0, sj_tid());
 }
 
 // kFp8Half: Q in shared memory (every row, zeros for padding) from q's dtype to fp16, times
@@ -685,8 +695,13 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* 
 // mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
 // warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
 // c: the scores' scale (sj_softmax).
+// `mid` runs while wgmma multiplies S = Q K^T (wgmma only: fp8 converts V there).
+struct SjNoMid {
+  __device__ __forceinline__ void operator()() const {}
+};
+template <typename Mid>
 SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, long long n0, int rg, int ks, long long hi_a,
-                          long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4]) {
+                          long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4], Mid&& mid) {
   const int lane = sj_tid() % 32;
   const long long my_n0 = n0 + ks * kKeysPerWarp;
   const unsigned v_base = sj_smem_addr(tile + kKvHalves + ks * kKeysPerWarp * kLd);
@@ -709,6 +724,7 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
       sj_wgmma_ss<kKeysPerWarp, kMmaBf16>(s, sj_wgmma_desc_sw128(qa + (kk / 4) * kQRows * 128 + (kk % 4) * 32, 16, 1024),
                                        sj_wgmma_desc_sw128(ka + (kk / 4) * kSubK * 128 + (kk % 4) * 32, 16, 1024), kk);
     sj_wgmma_commit();
+    mid();
     sj_wgmma_wait();
     sj_wgmma_pin(s);
   } else {
@@ -1252,7 +1268,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       sj_cp_async_commit();
     };
     auto compute = [&](int slot, int it) {  // it: the workgroup's sub-tiles before this one (kTma)
-      if constexpr (kFp8Half) {
+      if constexpr (kFp8Half && !kQHalfEarly) {
         if (!q_half) {  // the first sub-tile (every thread, after the barrier that follows Q's copies)
           qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
           if constexpr (kWgmma) sj_fence_proxy_async();
@@ -1277,12 +1293,12 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
           // One row group: a warp multiplies only its own key slice, so it converts that
           // slice (K and V) alone, and no workgroup barrier sits between conversion and MMA.
           if (!kRawV && live) {
-            sj_dequant_rows<kKeysPerWarp, 32, kRawK>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub,
+            sj_dequant_rows<kKeysPerWarp, 32, !kRawK>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub,
                                                      n0, cta_hi, ks * kKeysPerWarp, lane);
             __syncwarp();
           }
-        } else {  // every thread converts its share, then the tile is complete
-          sj_dequant_subtile(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0, cta_hi);
+        } else {  // every thread converts its share, then the tile is complete (kVLate: its K part; V follows)
+          sj_dequant_subtile<true, !kVLate>(p, raws + slot * kRawBytes, tiles + slot * (kTileBytes / 2), kvh, l_page[u], cu_sub, n0, cta_hi);
           if constexpr (kWgmma) sj_fence_proxy_async();
           sj_sync();
         }
@@ -1294,7 +1310,22 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
         const float w_a = qa >= 0 ? (float)l_mult[u * kQTile + qa] : 0.f;
         const float w_b = qb >= 0 ? (float)l_mult[u * kQTile + qb] : 0.f;
-        sj_subtile(kFp8Half ? qk_scale : p.sm_scale_log2, sq, tiles + slot * (kTileBytes / 2), raws + slot * kRawBytes, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc);
+        const float c = kFp8Half ? qk_scale : p.sm_scale_log2;
+        sj_u16* tile = tiles + slot * (kTileBytes / 2);
+        const unsigned char* raw = raws + slot * kRawBytes;
+        if constexpr (kVLate) {
+          // V's conversion while wgmma multiplies S (fenced for wgmma's proxy, complete before P V).
+          const int page = l_page[u], sub = cu_sub;
+          const bool staged = sj_fp8_staged(p);  // workgroup-uniform
+          sj_subtile(c, sq, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, [=, &p] {
+            if (!staged) return;
+            sj_dequant_subtile<false, true>(p, raw, tile, kvh, page, sub, n0, cta_hi);
+            sj_fence_proxy_async();
+            sj_sync();
+          });
+        } else {
+          sj_subtile(c, sq, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, SjNoMid{});
+        }
       }
       SJ_ADVANCE(cu_u, cu_sub)
     };
@@ -1336,8 +1367,22 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
       sj_sync();  // every warp is done with the stages and the list
     } else if constexpr (kStages == 1) {
       sj_cp_async_commit();  // Q (first segment)
+      bool issued = false;
+      if constexpr (kQHalfEarly) {
+        if (!q_half) {  // Q to fp16 while the first sub-tile's copies fly
+          issue(0);
+          issued = true;
+          sj_cp_async_wait<1>();
+          sj_sync();
+          qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
+          if constexpr (kWgmma) sj_fence_proxy_async();
+          sj_sync();
+          q_half = true;
+        }
+      }
       while (cu_u < n_list) {
-        issue(0);
+        if (!issued) issue(0);
+        issued = false;
         sj_cp_async_wait<0>();
         if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
         sj_sync();
