@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tabulates a bench/ab.sh run: per case, each side's best time over the repetitions in µs
 (decode: CUDA-graph time per call; prefill: events), decode's % of the best copy ceiling
-measured in the run, the last side against the first, and every repetition's value.
+measured in the run (of the bytes read: fp8 K/V are half of bf16's), the last side against
+the first, and every repetition's value. A case that failed on a side shows its error.
 
   python3 bench/ab_summary.py OUTDIR name1,name2[,...]
 """
@@ -17,7 +18,7 @@ def main():
         sys.exit(__doc__)
     outdir, sides = sys.argv[1], sys.argv[2].split(",")
     times = collections.defaultdict(lambda: collections.defaultdict(list))
-    kv_bytes, copy = {}, []
+    kv_bytes, copy, errors = {}, [], collections.defaultdict(dict)
     for side in sides:
         files = glob.glob(os.path.join(outdir, f"{side}_*.jsonl"))
         if not files:
@@ -29,9 +30,15 @@ def main():
                     if j.get("kind") == "copy":
                         copy.append(j["GBps_read_plus_write"])
                     elif j.get("kind") in ("decode", "prefill"):
+                        if "error" in j:
+                            errors[j["name"]][side] = j["error"]
+                            times[j["name"]][side]  # the row shows
+                            continue
                         t = j.get("ours_graph_us") if j["kind"] == "decode" else None
                         times[j["name"]][side].append(t if t is not None else j["ours_us"])
-                        kv_bytes[j["name"]] = j.get("kv_bytes")
+                        # the bench counts kv_bytes in bf16; fp8 K/V read half of them
+                        fp8 = str(j.get("kv_dtype", "")).startswith("fp8")
+                        kv_bytes[j["name"]] = j["kv_bytes"] / 2 if fp8 and j.get("kv_bytes") else j.get("kv_bytes")
     ceiling = max(copy) if copy else None
     print(f"copy ceiling (best of the run): {ceiling:.1f} GB/s" if ceiling else "no copy measurement")
     print("| case | " + " | ".join(sides) + f" | {sides[-1]} vs {sides[0]} | all |")
@@ -42,7 +49,7 @@ def main():
             v = sorted(times[name][side])
             best.append(v[0] if v else None)
             if not v:
-                cells.append("-")
+                cells.append(f"error: {errors[name][side]}" if side in errors[name] else "-")
             elif name.startswith("decode") and ceiling and kv_bytes.get(name):
                 cells.append(f"{v[0]:.2f} ({kv_bytes[name] / (v[0] * 1e-6) / 1e9 / ceiling * 100:.1f}%)")
             else:

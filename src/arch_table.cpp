@@ -122,7 +122,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
     for (Status st : {l.integer(threshold, 1, kMaxGrid, bound), min_entries ? l.integer("min_entries", 1, 4096, *min_entries) : ok_status(),
                       l.integer("threads", 32, 1024, out.launch.threads), l.integer("stages", 1, 8, out.launch.stages),
                       l.integer("min_blocks", 1, 32, out.launch.min_blocks), l.integer("sub_k", 0, 128, out.sub_k),
-                      l.boolean("tma", out.launch.tma), l.unknown()})
+                      l.integer("fp8_stages", 1, 8, out.fp8_stages), l.boolean("tma", out.launch.tma), l.unknown()})
       if (!st) return st;
     return ok_status();
   };

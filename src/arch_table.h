@@ -15,6 +15,7 @@ namespace sparsejit {
 struct LaunchTier {
   LaunchParams launch;
   int sub_k = 0;
+  int fp8_stages = 0;  // fp8 K/V: stages instead of launch.stages (0: the same); not inherited by huge_batch
 };
 
 struct OpTuning {

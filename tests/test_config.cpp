@@ -178,7 +178,9 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["decode"]["small_batch"] = 64; }, "ops.decode.small_batch must be an object"},
            {[](nlohmann::json& j) { j["ops"]["merge"]["template"] = 3; }, "ops.merge.template must be a string"},
            {[](nlohmann::json& j) { j["ops"]["decode"].erase("large_batch"); }, "ops.decode.huge_batch needs large_batch"},
-           {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_blocks"] = 33; }, "huge_batch.min_blocks = 33 is out of range"}}) {
+           {[](nlohmann::json& j) { j["ops"]["decode"]["huge_batch"]["min_blocks"] = 33; }, "huge_batch.min_blocks = 33 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"]["fp8_stages"] = 0; }, "large_batch.fp8_stages = 0 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["fp8_stages"] = 3; }, "ops.decode: unknown key \"fp8_stages\""}}) {
     nlohmann::json j = good;
     c.edit(j);
     testing_util::write_text(sm90, j.dump(1));
@@ -488,20 +490,29 @@ TEST(ConfigSelect, HugeBatchTakesTwoWorkgroupsPerSmWhereTheyFit) {
   ASSERT_TRUE(huge.nv_raw_v());
   EXPECT_EQ(large.launch.min_blocks, 1);
   EXPECT_EQ(huge.launch.min_blocks, 2);
+  // large_batch's fp8_stages (3 for fp8 K/V, where one workgroup runs per SM) is its own:
+  // huge_batch starts from large_batch's launch, 2 stages (docs/PERF.md, thirteenth session).
+  EXPECT_EQ(large.launch.stages, 3);
+  EXPECT_EQ(bf16_large.launch.stages, 2);
+  EXPECT_EQ(huge.launch.stages, 2);
   KernelConfig c = huge;
-  c.launch.min_blocks = 1;
-  EXPECT_EQ(c, large) << "huge_batch changes min_blocks alone";
+  c.launch.min_blocks = 1, c.launch.stages = 3;
+  EXPECT_EQ(c, large) << "huge_batch changes min_blocks alone, and does not take fp8_stages";
   EXPECT_LE(2 * (huge.dynamic_shared_bytes() + 1024), sm90->max_dynamic_shared_bytes + 1024);
   // The raw-fragment path's stages hold the raw bytes alone (mirrors kRawV in attention_nv.cu);
   // sm_80 (no fp8 cvt) keeps the converted tiles. Per stage: K and V tiles (padded rows) and
   // the raw bytes; without the tiles the 8 warps' key-split merge (16 rows of head_dim + 8 + 3
   // floats each), which reuses the stages, is larger.
-  KernelConfig tiles = large;
+  KernelConfig two = huge;  // one per SM, two stages
+  two.launch.min_blocks = 1;
+  KernelConfig tiles = two;
   tiles.arch = "sm_80";
   EXPECT_FALSE(tiles.nv_raw_v());
   const std::size_t tile_bytes = 2 * 128 * (128 + 8) * 2, raw = 2 * 128 * 128, merge = 8 * 16 * (128 + 8 + 3) * 4;
-  ASSERT_GT(merge, large.launch.stages * raw);
-  EXPECT_EQ(tiles.dynamic_shared_bytes() - large.dynamic_shared_bytes(), std::size_t(large.launch.stages) * (tile_bytes + raw) - merge);
+  ASSERT_GT(merge, two.launch.stages * raw);
+  EXPECT_EQ(tiles.dynamic_shared_bytes() - two.dynamic_shared_bytes(), std::size_t(two.launch.stages) * (tile_bytes + raw) - merge);
+  // With three stages the raw bytes outgrow the merge.
+  EXPECT_EQ(large.dynamic_shared_bytes() - two.dynamic_shared_bytes(), 3 * raw - merge);
   // Per-token-head scales take the raw path too, each stage also holding its keys' K and V scales.
   AttnShape pth = f8;
   pth.scale_mode = ScaleMode::per_token_head;

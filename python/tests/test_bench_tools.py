@@ -91,6 +91,20 @@ def test_ab_runs_every_side_and_summarizes(tmp_path):
     assert re.search(r"\| prefill_x \| 3500\.00 \| 3500\.00 \| \+0\.00% \|", table)
 
 
+def test_ab_summary_counts_fp8_bytes_and_shows_errors(tmp_path):
+    # fp8 K/V: the bench's kv_bytes count bf16, the kernel reads half; a side whose case failed shows why.
+    rows = {"a_1.jsonl": [{"kind": "copy", "GBps_read_plus_write": 3000.0},
+                          {"kind": "decode", "name": "decode_f8", "ours_graph_us": 25.0, "kv_bytes": 134217728, "kv_dtype": "fp8_e4m3fn"}],
+            "b_1.jsonl": [{"kind": "decode", "name": "decode_f8", "kv_bytes": 134217728, "kv_dtype": "fp8_e4m3fn",
+                           "error": "resource: cannot read x"}]}
+    for name, lines in rows.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    table = subprocess.run([sys.executable, str(AB_SUMMARY), str(tmp_path), "a,b"], capture_output=True, text=True,
+                           check=True).stdout
+    # 64 MiB in 25 us is 2684 GB/s: 89.5% of 3000
+    assert re.search(r"\| decode_f8 \| 25\.00 \(89\.5%\) \| error: resource: cannot read x \| - \|", table), table
+
+
 def test_ab_refuses_a_bad_side(tmp_path):
     r = subprocess.run(["bash", str(AB), str(tmp_path / "ab"), "B32", "1", "nobinary:/does/not/exist"], capture_output=True, text=True)
     assert r.returncode == 2 and "bad side" in r.stderr

@@ -128,6 +128,7 @@ KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_ch
   if (tier) {
     c.launch = tier->launch;
     c.sub_k = tier->sub_k;
+    if (tier->fp8_stages > 0 && is_fp8(s.kv_dtype)) c.launch.stages = tier->fp8_stages;
   }
   c.num_topk_chunks = num_chunks;
   fit_tma(c);
