@@ -32,7 +32,7 @@ def main():
                     elif j.get("kind") in ("decode", "prefill"):
                         if "error" in j:
                             errors[j["name"]][side] = j["error"]
-                            times[j["name"]][side]  # the row shows
+                            times[j["name"]].setdefault(side, [])  # the row shows, with the error
                             continue
                         t = j.get("ours_graph_us") if j["kind"] == "decode" else None
                         times[j["name"]][side].append(t if t is not None else j["ours_us"])
