@@ -532,6 +532,15 @@ SJ_DEVICE SjScales sj_scales(const SjAttnParams& p) {
   return r;
 }
 
+// kFp8Half: Q to fp16 (sj_q_to_half), by every thread once Q's copies are in and a barrier
+// passed; the scores' scale takes the returned power of two, and Q is ready for the MMAs.
+SJ_DEVICE void sj_q_half_once(sj_u16* sq, float q_mult, int* counts, float& qk_scale, bool& q_half) {
+  qk_scale *= sj_q_to_half(sq, q_mult, counts);  // the block list's counts are read by now
+  if constexpr (kWgmma) sj_fence_proxy_async();
+  sj_sync();
+  q_half = true;
+}
+
 // Per-thread state of the online softmax: a thread holds rows lane/4 (a) and lane/4 + 8 (b).
 constexpr int kNoVExp = -1000;  // SjRowState::v_exp before any V scale
 struct SjRowState {
@@ -1269,12 +1278,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     };
     auto compute = [&](int slot, int it) {  // it: the workgroup's sub-tiles before this one (kTma)
       if constexpr (kFp8Half && !kQHalfEarly) {
-        if (!q_half) {  // the first sub-tile (every thread, after the barrier that follows Q's copies)
-          qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
-          if constexpr (kWgmma) sj_fence_proxy_async();
-          sj_sync();
-          q_half = true;
-        }
+        if (!q_half) sj_q_half_once(sq, scales.q_mult, counts, qk_scale, q_half);  // the first sub-tile
       }
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
@@ -1374,10 +1378,7 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
           issued = true;
           sj_cp_async_wait<1>();
           sj_sync();
-          qk_scale *= sj_q_to_half(sq, scales.q_mult, counts);  // the block list's counts are read by now
-          if constexpr (kWgmma) sj_fence_proxy_async();
-          sj_sync();
-          q_half = true;
+          sj_q_half_once(sq, scales.q_mult, counts, qk_scale, q_half);
         }
       }
       while (cu_u < n_list) {
