@@ -6,16 +6,18 @@
 //
 //   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
 //   --filter: only the cases whose name holds one of the comma-separated substrings
-//   --kv-fp8: K/V as fp8 e4m3fn (every byte 1.0) with scalar scales; times our kernels only
-//   --kv-fp8-pth: the same with per-(kv head, token) scales
-//   (no dump for the float64 check, which is bf16's; the GPU tests check fp8).
+//   --kv-fp8: K/V as fp8 e4m3fn with scalar scales (K 0.5, V 0.25)
+//   --kv-fp8-pth: the same with per-(kv head, token) scales: the float at index i of all
+//     replicas' scales (each replica: K's [kv head][token], then V's) is 0.25 + 0.125 (i % 7)
 //
 // Inputs. All bf16 tensors (q, the KV cache) are filled from one random "chunk"
 // of C bf16 values (N(0,1), C not a multiple of anything the layouts use):
 // element i of a tensor filled at offset o is chunk[(o + i) % C]. The chunk is
 // written once to DIR/chunk.bf16; each case writes the offsets, the int32
 // tensors (top-k, block table, lengths) and the rows of our output that are
-// checked, so Python reproduces everything bit for bit.
+// checked, so Python reproduces everything bit for bit. With --kv-fp8 the KV cache
+// comes from a second chunk of C fp8 e4m3fn bytes (N(0,1) rounded to nearest even,
+// DIR/chunk_kv.fp8) the same way, and each case's meta.json names the dtype and scales.
 //
 // KV layout: vLLM's [pages, kv_heads, 128, 2*head_dim] (K first half, V second).
 // Decode rotates over R replicas of the KV pages (same indices, different
@@ -40,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cuda_min.h"
+#include "fp8_encode.h"
 #include "sparsejit/sparsejit.hpp"
 
 namespace sjbench {
@@ -50,11 +53,12 @@ constexpr int D = 128, TOPK = 16, BLK = 128, KEY_DIM = 32;
 constexpr double RHO = 0.97;
 constexpr std::int64_t CHUNK_ELEMS = (std::int64_t{1} << 24) + 4099;  // ~32 MiB of bf16
 constexpr double MiB = 1024.0 * 1024.0;
+constexpr float kKScale = 0.5f, kVScale = 0.25f;  // --kv-fp8's scalar scales
 
 struct Options {
   std::string out, dump_dir, filter;
   bool quick = false, gen_only = false;
-  bool kv_fp8 = false;  // K/V as fp8 e4m3fn with scalar scales: our timing only (the float64 check is bf16's)
+  bool kv_fp8 = false;  // K/V as fp8 e4m3fn (random, from chunk_kv.fp8) with scalar scales
   bool kv_fp8_pth = false;  // ... with per-(kv head, token) scales instead (each replica set its own)
 };
 
@@ -80,7 +84,7 @@ struct Problem {
   std::int64_t total_q = 0, max_blocks = 0, max_query_len = 0, set_pages = 0;
   int R = 1;
   std::vector<std::int32_t> seq, prefix, cu, topk, bt, rows;
-  double kv_bytes = 0;      // selected, visible K+V bytes read per call (one set)
+  double kv_bytes = 0;      // selected, visible K+V bytes per call (one set), counted at bf16's 2 bytes an element
   double union4 = NAN;      // mean distinct valid blocks over tiles of 4 consecutive queries (prefill)
   double sel_mean = 0;      // mean valid selections per (query, kv head)
   std::int64_t q_off = 0, kv_off = 0;
@@ -209,6 +213,11 @@ void assign_pages(Problem& P, const std::vector<std::vector<int>>& used, std::mt
   P.set_pages = std::max<std::int64_t>(total, 1);
 }
 
+// Decode's KV replicas: >= 256 MiB of selected KV per measurement (and at least 2 sets).
+int replicas(double bytes_read) {
+  return static_cast<int>(std::clamp<double>(std::ceil(256.0 * MiB / std::max(bytes_read, 1.0)), 2.0, 512.0));
+}
+
 Problem make_decode(const std::string& tp, int H, int KVH, const std::string& model, const std::vector<std::int32_t>& seqs,
                     const std::string& seq_label, std::uint64_t seed) {
   Problem P;
@@ -238,8 +247,7 @@ Problem make_decode(const std::string& tp, int H, int KVH, const std::string& mo
   assign_pages(P, used, rng);
   P.rows.resize(P.batch);
   std::iota(P.rows.begin(), P.rows.end(), 0);
-  // >= 256 MiB of selected KV per measurement (and at least 2 sets)
-  P.R = static_cast<int>(std::clamp<double>(std::ceil(256.0 * MiB / std::max(P.kv_bytes, 1.0)), 2.0, 512.0));
+  P.R = replicas(P.kv_bytes);
   return P;
 }
 
@@ -305,12 +313,12 @@ std::unique_ptr<DeviceBuf> upload(const std::vector<T>& v) {
   return b;
 }
 
-// dst[i] = chunk[(offset + i) % CHUNK_ELEMS] for i < n (bf16 elements).
-void tiled_fill(CUdeviceptr dst, std::int64_t n, std::int64_t offset, CUdeviceptr chunk) {
+// dst[i] = chunk[(offset + i) % CHUNK_ELEMS] for i < n (elements of esize bytes).
+void tiled_fill(CUdeviceptr dst, std::int64_t n, std::int64_t offset, CUdeviceptr chunk, std::size_t esize = 2) {
   std::int64_t pos = 0, src = offset % CHUNK_ELEMS;
   while (pos < n) {
     const std::int64_t len = std::min(CHUNK_ELEMS - src, n - pos);
-    SJB_CHECK(cuda().cuMemcpyDtoD(dst + pos * 2, chunk + src * 2, std::size_t(len) * 2));
+    SJB_CHECK(cuda().cuMemcpyDtoD(dst + pos * esize, chunk + src * esize, std::size_t(len) * esize));
     pos += len;
     src = 0;
   }
@@ -356,7 +364,7 @@ json copy_bandwidth(CUstream s, bool quick) {
           {"GBps_one_way", n / (m * 1e-3) / 1e9}};
 }
 
-json problem_json(const Problem& P) {
+json problem_json(const Problem& P, const Options& opt) {
   json j = {{"name", P.name},
             {"kind", P.kind},
             {"tp", P.tp},
@@ -378,34 +386,35 @@ json problem_json(const Problem& P) {
             {"kv_off", P.kv_off},
             {"sm_scale", 1.0 / std::sqrt(double(D))},
             {"kv_bytes", P.kv_bytes},
+            {"kv_read_bytes", opt.kv_fp8 ? P.kv_bytes / 2 : P.kv_bytes},
             {"sel_mean", P.sel_mean},
             {"seq_lens", P.seq}};
   j["union4"] = std::isnan(P.union4) ? json(nullptr) : json(P.union4);
   if (P.kind == "prefill") j["prefix_lens"] = P.prefix, j["cu_seqlens_q"] = P.cu;
+  j["kv_dtype"] = opt.kv_fp8 ? "fp8_e4m3fn" : "bf16";
+  if (opt.kv_fp8) {
+    j["scale_mode"] = opt.kv_fp8_pth ? "per_token_head" : "scalar";
+    if (!opt.kv_fp8_pth) j["k_scale"] = kKScale, j["v_scale"] = kVScale;
+  }
   return j;
 }
 
-json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdeviceptr chunk, const Options& opt, json j) {
+json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdeviceptr chunk, CUdeviceptr chunk_kv, const Options& opt,
+              json j) {
   const std::int64_t qn = P.total_q * P.H * D;
   const std::int64_t set_elems = P.set_pages * P.page_elems();
   const std::size_t kv_esize = opt.kv_fp8 ? 1 : 2;
-  j["kv_dtype"] = opt.kv_fp8 ? "fp8_e4m3fn" : "bf16";
-  if (opt.kv_fp8) j["scale_mode"] = opt.kv_fp8_pth ? "per_token_head" : "scalar";
   DeviceBuf q(qn * 2), out(qn * 2), kv(std::size_t(P.R) * set_elems * kv_esize);
   tiled_fill(q.p, qn, P.q_off, chunk);
+  tiled_fill(kv.p, std::int64_t(P.R) * set_elems, P.kv_off, opt.kv_fp8 ? chunk_kv : chunk, kv_esize);
   std::unique_ptr<DeviceBuf> d_scales;
   const std::int64_t tokens = P.set_pages * BLK, set_scales = 2 * P.KVH * tokens;  // per set: K's [kv head][token], then V's
-  if (opt.kv_fp8) {
-    SJB_CHECK(cuda().cuMemsetD8(kv.p, 0x38, std::size_t(P.R) * set_elems));  // e4m3fn 1.0: no NaN, timing only
-    if (opt.kv_fp8_pth) {
-      std::vector<float> sc(std::size_t(P.R * set_scales));
-      for (std::size_t i = 0; i < sc.size(); ++i) sc[i] = 0.25f + 0.125f * float(i % 7);
-      d_scales = upload(sc);
-    } else {
-      d_scales = upload(std::vector<float>{0.5f, 0.25f});
-    }
-  } else {
-    tiled_fill(kv.p, std::int64_t(P.R) * set_elems, P.kv_off, chunk);
+  if (opt.kv_fp8_pth) {
+    std::vector<float> sc(std::size_t(P.R * set_scales));
+    for (std::size_t i = 0; i < sc.size(); ++i) sc[i] = 0.25f + 0.125f * float(i % 7);
+    d_scales = upload(sc);
+  } else if (opt.kv_fp8) {
+    d_scales = upload(std::vector<float>{kKScale, kVScale});
   }
   auto d_topk = upload(P.topk), d_bt = upload(P.bt), d_seq = upload(P.seq);
   std::unique_ptr<DeviceBuf> d_cu, d_prefix, ws;
@@ -511,7 +520,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     SJB_CHECK(cuda().cuCtxSynchronize());
     const double best = j["ours_graph_us"].is_null() ? j["ours_eager_us"].get<double>() : j["ours_graph_us"].get<double>();
     j["ours_us"] = best;
-    j["ours_GBps"] = P.kv_bytes * double(kv_esize) / 2 / (best * 1e-6) / 1e9;  // the bytes read: kv_bytes counts bf16
+    j["ours_GBps"] = j["kv_read_bytes"].get<double>() / (best * 1e-6) / 1e9;
   } else {
     const int reps = opt.quick ? 3 : 5;
     call(0);
@@ -526,7 +535,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
   call(0);
   SJB_CHECK(cuda().cuStreamSynchronize(stream));
   if (!error.empty()) return j["error"] = error, j;
-  if (!opt.dump_dir.empty() && !opt.kv_fp8) {
+  if (!opt.dump_dir.empty()) {
     const auto dir = std::filesystem::path(opt.dump_dir) / P.name;
     std::vector<std::uint16_t> rows(P.rows.size() * std::size_t(P.H) * D);
     const std::size_t row_bytes = std::size_t(P.H) * D * 2;
@@ -604,6 +613,9 @@ int main_impl(int argc, char** argv) {
     P.q_off = off, off += 1000003;
     P.kv_off = off, off += 999983;
   }
+  if (opt.kv_fp8)  // fp8 reads half of kv_bytes (which counts bf16): more replicas keep 256 MiB per measurement
+    for (auto& P : problems)
+      if (P.kind == "decode") P.R = replicas(P.kv_bytes / 2);
   if (!opt.filter.empty()) {  // comma-separated substrings: a case runs if its name holds any of them
     std::vector<std::string> subs;
     for (std::size_t b = 0, e; b <= opt.filter.size(); b = e + 1) {
@@ -619,10 +631,10 @@ int main_impl(int argc, char** argv) {
 
   if (opt.gen_only) {
     for (const auto& P : problems) {
-      json j = problem_json(P);
+      json j = problem_json(P, opt);
       j.erase("seq_lens"), j.erase("prefix_lens"), j.erase("cu_seqlens_q");
       emit(j);
-      dump_inputs(P, problem_json(P), opt);
+      dump_inputs(P, problem_json(P, opt), opt);
     }
     return 0;
   }
@@ -671,12 +683,22 @@ int main_impl(int argc, char** argv) {
     std::filesystem::create_directories(opt.dump_dir);
     write_file(std::filesystem::path(opt.dump_dir) / "chunk.bf16", chunk.data(), chunk.size() * 2);
   }
+  // fp8 K/V: their own chunk of e4m3fn bytes
+  std::unique_ptr<DeviceBuf> d_chunk_kv;
+  if (opt.kv_fp8) {
+    std::vector<std::uint8_t> chunk_kv(CHUNK_ELEMS);
+    std::mt19937_64 rng(434343);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& x : chunk_kv) x = to_e4m3fn(nd(rng));
+    d_chunk_kv = upload(chunk_kv);
+    if (!opt.dump_dir.empty()) write_file(std::filesystem::path(opt.dump_dir) / "chunk_kv.fp8", chunk_kv.data(), chunk_kv.size());
+  }
 
   for (const auto& P : problems) {
     const auto t0 = std::chrono::steady_clock::now();
-    json meta = problem_json(P);
+    json meta = problem_json(P, opt);
     dump_inputs(P, meta, opt);
-    json j = run_case(*rt, P, stream, d_chunk->p, opt, meta);
+    json j = run_case(*rt, P, stream, d_chunk->p, d_chunk_kv ? d_chunk_kv->p : 0, opt, meta);
     j.erase("seq_lens"), j.erase("prefix_lens"), j.erase("cu_seqlens_q");
     j["wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     emit(j);

@@ -3,7 +3,9 @@
 decode_floor.py's, when given) into the pictures (per TP shape: decode
 bandwidth vs batch size with the copy ceiling, prefill time vs query length)
 and a markdown table (results.md). Without matplotlib it writes the table and
-says that it drew no pictures."""
+says that it drew no pictures. --suffix names another run's files (run.sh's fp8 K/V
+pass: results_fp8.md, decode_bw_tp1_fp8.png, ...); bandwidths count the bytes read
+(fp8 K/V: half of bf16's)."""
 import argparse
 import json
 import math
@@ -15,6 +17,11 @@ def load(path):
     if not os.path.exists(path):
         return []
     return [json.loads(l) for l in open(path) if l.strip()]
+
+
+def read_bytes(r):
+    """Selected KV bytes one call reads (older runs: kv_bytes alone, bf16)."""
+    return r.get("kv_read_bytes", r["kv_bytes"])
 
 
 def fmt(x, nd=1):
@@ -29,6 +36,7 @@ def main():
     ap.add_argument("--triton", required=True)
     ap.add_argument("--outdir", required=True)
     ap.add_argument("--floor", default="", help="decode_floor.py's JSON lines (optional)")
+    ap.add_argument("--suffix", default="", help="appended to every output file's name (e.g. _fp8)")
     a = ap.parse_args()
     ours = load(a.ours)
     tri = {r["name"]: r for r in load(a.triton) if "name" in r}
@@ -37,6 +45,10 @@ def main():
     tcopy = tri.get("torch_copy_1GiB", {})
     ceil = copy.get("GBps_read_plus_write")
     cases = [r for r in ours if r.get("kind") in ("decode", "prefill")]
+    kv = next((r.get("kv_dtype", "bf16") for r in cases), "bf16")
+    if kv != "bf16":
+        mode = next((r.get("scale_mode") for r in cases), None)
+        kv = f"{kv} K/V, {mode} scales"
     for r in cases:
         t = tri.get(r["name"], {})
         r["t"] = t
@@ -48,9 +60,9 @@ def main():
     lines.append(f"Copy ceiling (cuMemcpyDtoD of 1 GiB, median, (read+write)/time): {fmt(ceil, 0)} GB/s "
                  f"({fmt(copy.get('ms'), 3)} ms); torch copy_ of 1 GiB: {fmt(tcopy.get('GBps_read_plus_write'), 0)} GB/s.")
     lines.append("")
-    lines.append("### Decode (bf16, head_dim 128, topk 16, decode_query_len 1)")
+    lines.append(f"### Decode ({kv}, head_dim 128, topk 16, decode_query_len 1)")
     lines.append("")
-    lines.append("| TP (H,KVH) | model | batch | seq | selected KV MiB/call | R | ours graph µs | ours eager µs | Triton graph µs | Triton eager µs | "
+    lines.append("| TP (H,KVH) | model | batch | seq | selected KV MiB read/call | R | ours graph µs | ours eager µs | Triton graph µs | Triton eager µs | "
                  "Triton/ours (graph) | ours GB/s | ours % copy | Triton GB/s | Triton % copy | err ours | err Triton |")
     lines.append("|" + "---|" * 17)
     for r in cases:
@@ -59,16 +71,16 @@ def main():
         t = r["t"]
         og, tg = r.get("ours_graph_us"), t.get("triton_graph_us")
         ob, tb = r.get("ours_us"), t.get("triton_us")
-        obw = r["kv_bytes"] / (ob * 1e-6) / 1e9 if ob else None
-        tbw = r["kv_bytes"] / (tb * 1e-6) / 1e9 if tb else None
+        obw = read_bytes(r) / (ob * 1e-6) / 1e9 if ob else None
+        tbw = read_bytes(r) / (tb * 1e-6) / 1e9 if tb else None
         ratio = tb / ob if (ob and tb) else None
-        lines.append(f"| {r['tp']} ({r['H']},{r['KVH']}) | {r['model']} | {r['batch']} | {r['seq_label']} | {fmt(r['kv_bytes'] / 2**20)} | {r['R']} | "
+        lines.append(f"| {r['tp']} ({r['H']},{r['KVH']}) | {r['model']} | {r['batch']} | {r['seq_label']} | {fmt(read_bytes(r) / 2**20)} | {r['R']} | "
                      f"{fmt(og, 2)} | {fmt(r.get('ours_eager_us'), 2)} | {fmt(tg, 2)} | {fmt(t.get('triton_eager_us'), 2)} | {fmt(ratio, 2)} | "
                      f"{fmt(obw, 0)} | {fmt(100 * obw / ceil if (obw and ceil) else None)} | {fmt(tbw, 0)} | "
                      f"{fmt(100 * tbw / ceil if (tbw and ceil) else None)} | {fmt(t.get('err_ours'), 5) if t.get('err_ours') is not None else r.get('error', '—')} | "
                      f"{fmt(t.get('err_triton'), 5) if t.get('err_triton') is not None else t.get('error', '—')} |")
     lines.append("")
-    lines.append("### Prefill (bf16, head_dim 128, topk 16; one request of N tokens from position 0, or the ragged pair)")
+    lines.append(f"### Prefill ({kv}, head_dim 128, topk 16; one request of N tokens from position 0, or the ragged pair)")
     lines.append("")
     lines.append("| TP (H,KVH) | model | case | query tokens | mean selections/query | union of 4 consecutive queries (mean) | ours ms | Triton ms | "
                  "Triton/ours | err ours | err Triton |")
@@ -97,7 +109,8 @@ def main():
             ours_us = ours_tp1.get(f["batch"], {}).get("ours_us") if f.get("batch") else None
             lines.append(f"| {f['case']} | {f['batch'] or '—'} | {fmt(f['us'], 2)} | {fmt(bw, 0)} | "
                          f"{fmt(100 * bw / ceil if (bw and ceil) else None)} | {fmt(ours_us, 2)} |")
-    open(os.path.join(a.outdir, "results.md"), "w").write("\n".join(lines) + "\n")
+    md = os.path.join(a.outdir, f"results{a.suffix}.md")
+    open(md, "w").write("\n".join(lines) + "\n")
     try:
         import matplotlib
 
@@ -119,20 +132,20 @@ def main():
                 rs = sorted([r for r in cases if r["kind"] == "decode" and r["tp"] == tp and r["model"] == model and r["seq_label"] == seq],
                             key=lambda r: r["batch"])
                 xb = [r["batch"] for r in rs]
-                yo = [r["kv_bytes"] / (r["ours_us"] * 1e-6) / 1e9 if r.get("ours_us") else float("nan") for r in rs]
-                yt = [r["kv_bytes"] / (r["t"]["triton_us"] * 1e-6) / 1e9 if r["t"].get("triton_us") else float("nan") for r in rs]
+                yo = [read_bytes(r) / (r["ours_us"] * 1e-6) / 1e9 if r.get("ours_us") else float("nan") for r in rs]
+                yt = [read_bytes(r) / (r["t"]["triton_us"] * 1e-6) / 1e9 if r["t"].get("triton_us") else float("nan") for r in rs]
                 ax.plot(xb, yo, "o" + ls, color="tab:blue", label=f"sparsejit ({model})")
                 ax.plot(xb, yt, "s" + ls, color="tab:orange", label=f"Triton port ({model})")
             if ceil:
                 ax.axhline(ceil, color="k", ls=":", label="D2D copy ceiling")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("batch (requests, 1 query each)")
-            ax.set_title(f"decode {tp} (H={H}, KVH={KVH}), seq {seq}")
+            ax.set_title(f"decode {tp} (H={H}, KVH={KVH}), seq {seq}" + ("" if kv == "bf16" else ", fp8 K/V"))
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("selected KV bytes / time (GB/s)")
         axes[1].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(os.path.join(a.outdir, f"decode_bw_{tp}.png"), dpi=110)
+        fig.savefig(os.path.join(a.outdir, f"decode_bw_{tp}{a.suffix}.png"), dpi=110)
         plt.close(fig)
         # prefill time vs query length
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -148,13 +161,13 @@ def main():
         ax.set_yscale("log")
         ax.set_xlabel("query tokens (one request, prefix 0)")
         ax.set_ylabel("time (ms)")
-        ax.set_title(f"prefill {tp} (H={H}, KVH={KVH})")
+        ax.set_title(f"prefill {tp} (H={H}, KVH={KVH})" + ("" if kv == "bf16" else ", fp8 K/V"))
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(os.path.join(a.outdir, f"prefill_{tp}.png"), dpi=110)
+        fig.savefig(os.path.join(a.outdir, f"prefill_{tp}{a.suffix}.png"), dpi=110)
         plt.close(fig)
-    print(open(os.path.join(a.outdir, "results.md")).read())
+    print(open(md).read())
 
 
 if __name__ == "__main__":

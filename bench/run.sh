@@ -2,14 +2,16 @@
 # Runs the whole benchmark on a CUDA machine: sparsejit's kernels (C++ API),
 # the Triton port of vLLM's reference algorithm on the same inputs, float64
 # checks of both, the floor under small-batch decode (bench/decode_floor.py),
-# and the pictures.
+# and the pictures; then the same for fp8 e4m3fn K/V with scalar scales
+# (*_fp8.jsonl, results_fp8.md, *_fp8.png).
 #
 #   bash bench/run.sh [OUTDIR]         (default bench/results)
 #
 # Environment: SPARSEJIT_BENCH_BIN (default: .benchbin/sparsejit_bench, else
 # build-bench/sparsejit_bench), BENCH_DUMP_DIR (inputs, several hundred MiB;
 # default a temp dir, removed at the end), BENCH_QUICK=1 (fewer repetitions),
-# BENCH_FILTER=substring[,substring...] (a subset of the cases).
+# BENCH_FILTER=substring[,substring...] (a subset of the cases), BENCH_FP8=0
+# (no fp8 pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-bench/results}
@@ -44,5 +46,16 @@ t2=$SECONDS
 python3 bench/decode_floor.py --out "$OUTDIR/decode_floor.jsonl" >/dev/null 2>"$OUTDIR/floor.log" || echo "decode_floor exit $?" >>"$OUTDIR/floor.log"
 echo "decode_floor: $((SECONDS - t2)) s" >>"$OUTDIR/card.txt"
 python3 bench/plot.py --ours "$OUTDIR/ours.jsonl" --triton "$OUTDIR/triton.jsonl" --floor "$OUTDIR/decode_floor.jsonl" --outdir "$OUTDIR" >/dev/null
+if [[ "${BENCH_FP8:-1}" == 1 ]]; then
+  t3=$SECONDS
+  "$BIN" --kv-fp8 --out "$OUTDIR/ours_fp8.jsonl" --dump-dir "$DUMP/fp8" "${EXTRA[@]}" 2>"$OUTDIR/ours_fp8.log" ||
+    echo "sparsejit_bench --kv-fp8 exit $?" >>"$OUTDIR/ours_fp8.log"
+  echo "sparsejit_bench --kv-fp8: $((SECONDS - t3)) s" >>"$OUTDIR/card.txt"
+  t4=$SECONDS
+  python3 bench/triton_baseline.py --dump-dir "$DUMP/fp8" --ours "$OUTDIR/ours_fp8.jsonl" --out "$OUTDIR/triton_fp8.jsonl" "${EXTRA[@]}" \
+    2>"$OUTDIR/triton_fp8.log" || echo "triton_baseline (fp8) exit $?" >>"$OUTDIR/triton_fp8.log"
+  echo "triton_baseline (fp8): $((SECONDS - t4)) s" >>"$OUTDIR/card.txt"
+  python3 bench/plot.py --ours "$OUTDIR/ours_fp8.jsonl" --triton "$OUTDIR/triton_fp8.jsonl" --outdir "$OUTDIR" --suffix _fp8 >/dev/null
+fi
 [[ -n "${BENCH_DUMP_DIR:-}" ]] || rm -rf "$DUMP"
-echo "results in $OUTDIR (results.md, *.png, *.jsonl)"
+echo "results in $OUTDIR (results.md, results_fp8.md, *.png, *.jsonl)"

@@ -18,6 +18,11 @@ chunk.bf16), times the Triton port (prefill: CUDA events, eager; decode: CUDA
 graph replay of R calls over the rotated KV replicas, and eager), and checks
 both the Triton output and sparsejit's dumped output rows against a float64
 torch reference. Writes one JSON line per case.
+
+fp8 K/V (sparsejit_bench --kv-fp8 / --kv-fp8-pth; meta.json's kv_dtype): the cache is
+rebuilt from chunk_kv.fp8, and both kernels dequantize on load as vLLM does for an fp8
+cache: value x scale (a scalar, or per (kv head, physical token)) rounded to q's dtype,
+then the same tl.dot. The float64 reference takes the same dequantized values.
 """
 import argparse
 import json
@@ -34,15 +39,36 @@ import triton.language as tl
 
 BLK = 128
 CHUNK = None  # the random bf16 chunk (device), set in main()
+CHUNK_KV = None  # the random e4m3fn chunk (device, uint8), when the run is fp8's
 
 
 # ----------------------------------------------------------------- kernels
+@triton.jit
+def _dequant(x, scale_ptr, scale, soff, vis, KV_FP8: tl.constexpr, PTH: tl.constexpr, KEYS_AXIS: tl.constexpr,
+             OUT: tl.constexpr):
+    """fp8 K or V tile -> q's dtype: value x scale, the scale one scalar or per token
+    (soff: each key's offset in the [kv head, token] scales; keys on axis KEYS_AXIS)."""
+    if KV_FP8:
+        if PTH:
+            sc = tl.load(scale_ptr + soff, mask=vis, other=0.0)
+            if KEYS_AXIS == 0:
+                x = x.to(tl.float32) * sc[:, None]
+            else:
+                x = x.to(tl.float32) * sc[None, :]
+        else:
+            x = x.to(tl.float32) * scale
+        x = x.to(OUT)
+    return x
+
+
 @triton.jit
 def _sparse_prefill_kernel(
     q_ptr, kv_ptr, topk_ptr, bt_ptr, cu_ptr, seq_ptr, prefix_ptr, o_ptr,
     G, max_blocks, sm_scale_log2,
     s_qn, s_qh, s_kvp, s_kvh, s_kvt, s_th, s_tn, s_bt, s_on, s_oh,
+    ks_ptr, vs_ptr, k_scale, v_scale, s_sh,
     TOPK: tl.constexpr, BH: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
+    KV_FP8: tl.constexpr, PTH: tl.constexpr,
 ):
     i = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -70,7 +96,9 @@ def _sparse_prefill_kernel(
             base = kv_ptr + page * s_kvp + kvh * s_kvh
             pos = blk * BLOCK + ns
             vis = (pos <= p) & (pos < seq)
+            soff = kvh * s_sh + page * BLOCK + ns
             k = tl.load(base + ns[None, :] * s_kvt + ds[:, None], mask=vis[None, :], other=0.0)
+            k = _dequant(k, ks_ptr, k_scale, soff, vis, KV_FP8, PTH, 1, q_ptr.dtype.element_ty)
             s = tl.dot(q, k) * sm_scale_log2
             s = tl.where(vis[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
@@ -78,6 +106,7 @@ def _sparse_prefill_kernel(
             pr = tl.exp2(s - m_safe[:, None])
             alpha = tl.exp2(m - m_safe)
             v = tl.load(base + ns[:, None] * s_kvt + D + ds[None, :], mask=vis[:, None], other=0.0)
+            v = _dequant(v, vs_ptr, v_scale, soff, vis, KV_FP8, PTH, 0, q_ptr.dtype.element_ty)
             acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v)
             l = l * alpha + tl.sum(pr, 1)
             m = m_new
@@ -90,7 +119,9 @@ def _sparse_decode_partial_kernel(
     q_ptr, kv_ptr, topk_ptr, bt_ptr, seq_ptr, op_ptr, lse_ptr,
     total_q, G, max_blocks, sm_scale_log2,
     s_qn, s_qh, s_kvp, s_kvh, s_kvt, s_th, s_tn, s_bt, s_pc, s_pn, s_ph, s_lc, s_ln,
+    ks_ptr, vs_ptr, k_scale, v_scale, s_sh,
     TOPK: tl.constexpr, PER: tl.constexpr, BH: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr,
+    KV_FP8: tl.constexpr, PTH: tl.constexpr,
 ):
     pid = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -113,7 +144,9 @@ def _sparse_decode_partial_kernel(
             base = kv_ptr + page * s_kvp + kvh * s_kvh
             pos = blk * BLOCK + ns
             vis = pos < kv_len
+            soff = kvh * s_sh + page * BLOCK + ns
             k = tl.load(base + ns[None, :] * s_kvt + ds[:, None], mask=vis[None, :], other=0.0)
+            k = _dequant(k, ks_ptr, k_scale, soff, vis, KV_FP8, PTH, 1, q_ptr.dtype.element_ty)
             s = tl.dot(q, k) * sm_scale_log2
             s = tl.where(vis[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
@@ -121,6 +154,7 @@ def _sparse_decode_partial_kernel(
             pr = tl.exp2(s - m_safe[:, None])
             alpha = tl.exp2(m - m_safe)
             v = tl.load(base + ns[:, None] * s_kvt + D + ds[None, :], mask=vis[:, None], other=0.0)
+            v = _dequant(v, vs_ptr, v_scale, soff, vis, KV_FP8, PTH, 0, q_ptr.dtype.element_ty)
             acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v)
             l = l * alpha + tl.sum(pr, 1)
             m = m_new
@@ -163,13 +197,19 @@ class TritonAttn:
         self.out = torch.empty_like(q)
         self.scale_log2 = meta["sm_scale"] * 1.4426950408889634
         self.bh = max(16, triton.next_power_of_2(self.G))
+        self.fp8 = meta.get("kv_dtype", "bf16") != "bf16"
+        self.pth = meta.get("scale_mode") == "per_token_head"
+        self.k_scale, self.v_scale = float(meta.get("k_scale", 1.0)), float(meta.get("v_scale", 1.0))
         if meta["kind"] == "decode":
             self.chunks = decode_chunks(meta["total_q"], meta["KVH"], meta["topk"])
             self.op = torch.empty(self.chunks, meta["total_q"], meta["H"], meta["D"], dtype=q.dtype, device=q.device)
             self.lse = torch.empty(self.chunks, meta["total_q"], meta["H"], dtype=torch.float32, device=q.device)
 
-    def __call__(self, kv):
+    def __call__(self, kv, scales=None):
+        """kv: one replica of the cache; scales: its (K, V) per-token scales, [KVH, tokens] each."""
         m = self.m
+        ks, vs = scales if self.pth else (kv, kv)  # (unused pointers without per-token scales)
+        sc_args = (ks, vs, self.k_scale, self.v_scale, ks.stride(0) if self.pth else 0)
         if m["kind"] == "prefill":
             grid = (m["max_query_len"], m["KVH"], m["batch"])
             _sparse_prefill_kernel[grid](
@@ -177,7 +217,7 @@ class TritonAttn:
                 self.G, m["max_blocks"], self.scale_log2,
                 self.q.stride(0), self.q.stride(1), kv.stride(0), kv.stride(1), kv.stride(2),
                 self.topk.stride(0), self.topk.stride(1), self.bt.stride(0), self.out.stride(0), self.out.stride(1),
-                TOPK=m["topk"], BH=self.bh, D=m["D"], BLOCK=BLK)
+                *sc_args, TOPK=m["topk"], BH=self.bh, D=m["D"], BLOCK=BLK, KV_FP8=self.fp8, PTH=self.pth)
         else:
             grid = (m["total_q"] * self.chunks, m["KVH"])
             _sparse_decode_partial_kernel[grid](
@@ -186,7 +226,8 @@ class TritonAttn:
                 self.q.stride(0), self.q.stride(1), kv.stride(0), kv.stride(1), kv.stride(2),
                 self.topk.stride(0), self.topk.stride(1), self.bt.stride(0),
                 self.op.stride(0), self.op.stride(1), self.op.stride(2), self.lse.stride(0), self.lse.stride(1),
-                TOPK=m["topk"], PER=(m["topk"] + self.chunks - 1) // self.chunks, BH=self.bh, D=m["D"], BLOCK=BLK)
+                *sc_args, TOPK=m["topk"], PER=(m["topk"] + self.chunks - 1) // self.chunks, BH=self.bh, D=m["D"], BLOCK=BLK,
+                KV_FP8=self.fp8, PTH=self.pth)
             _merge_kernel[(m["total_q"], m["H"])](
                 self.op, self.lse, self.out,
                 self.op.stride(0), self.op.stride(1), self.op.stride(2), self.lse.stride(0), self.lse.stride(1),
@@ -196,14 +237,15 @@ class TritonAttn:
 
 
 # ----------------------------------------------------------------- inputs
-def tiled(n, offset, dtype=torch.bfloat16):
-    """dst[i] = chunk[(offset + i) % C], as bench_attention.cpp's tiled_fill."""
-    C = CHUNK.numel()
-    dst = torch.empty(n, dtype=dtype, device=CHUNK.device)
+def tiled(n, offset, chunk=None):
+    """dst[i] = chunk[(offset + i) % C] (default chunk: the bf16 one), as bench_attention.cpp's tiled_fill."""
+    chunk = CHUNK if chunk is None else chunk
+    C = chunk.numel()
+    dst = torch.empty(n, dtype=chunk.dtype, device=chunk.device)
     pos, src = 0, offset % C
     while pos < n:
         ln = min(C - src, n - pos)
-        dst[pos:pos + ln] = CHUNK[src:src + ln]
+        dst[pos:pos + ln] = chunk[src:src + ln]
         pos += ln
         src = 0
     return dst
@@ -214,7 +256,24 @@ def load_i32(path, dev):
 
 
 # ----------------------------------------------------------------- reference
-def reference_rows(m, q, kv_set, topk, bt, rows):
+def kv_values(m, raw, part, page, scales):
+    """float64 K (part 0) or V (part 1) of gathered cache rows raw [n, KVH, K, 128, D] (pages
+    page [n, KVH, K]): bf16 as is; fp8 as value x scale rounded to q's dtype (bf16), the
+    contract's dequantization (exact here: the products fit bf16)."""
+    if m.get("kv_dtype", "bf16") == "bf16":
+        return raw.double()
+    x = raw.float()
+    if m["scale_mode"] == "per_token_head":
+        KVH = m["KVH"]
+        tok = page[..., None] * BLK + torch.arange(BLK, device=raw.device)  # [n, KVH, K, 128]
+        hidx = torch.arange(KVH, device=raw.device).view(1, KVH, 1, 1)
+        x = x * scales[part][hidx, tok][..., None]
+    else:
+        x = x * (m["k_scale"] if part == 0 else m["v_scale"])
+    return x.to(torch.bfloat16).double()
+
+
+def reference_rows(m, q, kv_set, topk, bt, rows, scales=None):
     """float64 output for query rows `rows` (1-D long tensor) -> [n, H, D]."""
     H, KVH, D = m["H"], m["KVH"], m["D"]
     G = H // KVH
@@ -239,8 +298,8 @@ def reference_rows(m, q, kv_set, topk, bt, rows):
         valid = (t >= 0) & (t < m["max_blocks"])
         blk = t.clamp(0, m["max_blocks"] - 1)
         page = bt[req[s0:s0 + step, None, None], blk].long()  # [n, KVH, K]
-        Kb = kv_set[page, hidx, :, :D].double()  # [n, KVH, K, 128, D]
-        Vb = kv_set[page, hidx, :, D:].double()
+        Kb = kv_values(m, kv_set[page, hidx, :, :D], 0, page, scales)  # [n, KVH, K, 128, D]
+        Vb = kv_values(m, kv_set[page, hidx, :, D:], 1, page, scales)
         tok = blk[..., None] * BLK + ar  # [n, KVH, K, 128]
         p = pos[s0:s0 + step].view(n, 1, 1, 1)
         sl = seq[req[s0:s0 + step]].view(n, 1, 1, 1)
@@ -285,8 +344,22 @@ def run_case(m, dump, quick):
     q = tiled(m["total_q"] * H * D, m["q_off"]).view(m["total_q"], H, D)
     page_elems = KVH * BLK * 2 * D
     R, P = m["R"], m["set_pages"]
-    kv_all = tiled(R * P * page_elems, m["kv_off"]).view(R * P, KVH, BLK, 2 * D)
+    fp8 = m.get("kv_dtype", "bf16") != "bf16"
+    if fp8:
+        if m["kv_dtype"] != "fp8_e4m3fn" or CHUNK_KV is None:
+            raise ValueError(f"kv_dtype {m['kv_dtype']}: this baseline reads fp8_e4m3fn from chunk_kv.fp8")
+        kv_all = tiled(R * P * page_elems, m["kv_off"], CHUNK_KV).view(torch.float8_e4m3fn).view(R * P, KVH, BLK, 2 * D)
+    else:
+        kv_all = tiled(R * P * page_elems, m["kv_off"]).view(R * P, KVH, BLK, 2 * D)
     sets = [kv_all[r * P:(r + 1) * P] for r in range(R)]
+    scales = [None] * R
+    if m.get("scale_mode") == "per_token_head":
+        # sparsejit_bench's rule: float i of all replicas' scales (each: K's [KVH, tokens], then V's) is 0.25 + 0.125 (i % 7)
+        tokens = P * BLK
+        per = 2 * KVH * tokens
+        allsc = 0.25 + 0.125 * (torch.arange(R * per, device=dev, dtype=torch.int64) % 7).float()
+        scales = [(allsc[r * per:r * per + KVH * tokens].view(KVH, tokens), allsc[r * per + KVH * tokens:(r + 1) * per].view(KVH, tokens))
+                  for r in range(R)]
     topk = load_i32(os.path.join(d, "topk.i32"), dev).view(KVH, m["total_q"], m["topk"])
     bt = load_i32(os.path.join(d, "bt.i32"), dev).view(m["batch"], m["max_blocks"])
     rows = load_i32(os.path.join(d, "rows.i32"), dev).long()
@@ -296,18 +369,18 @@ def run_case(m, dump, quick):
         cu = torch.tensor(m["cu_seqlens_q"], dtype=torch.int32, device=dev)
         prefix = torch.tensor(m["prefix_lens"], dtype=torch.int32, device=dev)
     f = TritonAttn(m, q, topk, bt, seq, cu, prefix)
-    res = {"name": m["name"], "impl": "triton_port_of_vllm_reference_algorithm", "block_h": f.bh}
-    f(sets[0])  # compile
+    res = {"name": m["name"], "impl": "triton_port_of_vllm_reference_algorithm", "block_h": f.bh, "kv_dtype": m.get("kv_dtype", "bf16")}
+    f(sets[0], scales[0])  # compile
     torch.cuda.synchronize()
     if m["kind"] == "decode":
         res["triton_chunks"] = f.chunks
         reps = 5 if quick else 20
         for r in range(R):
-            f(sets[r])
+            f(sets[r], scales[r])
 
         def loop():
             for r in range(R):
-                f(sets[r])
+                f(sets[r], scales[r])
         res["triton_eager_us"] = events_ms(loop, max(3, reps // 2)) / R * 1e3
         try:
             g = torch.cuda.CUDAGraph()
@@ -323,16 +396,16 @@ def run_case(m, dump, quick):
             res["graph_error"] = repr(e)[:300]
         best = res["triton_graph_us"] if res["triton_graph_us"] is not None else res["triton_eager_us"]
         res["triton_us"] = best
-        res["triton_GBps"] = m["kv_bytes"] / (best * 1e-6) / 1e9
+        res["triton_GBps"] = m.get("kv_read_bytes", m["kv_bytes"]) / (best * 1e-6) / 1e9
     else:
         reps = 3 if quick else 5
-        f(sets[0])
-        res["triton_us"] = events_ms(lambda: f(sets[0]), reps) * 1e3
+        f(sets[0], scales[0])
+        res["triton_us"] = events_ms(lambda: f(sets[0], scales[0]), reps) * 1e3
     # correctness: float64 reference on the checked rows, for Triton and for sparsejit's dumped rows
     f.out.fill_(float("nan"))
-    out = f(sets[0])
+    out = f(sets[0], scales[0])
     torch.cuda.synchronize()
-    ref = reference_rows(m, q, sets[0], topk, bt, rows)
+    ref = reference_rows(m, q, sets[0], topk, bt, rows, scales[0])
     res["err_triton"] = rel_err(out[rows], ref)
     ours_path = os.path.join(d, "ours_rows.bf16")
     if os.path.exists(ours_path):
@@ -341,12 +414,12 @@ def run_case(m, dump, quick):
     else:
         res["err_ours"] = None
     res["checked_rows"] = rows.numel()
-    del kv_all, sets, f
+    del kv_all, sets, scales, f
     return res
 
 
 def main():
-    global CHUNK
+    global CHUNK, CHUNK_KV
     ap = argparse.ArgumentParser()
     ap.add_argument("--dump-dir", required=True)
     ap.add_argument("--ours", required=True, help="sparsejit_bench's JSON lines (the case list and metadata)")
@@ -356,6 +429,9 @@ def main():
     a = ap.parse_args()
     dev = torch.device("cuda")
     CHUNK = torch.from_numpy(np.fromfile(os.path.join(a.dump_dir, "chunk.bf16"), dtype=np.int16)).view(torch.bfloat16).to(dev)
+    kv_path = os.path.join(a.dump_dir, "chunk_kv.fp8")
+    if os.path.exists(kv_path):
+        CHUNK_KV = torch.from_numpy(np.fromfile(kv_path, dtype=np.uint8)).to(dev)
     cases = [json.loads(l) for l in open(a.ours) if l.strip()]
     with open(a.out, "w") as fo:
         # the copy ceiling as torch sees it (sanity check against the C++ cuMemcpyDtoD figure)

@@ -29,6 +29,7 @@
 #include "arch_table.h"
 #include "config.h"
 #include "cuda_min.h"  // bench/: the driver entry points for the tests' own streams
+#include "fp8_encode.h"  // bench/: the benchmark's fp8 K/V
 #include "knobs.h"
 #include "ops/config_select.h"
 #include "reliability_util.h"
@@ -219,6 +220,29 @@ TEST(Reference, Fp8KvIsDequantizedThroughQDtype) {
   // fp16 K into a bf16 query: rounded to bf16.
   const std::uint16_t h = ref::double_to_fp16(1.0 + std::ldexp(1.0, -10));  // exact in fp16, not in bf16
   EXPECT_EQ(ref::kv_to_q_dtype(&h, 0, DType::fp16, DType::bf16, ScaleMode::none, nullptr, 0), 1.0);
+}
+
+// The benchmark's fp8 encoder (bench/fp8_encode.h, sparsejit_bench --kv-fp8) against the
+// reference's decoder: every finite code comes back, a midpoint goes to the even code, and
+// nothing becomes NaN.
+TEST(Reference, BenchFp8EncoderIsNearestEven) {
+  for (int c = 0; c < 256; ++c) {
+    const double v = ref::fp8_to_double(static_cast<std::uint8_t>(c), DType::fp8_e4m3fn);
+    if (std::isnan(v)) continue;
+    ASSERT_EQ(sjbench::to_e4m3fn(static_cast<float>(v)), c) << v;
+  }
+  for (int c = 0; c < 0x7E; ++c) {  // halfway between c and c + 1 (both positive), and a little either side
+    const double lo = ref::fp8_to_double(static_cast<std::uint8_t>(c), DType::fp8_e4m3fn);
+    const double hi = ref::fp8_to_double(static_cast<std::uint8_t>(c + 1), DType::fp8_e4m3fn);
+    const double mid = 0.5 * (lo + hi), eps = (hi - lo) / 64;
+    ASSERT_EQ(sjbench::to_e4m3fn(static_cast<float>(mid)), c % 2 == 0 ? c : c + 1) << mid;
+    ASSERT_EQ(sjbench::to_e4m3fn(static_cast<float>(mid - eps)), c) << mid;
+    ASSERT_EQ(sjbench::to_e4m3fn(static_cast<float>(-(mid + eps))), (c + 1) | 0x80) << mid;
+  }
+  EXPECT_EQ(sjbench::to_e4m3fn(1e6f), 0x7E);    // 448, not NaN
+  EXPECT_EQ(sjbench::to_e4m3fn(-500.f), 0xFE);  // -448
+  EXPECT_EQ(sjbench::to_e4m3fn(std::nanf("")) & 0x7F, 0);
+  EXPECT_EQ(sjbench::to_e4m3fn(1e-9f), 0x00);
 }
 
 // A tiny hand-written problem: one page (layout A, one kv head), D = 16, G = 2.
