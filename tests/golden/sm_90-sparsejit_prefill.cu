@@ -1179,6 +1179,15 @@ SJ_DEVICE void sj_mask_rowmax(float (&s)[kSNT][4], long long my_n0, long long hi
 // Masks S (this warp's rows x its key slice, from key my_n0 on), runs the online
 // softmax step and leaves P in s; rescales O when a row's max moved.
 // c: the scores' scale, base 2 (sm_scale_log2; under kFp8Half times |k_scale|).
+// P = 2^(s c - base) of one n-tile of scores (C registers 0, 1: row a; 2, 3: row b) into pr,
+// which may be s: one FMA and one exp2 per score.
+SJ_DEVICE void sj_exp_scores(const float (&s)[4], float (&pr)[4], float c, float base_a, float base_b) {
+  pr[0] = sj_exp2(fmaf(s[0], c, -base_a));
+  pr[1] = sj_exp2(fmaf(s[1], c, -base_a));
+  pr[2] = sj_exp2(fmaf(s[2], c, -base_b));
+  pr[3] = sj_exp2(fmaf(s[3], c, -base_b));
+}
+
 SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long long hi_a, long long hi_b, float w_a, float w_b, SjRowState& st,
                           float (&acc)[kONT][4]) {
   // Row max of the raw scores, then base 2: c > 0, so max(s) * c == max(s * c).
@@ -1189,15 +1198,10 @@ SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long lo
   const float base_a = m_new_a == sj_neg_inf() ? 0.f : m_new_a;
   const float base_b = m_new_b == sj_neg_inf() ? 0.f : m_new_b;
   const float alpha_a = sj_exp2(st.m_a - base_a), alpha_b = sj_exp2(st.m_b - base_b);
-  // P = 2^(s c - m), one FMA and one exp2 per score; weighted by the multiplicity only
-  // where some row selected the block more than once (a masked row is 0 whatever its weight).
+  // P = 2^(s c - m), weighted by the multiplicity only where some row selected the block more
+  // than once (a masked row is 0 whatever its weight).
 #pragma unroll
-  for (int j = 0; j < kSNT; ++j) {
-    s[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
-    s[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
-    s[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
-    s[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
-  }
+  for (int j = 0; j < kSNT; ++j) sj_exp_scores(s[j], s[j], c, base_a, base_b);
   if (__any_sync(0xffffffffu, w_a > 1.f || w_b > 1.f)) sj_scale_rows(s, w_a, w_b);
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
@@ -1414,10 +1418,7 @@ SJ_DEVICE void sj_put_p(const float (&s)[kSNT][4], float (&pr)[kSNT][4], float c
   const int lane = sj_tid() % 32;
 #pragma unroll
   for (int j = 0; j < kSNT; ++j) {
-    pr[j][0] = sj_exp2(fmaf(s[j][0], c, -base_a));
-    pr[j][1] = sj_exp2(fmaf(s[j][1], c, -base_a));
-    pr[j][2] = sj_exp2(fmaf(s[j][2], c, -base_b));
-    pr[j][3] = sj_exp2(fmaf(s[j][3], c, -base_b));
+    sj_exp_scores(s[j], pr[j], c, base_a, base_b);
     sum_a += pr[j][0] + pr[j][1];
     sum_b += pr[j][2] + pr[j][3];
     const int key = ks * kKeysPerWarp + j * 8 + (lane & 3) * 2;
