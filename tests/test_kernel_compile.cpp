@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "arch_table.h"
+#include "inspect.h"
 #include "compiler/registry.h"
 #include "kernel_builder.h"
 #include "knobs.h"
@@ -80,3 +81,43 @@ INSTANTIATE_TEST_SUITE_P(Targets, KernelCompile,
                          ::testing::Values(Case{"sm_90", "nvrtc", 190, 0}, Case{"gfx942", "clang", 224, 0x4c}, Case{"gfx950", "clang", 224, 0x4f},
                                            Case{"gfx90a", "clang", 224, 0x3f}, Case{"gfx90a", "hiprtc", 224, 0x3f}),
                          [](const auto& info) { return std::string(info.param.target) + "_" + info.param.backend; });
+
+// fp8 decode with Q's fragments in registers (attention_nv.cu's kQRegs) is off by default until a
+// GPU measures it; -DSJ_Q_REGS=1 builds it. It must keep compiling for every launch tier that
+// takes it, without local memory.
+TEST(KernelCompileSm90, Fp8DecodeWithQInRegistersBuildsWithoutLocalMemory) {
+  auto& reg = CompilerRegistry::instance();
+  auto backend = reg.by_name("nvrtc");
+  if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
+  auto compiler = reg.use_policy(backend);
+  ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
+  char tmpl[] = "/tmp/sparsejit-qr-XXXXXX";
+  const fs::path dir = mkdtemp(tmpl);
+  CacheSettings settings;
+  settings.user_dir = dir.string();
+  KernelCache cache(settings);
+  auto arch = load_arch_table("sm_90");
+  ASSERT_TRUE(arch.ok());
+  ScopedKnob flags("SPARSEJIT_EXTRA_FLAGS", "-DSJ_Q_REGS=1");
+  for (int head_dim : {64, 128})
+    for (int group : {4, 16})
+      for (auto launch : {DecodeLaunch::base, DecodeLaunch::small, DecodeLaunch::large}) {
+        AttnShape s;
+        s.num_kv_heads = 1;
+        s.num_heads = group;
+        s.head_dim = head_dim;
+        s.topk = 16;
+        s.kv_dtype = DType::fp8_e4m3fn;
+        s.scale_mode = ScaleMode::scalar;
+        const KernelConfig config = decode_config(*arch, s, launch == DecodeLaunch::large ? 1 : 4, launch);
+        auto built = KernelBuilder(std::shared_ptr<KernelCache>(&cache, [](KernelCache*) {})).build(config, "nvrtc");
+        ASSERT_TRUE(built.ok()) << config.canonical() << ": " << built.error().describe();
+        auto ins = inspect_code_object(built->object->binary, "sm_90", false);
+        ASSERT_TRUE(ins.ok()) << ins.error().describe();
+        ASSERT_EQ(ins->kernels.size(), 1u);
+        EXPECT_EQ(ins->kernels[0].scratch_bytes, 0) << config.canonical();
+        EXPECT_GT(ins->kernels[0].registers, 0) << config.canonical();
+      }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}

@@ -571,7 +571,7 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
 // keys are streamed into shared memory with 16-byte cp.async copies STAGES deep
 // (fp8: their raw bytes, dequantized in shared memory; fp8 decode on sm_89+ reads K's raw
-// bytes directly, kRawK), and every warp reads them
+// bytes directly, kRawK; kQRegs, not yet on by default, keeps Q's fragments in registers), and every warp reads them
 // from there with ldmatrix for mma.sync, or (WGMMA, sm_90a prefill) each
 // warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles.
 //
@@ -644,9 +644,6 @@ constexpr bool kFp8Half = (kKvDtype == SJ_FP8_E4M3FN || kKvDtype == SJ_FP8_E5M2)
 #else
 constexpr bool kFp8Half = false;
 #endif
-// kFp8Half with one stage: Q becomes fp16 before the sub-tile loop (inside it, the conversion's
-// registers made the wgmma prefill loop spill).
-constexpr bool kQHalfEarly = kFp8Half && kStages == 1 && !kTma;
 constexpr bool kMmaBf16 = kBf16 && !kFp8Half;  // the dtype of the K/V tiles, of Q in shared memory, of P and of the MMAs
 constexpr int kTileDtype = kFp8Half ? SJ_FP16 : kQDtype;           // what sj_load_kv makes of K/V elements
 constexpr int kTileScale = kFp8Half ? SJ_SCALE_NONE : kScaleMode;  // and whether it scales them
@@ -670,6 +667,22 @@ constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 
 // loads, K's (keys g of 8, chunks c of 4) and the copies hit every bank once.
 constexpr bool kRawV = kFp8Half && kRawShape;  // (kRawK's conditions, and head_dim a multiple of 128)
 static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
+#ifndef SJ_Q_REGS
+#define SJ_Q_REGS 0  // off until measured on a GPU (docs/PERF.md, fourteenth session): -DSJ_Q_REGS=1 (SPARSEJIT_EXTRA_FLAGS) builds it
+#endif
+// kRawK with one workgroup per SM's registers (head_dim <= 128): every warp keeps all of Q's A
+// fragments in registers, in kRawK's dim order. It loads them from global memory with the
+// scales while the request is found, and converts them to fp16 before the sub-tile loop, by
+// itself (each warp holds the whole tile, so each finds the same power of two): Q takes no
+// shared memory, no barrier and no ldmatrix per sub-tile.
+constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1;
+constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
+struct SjQRegs {
+  unsigned a[kQRegGroups][4][4];  // [64-dim group][k-step][A register]
+};
+// kFp8Half with one stage (and Q in shared memory): Q becomes fp16 before the sub-tile loop
+// (inside it, the conversion's registers made the wgmma prefill loop spill).
+constexpr bool kQHalfEarly = kFp8Half && kStages == 1 && !kTma && !kQRegs;
 // kRawV with per-token scales: each stage's raw bytes end with the sub-tile's K scales, then its
 // V scales (a float per key, zeros past the query). A warp multiplies its S columns by the K
 // scales; it multiplies P's columns by the V scales over 2^e (e: the exponent of the largest V
@@ -722,6 +735,7 @@ constexpr int kOffMisc = kOffList + kListBytes;
 // barriers per sub-tile buy it (docs/PERF.md, ninth session).
 constexpr bool kDimSplit = SJ_DIM_SPLIT && kTma && kDecode && kRowGroups == 1 && kKeySplit > 1 && (kHeadDim / kKeySplit) % 16 == 0;
 constexpr int kDimsPerWarp = kHeadDim / kKeySplit;
+static_assert(!(kDimSplit && kQRegs), "the dim split reads Q from shared memory");
 constexpr int kPLd = kSubK + 8;  // P rows (halves): conflict-free stores of C fragments and ldmatrix
 // kDimSplit: P and the row maxima of one sub-tile, or of two by parity where a workgroup may
 // take more than one sub-tile (one barrier per sub-tile, kLazy); then each warp's row sums.
@@ -1075,6 +1089,66 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
   return ldexpf(1.f, e);
 }
 
+// kQRegs: this lane's raw Q elements, rows lane/4 and lane/4 + 8 (h = 0, 1), dims
+// 64G + 16 (lane % 4) + [0, 16) of each 64-dim group G, as 8 packed pairs; zeros for padding rows.
+SJ_DEVICE void sj_q_regs_load(const SjAttnParams& p, long long token, long long kvh, unsigned (&raw)[kQRegGroups][2][8]) {
+  const int lane = sj_tid() % 32;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = lane / 4 + 8 * h;
+    const bool live = sj_row_query(0, r) >= 0;
+    const sj_u16* src = (const sj_u16*)p.q + token * p.q_stride[0] + (kvh * kGroup + r % kGroup) * p.q_stride[1];
+#pragma unroll
+    for (int g = 0; g < kQRegGroups; ++g) {
+      const int d0 = 64 * g + 16 * (lane % 4);
+      if (live && (p.flags & SJ_FLAG_Q_VEC16)) {
+        const uint4 x0 = *(const uint4*)(src + d0), x1 = *(const uint4*)(src + d0 + 8);
+        raw[g][h][0] = x0.x, raw[g][h][1] = x0.y, raw[g][h][2] = x0.z, raw[g][h][3] = x0.w;
+        raw[g][h][4] = x1.x, raw[g][h][5] = x1.y, raw[g][h][6] = x1.z, raw[g][h][7] = x1.w;
+      } else {
+#pragma unroll
+        for (int w = 0; w < 8; ++w)
+          raw[g][h][w] = live ? (unsigned)src[(d0 + 2 * w) * p.q_stride[2]] | (unsigned)src[(d0 + 2 * w + 1) * p.q_stride[2]] << 16 : 0u;
+      }
+    }
+  }
+}
+
+// kQRegs: the fp16 A fragments of Q from sj_q_regs_load's elements, as sj_q_to_half makes them
+// (times mult, and over 2^e when the tile's largest |q| is 2^15 or more: the warp holds the
+// whole tile, so its own maximum is the tile's). k-step j of group G takes dims
+// 64G + 16 (lane % 4) + 4j + {0, 1} (registers 0: row lane/4, 1: row lane/4 + 8) and + {2, 3}
+// (registers 2, 3). Returns 2^e, the factor of the scores' scale.
+SJ_DEVICE float sj_q_regs_convert(const unsigned (&raw)[kQRegGroups][2][8], float mult, SjQRegs& qr) {
+  auto lo = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu)); };
+  auto hi = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)); };
+  float mx = 0.f;  // fmaxf passes over NaN: a NaN q stays NaN below
+#pragma unroll
+  for (int g = 0; g < kQRegGroups; ++g)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int w = 0; w < 8; ++w) mx = fmaxf(mx, fmaxf(fabsf(lo(raw[g][h][w])), fabsf(hi(raw[g][h][w]))));
+  int e = 0;
+  if (__any_sync(0xffffffffu, mx >= 32768.f)) {  // rare
+#pragma unroll
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    e = isfinite(mx) ? ilogbf(mx) - 14 : 0;
+  }
+  const float f = ldexpf(mult, -e);
+  auto half2 = [&](unsigned two) { return sj_pack_half2<false>(lo(two) * f, hi(two) * f); };
+#pragma unroll
+  for (int g = 0; g < kQRegGroups; ++g)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      qr.a[g][j][0] = half2(raw[g][0][2 * j]);
+      qr.a[g][j][1] = half2(raw[g][1][2 * j]);
+      qr.a[g][j][2] = half2(raw[g][0][2 * j + 1]);
+      qr.a[g][j][3] = half2(raw[g][1][2 * j + 1]);
+    }
+  return ldexpf(1.f, e);
+}
+
 // kFp8Half: the scores' scale (base 2) for sj_softmax, the factor of Q for sj_q_to_half and
 // of the output. With a scalar K scale, S scales by |k_scale| and Q takes its sign (so the
 // scale stays positive); a zero k_scale zeroes Q, an infinite or NaN one makes Q NaN. The V
@@ -1218,7 +1292,7 @@ SJ_DEVICE void sj_softmax(float c, float (&s)[kSNT][4], long long my_n0, long lo
 
 // S = Q K^T (mma.sync) for row group rg and key slice ks of a staged sub-tile (kRawK: of its
 // raw K bytes `raw`, keys past the copy's limit zero-filled).
-SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, int rg, int ks, float (&s)[kSNT][4]) {
+SJ_DEVICE void sj_qk(const sj_u16* sq, const SjQRegs& qr, const sj_u16* tile, const unsigned char* raw, int rg, int ks, float (&s)[kSNT][4]) {
   const int lane = sj_tid() % 32;
   const unsigned q_base = sj_smem_addr(sq + rg * 16 * kLd);
   // Q's A fragment of the k-step at dims k0..: lane l gives row (l & 7) + 8 x bit 3, dims k0 + 8 x bit 4.
@@ -1229,8 +1303,15 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const sj_u16* tile, const unsigned char* 
 #pragma unroll
     for (int g0 = 0; g0 < kHeadDim; g0 += 64) {
       unsigned a[4][4];  // Q's A fragments of the group's 4 k-steps (in sj_q_to_half's column order)
+      if constexpr (kQRegs) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) q_frag(a[j], g0 + 16 * j);
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) a[j][i] = qr.a[g0 / 64][j][i];
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) q_frag(a[j], g0 + 16 * j);
+      }
 #pragma unroll
       for (int t = 0; t < kSNT; ++t) {
         // Key 8t + lane/4 of the slice, bytes g0 + 16 (lane % 4)..: bytes 4j..4j+3 are k-step j's B fragment.
@@ -1277,7 +1358,7 @@ struct SjNoMid {
   __device__ __forceinline__ void operator()() const {}
 };
 template <typename Mid>
-SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const unsigned char* raw, long long n0, int rg, int ks, long long hi_a,
+SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const SjQRegs& qr, const sj_u16* tile, const unsigned char* raw, long long n0, int rg, int ks, long long hi_a,
                           long long hi_b, float w_a, float w_b, bool live, SjRowState& st, float (&acc)[kONT][4], Mid&& mid) {
   const int lane = sj_tid() % 32;
   const long long my_n0 = n0 + ks * kKeysPerWarp;
@@ -1305,7 +1386,7 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const sj_u16* tile, const u
     sj_wgmma_wait();
     sj_wgmma_pin(s);
   } else {
-    sj_qk(sq, tile, raw, rg, ks, s);
+    sj_qk(sq, qr, tile, raw, rg, ks, s);
   }
   if constexpr (kPthRaw) {  // S times the K scales
     float2 k2[kSNT];
@@ -1440,7 +1521,8 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
   const int lane = sj_tid() % 32;
   const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   float s[kSNT][4];
-  sj_qk(sq, tile, nullptr, 0, ks, s);
+  SjQRegs none;  // (unused: the dim split has tensor copies, kQRegs has none)
+  sj_qk(sq, none, tile, nullptr, 0, ks, s);
   float mx_a, mx_b;
   sj_mask_rowmax(s, n0 + ks * kKeysPerWarp, hi_a, hi_b, w_a, w_b, mx_a, mx_b);
   if ((lane & 3) == 0) {
@@ -1643,6 +1725,9 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   long long req, chunk = 0;
   int t_begin = 0, t_end = kTopk;
   int pre_blk = -1, pre_page = -1;  // decode: prefetched entry `tid` (block id in the table, its page)
+  unsigned q_raw[kQRegGroups][2][8];  // kQRegs: this lane's Q elements, until they become q_regs
+  SjQRegs q_regs;                     // kQRegs: Q's A fragments (fp16)
+  SjScales q_regs_scales{};           // kQRegs: the scales, loaded with Q
   if (kDecode) {
     // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
     const long long token = sj_bid_x();
@@ -1675,6 +1760,10 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     long long b = -1;
     if (pf >= 0 && pf < kListCap && t_begin + pf < t_end)
       b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
+    if constexpr (kQRegs) {  // in flight while the request is found
+      sj_q_regs_load(p, token, kvh, q_raw);
+      q_regs_scales = sj_scales(p);
+    }
     long long pos;
     sj_decode_row(p, token, req, pos);
     if (b >= 0 && b < p.max_blocks) {
@@ -1703,11 +1792,15 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   }
   sj_sync();
   SJ_MARK(3);  // prologue done
-  const SjScales scales = sj_scales(p);
+  const SjScales scales = kQRegs ? q_regs_scales : sj_scales(p);
   bool q_half = !kFp8Half;     // kFp8Half: whether sj_q_to_half ran
   float qk_scale = scales.qk;  // kFp8Half: and then times its power of two
+  if constexpr (kQRegs) {  // Q's loads are in by now
+    qk_scale *= sj_q_regs_convert(q_raw, scales.q_mult, q_regs);
+    q_half = true;
+  }
   // kTma: the math warps load Q (they wait for it among themselves).
-  if (!kTma || tid < kMathThreads) sj_load_q(p, sq, q_token, kvh, tid);
+  if (!kQRegs && (!kTma || tid < kMathThreads)) sj_load_q(p, sq, q_token, kvh, tid);
 
   // This thread's rows, and what its warp covers.
   const int rg = warp % kRowGroups, ks = warp / kRowGroups;
@@ -1842,7 +1935,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       sj_cp_async_commit();
     };
     auto compute = [&](int slot, int it) {  // it: the workgroup's sub-tiles before this one (kTma)
-      if constexpr (kFp8Half && !kQHalfEarly) {
+      if constexpr (kFp8Half && !kQHalfEarly && !kQRegs) {
         if (!q_half) sj_q_half_once(sq, scales.q_mult, counts, qk_scale, q_half);  // the first sub-tile
       }
       const int u = cu_u;
@@ -1886,14 +1979,14 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
           // V's conversion while wgmma multiplies S (fenced for wgmma's proxy, complete before P V).
           const int page = l_page[u], sub = cu_sub;
           const bool staged = sj_fp8_staged(p);  // workgroup-uniform
-          sj_subtile(c, sq, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, [=, &p] {
+          sj_subtile(c, sq, q_regs, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, [=, &p] {
             if (!staged) return;
             sj_dequant_subtile<false, true>(p, raw, tile, kvh, page, sub, n0, cta_hi);
             sj_fence_proxy_async();
             sj_sync();
           });
         } else {
-          sj_subtile(c, sq, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, SjNoMid{});
+          sj_subtile(c, sq, q_regs, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, SjNoMid{});
         }
       }
       SJ_ADVANCE(cu_u, cu_sub)
