@@ -4,10 +4,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 
 #include "arch_table.h"
-#include "inspect.h"
 #include "compiler/registry.h"
+#include "inspect.h"
 #include "kernel_builder.h"
 #include "knobs.h"
 #include "ops/config_select.h"
@@ -31,6 +32,25 @@ unsigned u32_at(const std::vector<std::uint8_t>& b, size_t off) {
 
 class KernelCompile : public ::testing::TestWithParam<Case> {};
 
+// A kernel cache in a fresh temporary directory, removed with it, and a builder on it.
+struct TempCache {
+  fs::path dir;
+  std::unique_ptr<KernelCache> cache;
+  TempCache() {
+    char tmpl[] = "/tmp/sparsejit-kc-XXXXXX";
+    dir = mkdtemp(tmpl);
+    CacheSettings settings;
+    settings.user_dir = dir.string();
+    cache = std::make_unique<KernelCache>(settings);
+  }
+  ~TempCache() {
+    cache.reset();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  KernelBuilder builder() const { return KernelBuilder(std::shared_ptr<KernelCache>(cache.get(), [](KernelCache*) {})); }
+};
+
 }  // namespace
 
 TEST_P(KernelCompile, EveryOpBuildsAnElfForTheTarget) {
@@ -43,12 +63,7 @@ TEST_P(KernelCompile, EveryOpBuildsAnElfForTheTarget) {
   auto compiler = reg.use_policy(backend);
   ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
 
-  char tmpl[] = "/tmp/sparsejit-kc-XXXXXX";
-  const fs::path dir = mkdtemp(tmpl);
-  CacheSettings settings;
-  settings.user_dir = dir.string();
-  KernelCache cache(settings);
-
+  TempCache tmp;
   auto arch = load_arch_table(c.target);
   ASSERT_TRUE(arch.ok());
   AttnShape s;
@@ -63,7 +78,7 @@ TEST_P(KernelCompile, EveryOpBuildsAnElfForTheTarget) {
   s.num_heads = 8;
   configs.push_back(decode_config(*arch, s, 2));
   for (const auto& config : configs) {
-    auto built = KernelBuilder(std::shared_ptr<KernelCache>(&cache, [](KernelCache*) {})).build(config, c.backend);
+    auto built = tmp.builder().build(config, c.backend);
     ASSERT_TRUE(built.ok()) << built.error().describe();
     const auto& bin = built->object->binary;
     ASSERT_GT(bin.size(), 64u);
@@ -73,8 +88,6 @@ TEST_P(KernelCompile, EveryOpBuildsAnElfForTheTarget) {
     const std::string text(bin.begin(), bin.end());
     EXPECT_NE(text.find(config.kernel_name()), std::string::npos) << "kernel symbol missing";
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, KernelCompile,
@@ -91,11 +104,7 @@ TEST(KernelCompileSm90, Fp8DecodeWithQInRegistersBuildsWithoutLocalMemory) {
   if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
   auto compiler = reg.use_policy(backend);
   ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
-  char tmpl[] = "/tmp/sparsejit-qr-XXXXXX";
-  const fs::path dir = mkdtemp(tmpl);
-  CacheSettings settings;
-  settings.user_dir = dir.string();
-  KernelCache cache(settings);
+  TempCache tmp;
   auto arch = load_arch_table("sm_90");
   ASSERT_TRUE(arch.ok());
   ScopedKnob flags("SPARSEJIT_EXTRA_FLAGS", "-DSJ_Q_REGS=1");
@@ -110,7 +119,7 @@ TEST(KernelCompileSm90, Fp8DecodeWithQInRegistersBuildsWithoutLocalMemory) {
         s.kv_dtype = DType::fp8_e4m3fn;
         s.scale_mode = ScaleMode::scalar;
         const KernelConfig config = decode_config(*arch, s, launch == DecodeLaunch::large ? 1 : 4, launch);
-        auto built = KernelBuilder(std::shared_ptr<KernelCache>(&cache, [](KernelCache*) {})).build(config, "nvrtc");
+        auto built = tmp.builder().build(config, "nvrtc");
         ASSERT_TRUE(built.ok()) << config.canonical() << ": " << built.error().describe();
         auto ins = inspect_code_object(built->object->binary, "sm_90", false);
         ASSERT_TRUE(ins.ok()) << ins.error().describe();
@@ -118,6 +127,4 @@ TEST(KernelCompileSm90, Fp8DecodeWithQInRegistersBuildsWithoutLocalMemory) {
         EXPECT_EQ(ins->kernels[0].scratch_bytes, 0) << config.canonical();
         EXPECT_GT(ins->kernels[0].registers, 0) << config.canonical();
       }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
