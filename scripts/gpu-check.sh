@@ -8,7 +8,9 @@
 # PART (default all) runs one share, each a few minutes on an H100 (the device
 # tool allows 10 minutes a call): decode (Cases/GpuDecode), prefill
 # (Cases/GpuPrefill), variants (Cases/GpuTableVariant: other arch tables), rest
-# (device layer, C ABI, out-of-range, example, host overhead, Python, sanitizer).
+# (device layer, C ABI, out-of-range, example, host overhead, Python, sanitizer),
+# fp8 (the fp8 decode and prefill cases, and memcheck on two fp8 decode cases: a
+# quick check of an fp8 kernel change; SPARSEJIT_EXTRA_FLAGS reaches the kernels).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:?bin dir}")
@@ -21,7 +23,8 @@ case "$part" in
   prefill) filter='Cases/GpuPrefill*' ;;
   variants) filter='Cases/GpuTableVariant*' ;;
   rest) filter="$rest" ;;
-  *) echo "gpu-check: PART must be all, decode, prefill, variants or rest (got '$part')" >&2; exit 2 ;;
+  fp8) filter='Cases/GpuDecode.*e4m3fn*:Cases/GpuDecode.*e5m2*:Cases/GpuPrefill.*e4m3fn*:Cases/GpuPrefill.*e5m2*' ;;
+  *) echo "gpu-check: PART must be all, decode, prefill, variants, rest or fp8 (got '$part')" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 export SPARSEJIT_CACHE_DIR=$(mktemp -d)
@@ -31,6 +34,11 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/car
 git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
 echo "part: $part" | tee -a "$out/card.txt"
 step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter="$filter"
+if [[ "$part" == fp8 ]]; then
+  mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
+  step "compute-sanitizer (fp8 decode)" bash scripts/gpu-sanitize.sh "$out/san" \
+    'Cases/GpuDecode.*m3tp4_G16_D128_k16_bf16_e4m3fn_negscale*:Cases/GpuDecode.*G4_D64_k8_bf16_e5m2_scalar_A_q2_onechunk_transposed*'
+fi
 [[ "$part" == all || "$part" == rest ]] || exit $status
 step "C example" "$bin/sparsejit_example_minimal"
 step "host overhead" "$bin/sparsejit_host_overhead"
