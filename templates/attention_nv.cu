@@ -467,6 +467,17 @@ SJ_DEVICE void sj_dequant_subtile(const SjAttnParams& p, const unsigned char* ra
   sj_dequant_rows<kSubK, kThreads, kK, kV>(p, raw, tile, kvh, page, sub, n0, hi, 0, sj_tid());
 }
 
+// kFp8Half, Q to fp16 (sj_q_to_half, sj_q_regs_convert): a packed pair of q's elements,
+// folded into the running max |q|, and converted times f.
+SJ_DEVICE float sj_q_absmax2(float mx, unsigned two) {
+  return fmaxf(mx, fmaxf(fabsf(sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu))), fabsf(sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)))));
+}
+SJ_DEVICE unsigned sj_q_half2(unsigned two, float f) {
+  return sj_pack_half2<false>(sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu)) * f, sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)) * f);
+}
+// The e of 2^-e that brings a largest |q| of mx (2^15 or more) below 2^15; 0 for inf or NaN.
+SJ_DEVICE int sj_q_half_exp(float mx) { return isfinite(mx) ? ilogbf(mx) - 14 : 0; }
+
 // kFp8Half: Q in shared memory (every row, zeros for padding) from q's dtype to fp16, times
 // `mult` (sj_scales) and a power of two 2^-e that brings the tile's largest |q| below 2^15
 // (e = 0 unless some |q| is that large), so the conversion rounds nothing in fp16's normal
@@ -477,8 +488,6 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
   const int tid = sj_tid();
   constexpr int kVecs = kQRows * kHeadDim / 8, kPer = (kVecs + kThreads - 1) / kThreads;
   auto chunk = [&](int c) { return (uint4*)(sq + sj_row_off<kQRows>(c / (kHeadDim / 8), (c % (kHeadDim / 8)) * 8)); };
-  auto lo = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu)); };  // a packed pair's halves
-  auto hi = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)); };
   unsigned w[kPer][4];
   float mx = 0.f;  // fmaxf passes over NaN: a NaN q stays NaN below
 #pragma unroll
@@ -487,8 +496,7 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
     const uint4 v = c < kVecs ? *chunk(c) : make_uint4(0u, 0u, 0u, 0u);
     w[i][0] = v.x, w[i][1] = v.y, w[i][2] = v.z, w[i][3] = v.w;
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-      mx = fmaxf(mx, fmaxf(fabsf(lo(w[i][j])), fabsf(hi(w[i][j]))));
+    for (int j = 0; j < 4; ++j) mx = sj_q_absmax2(mx, w[i][j]);
   }
   int e = 0;
   if (__syncthreads_or(mx >= 32768.f)) {  // rare: the tile's largest |q|, through shared memory
@@ -498,7 +506,7 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
     sj_sync();
 #pragma unroll
     for (int k = 0; k < kWarps; ++k) mx = fmaxf(mx, __int_as_float(s_max[k]));
-    e = isfinite(mx) ? ilogbf(mx) - 14 : 0;
+    e = sj_q_half_exp(mx);
   }
   const float f = ldexpf(mult, -e);
 #pragma unroll
@@ -506,7 +514,7 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
     const int c = tid + i * kThreads;
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      w[i][j] = sj_pack_half2<false>(lo(w[i][j]) * f, hi(w[i][j]) * f);
+      w[i][j] = sj_q_half2(w[i][j], f);
     if (c >= kVecs) continue;
     if constexpr (kRawK) {
       // Dim p = 64G + 16c + 4j + r goes to column 64G + 16j + 2c + (r & 1) + 8 (r >> 1): the
@@ -556,31 +564,28 @@ SJ_DEVICE void sj_q_regs_load(const SjAttnParams& p, long long token, long long 
 // 64G + 16 (lane % 4) + 4j + {0, 1} (registers 0: row lane/4, 1: row lane/4 + 8) and + {2, 3}
 // (registers 2, 3). Returns 2^e, the factor of the scores' scale.
 SJ_DEVICE float sj_q_regs_convert(const unsigned (&raw)[kQRegGroups][2][8], float mult, SjQRegs& qr) {
-  auto lo = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two & 0xffffu)); };
-  auto hi = [](unsigned two) { return sj_half_to_f32<kQDtype>((sj_u16)(two >> 16)); };
   float mx = 0.f;  // fmaxf passes over NaN: a NaN q stays NaN below
 #pragma unroll
   for (int g = 0; g < kQRegGroups; ++g)
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int w = 0; w < 8; ++w) mx = fmaxf(mx, fmaxf(fabsf(lo(raw[g][h][w])), fabsf(hi(raw[g][h][w]))));
+      for (int w = 0; w < 8; ++w) mx = sj_q_absmax2(mx, raw[g][h][w]);
   int e = 0;
   if (__any_sync(0xffffffffu, mx >= 32768.f)) {  // rare
 #pragma unroll
     for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    e = isfinite(mx) ? ilogbf(mx) - 14 : 0;
+    e = sj_q_half_exp(mx);
   }
   const float f = ldexpf(mult, -e);
-  auto half2 = [&](unsigned two) { return sj_pack_half2<false>(lo(two) * f, hi(two) * f); };
 #pragma unroll
   for (int g = 0; g < kQRegGroups; ++g)
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      qr.a[g][j][0] = half2(raw[g][0][2 * j]);
-      qr.a[g][j][1] = half2(raw[g][1][2 * j]);
-      qr.a[g][j][2] = half2(raw[g][0][2 * j + 1]);
-      qr.a[g][j][3] = half2(raw[g][1][2 * j + 1]);
+      qr.a[g][j][0] = sj_q_half2(raw[g][0][2 * j], f);
+      qr.a[g][j][1] = sj_q_half2(raw[g][1][2 * j], f);
+      qr.a[g][j][2] = sj_q_half2(raw[g][0][2 * j + 1], f);
+      qr.a[g][j][3] = sj_q_half2(raw[g][1][2 * j + 1], f);
     }
   return ldexpf(1.f, e);
 }
