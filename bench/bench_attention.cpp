@@ -213,6 +213,9 @@ void assign_pages(Problem& P, const std::vector<std::vector<int>>& used, std::mt
   P.set_pages = std::max<std::int64_t>(total, 1);
 }
 
+// The selected KV bytes one call reads: kv_bytes counts bf16, fp8 K/V are half of it.
+double read_bytes(const Problem& P, const Options& opt) { return opt.kv_fp8 ? P.kv_bytes / 2 : P.kv_bytes; }
+
 // Decode's KV replicas: >= 256 MiB of selected KV per measurement (and at least 2 sets).
 int replicas(double bytes_read) {
   return static_cast<int>(std::clamp<double>(std::ceil(256.0 * MiB / std::max(bytes_read, 1.0)), 2.0, 512.0));
@@ -386,7 +389,7 @@ json problem_json(const Problem& P, const Options& opt) {
             {"kv_off", P.kv_off},
             {"sm_scale", 1.0 / std::sqrt(double(D))},
             {"kv_bytes", P.kv_bytes},
-            {"kv_read_bytes", opt.kv_fp8 ? P.kv_bytes / 2 : P.kv_bytes},
+            {"kv_read_bytes", read_bytes(P, opt)},
             {"sel_mean", P.sel_mean},
             {"seq_lens", P.seq}};
   j["union4"] = std::isnan(P.union4) ? json(nullptr) : json(P.union4);
@@ -520,7 +523,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     SJB_CHECK(cuda().cuCtxSynchronize());
     const double best = j["ours_graph_us"].is_null() ? j["ours_eager_us"].get<double>() : j["ours_graph_us"].get<double>();
     j["ours_us"] = best;
-    j["ours_GBps"] = j["kv_read_bytes"].get<double>() / (best * 1e-6) / 1e9;
+    j["ours_GBps"] = read_bytes(P, opt) / (best * 1e-6) / 1e9;
   } else {
     const int reps = opt.quick ? 3 : 5;
     call(0);
@@ -613,9 +616,9 @@ int main_impl(int argc, char** argv) {
     P.q_off = off, off += 1000003;
     P.kv_off = off, off += 999983;
   }
-  if (opt.kv_fp8)  // fp8 reads half of kv_bytes (which counts bf16): more replicas keep 256 MiB per measurement
+  if (opt.kv_fp8)  // fp8 reads half the bytes: more replicas keep 256 MiB per measurement
     for (auto& P : problems)
-      if (P.kind == "decode") P.R = replicas(P.kv_bytes / 2);
+      if (P.kind == "decode") P.R = replicas(read_bytes(P, opt));
   if (!opt.filter.empty()) {  // comma-separated substrings: a case runs if its name holds any of them
     std::vector<std::string> subs;
     for (std::size_t b = 0, e; b <= opt.filter.size(); b = e + 1) {

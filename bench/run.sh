@@ -35,26 +35,29 @@ EXTRA=()
   python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' 2>/dev/null || true
 } >"$OUTDIR/card.txt"
 
-t0=$SECONDS
-"$BIN" --out "$OUTDIR/ours.jsonl" --dump-dir "$DUMP" "${EXTRA[@]}" 2>"$OUTDIR/ours.log" || echo "sparsejit_bench exit $?" >>"$OUTDIR/ours.log"
-echo "sparsejit_bench: $((SECONDS - t0)) s" >>"$OUTDIR/card.txt"
-t1=$SECONDS
-python3 bench/triton_baseline.py --dump-dir "$DUMP" --ours "$OUTDIR/ours.jsonl" --out "$OUTDIR/triton.jsonl" "${EXTRA[@]}" \
-  2>"$OUTDIR/triton.log" || echo "triton_baseline exit $?" >>"$OUTDIR/triton.log"
-echo "triton_baseline: $((SECONDS - t1)) s" >>"$OUTDIR/card.txt"
+# One pass: our kernels (inputs dumped to DUMP_DIR), then the Triton port on those inputs.
+#   run_pass SUFFIX DUMP_DIR [sparsejit_bench arguments]  -> ours$SUFFIX.jsonl, triton$SUFFIX.jsonl
+run_pass() {
+  local sfx=$1 dump=$2 t args
+  shift 2
+  args=${*:+ $*}
+  t=$SECONDS
+  "$BIN" "$@" --out "$OUTDIR/ours$sfx.jsonl" --dump-dir "$dump" "${EXTRA[@]}" 2>"$OUTDIR/ours$sfx.log" ||
+    echo "sparsejit_bench$args exit $?" >>"$OUTDIR/ours$sfx.log"
+  echo "sparsejit_bench$args: $((SECONDS - t)) s" >>"$OUTDIR/card.txt"
+  t=$SECONDS
+  python3 bench/triton_baseline.py --dump-dir "$dump" --ours "$OUTDIR/ours$sfx.jsonl" --out "$OUTDIR/triton$sfx.jsonl" "${EXTRA[@]}" \
+    2>"$OUTDIR/triton$sfx.log" || echo "triton_baseline$args exit $?" >>"$OUTDIR/triton$sfx.log"
+  echo "triton_baseline$args: $((SECONDS - t)) s" >>"$OUTDIR/card.txt"
+}
+
+run_pass "" "$DUMP"
 t2=$SECONDS
 python3 bench/decode_floor.py --out "$OUTDIR/decode_floor.jsonl" >/dev/null 2>"$OUTDIR/floor.log" || echo "decode_floor exit $?" >>"$OUTDIR/floor.log"
 echo "decode_floor: $((SECONDS - t2)) s" >>"$OUTDIR/card.txt"
 python3 bench/plot.py --ours "$OUTDIR/ours.jsonl" --triton "$OUTDIR/triton.jsonl" --floor "$OUTDIR/decode_floor.jsonl" --outdir "$OUTDIR" >/dev/null
 if [[ "${BENCH_FP8:-1}" == 1 ]]; then
-  t3=$SECONDS
-  "$BIN" --kv-fp8 --out "$OUTDIR/ours_fp8.jsonl" --dump-dir "$DUMP/fp8" "${EXTRA[@]}" 2>"$OUTDIR/ours_fp8.log" ||
-    echo "sparsejit_bench --kv-fp8 exit $?" >>"$OUTDIR/ours_fp8.log"
-  echo "sparsejit_bench --kv-fp8: $((SECONDS - t3)) s" >>"$OUTDIR/card.txt"
-  t4=$SECONDS
-  python3 bench/triton_baseline.py --dump-dir "$DUMP/fp8" --ours "$OUTDIR/ours_fp8.jsonl" --out "$OUTDIR/triton_fp8.jsonl" "${EXTRA[@]}" \
-    2>"$OUTDIR/triton_fp8.log" || echo "triton_baseline (fp8) exit $?" >>"$OUTDIR/triton_fp8.log"
-  echo "triton_baseline (fp8): $((SECONDS - t4)) s" >>"$OUTDIR/card.txt"
+  run_pass _fp8 "$DUMP/fp8" --kv-fp8
   python3 bench/plot.py --ours "$OUTDIR/ours_fp8.jsonl" --triton "$OUTDIR/triton_fp8.jsonl" --outdir "$OUTDIR" --suffix _fp8 >/dev/null
 fi
 [[ -n "${BENCH_DUMP_DIR:-}" ]] || rm -rf "$DUMP"
