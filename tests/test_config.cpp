@@ -169,6 +169,7 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
            {[](nlohmann::json& j) { j["ops"]["prefill"]["threads"] = 18446744073709551615ull; },
             "ops.prefill.threads = 18446744073709551615 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["stages"] = -1; }, "ops.decode.stages = -1 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["min_chunk_entries"] = 0; }, "ops.decode.min_chunk_entries = 0 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["sub_k"] = 64.5; }, "ops.prefill.sub_k must be an integer"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmma"] = 1; }, "ops.prefill.wgmma must be true or false"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"].erase("min_workgroups"); }, "large_batch.min_workgroups is missing"},
@@ -224,6 +225,22 @@ TEST(ConfigSelect, DecodeChunksArePowersOfTwoAndPure) {
     EXPECT_EQ(c & (c - 1), 0);
     EXPECT_EQ(c, decode_chunks(*t, q, 1, 16));
   }
+}
+
+TEST(ConfigSelect, MinChunkEntriesCapsTheSplit) {
+  auto t = load_arch_table("sm_90");
+  ASSERT_TRUE(t.ok());
+  ArchTable a = *t;
+  a.decode.target_grid = 128;
+  a.decode.min_chunk_entries = 1;
+  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 16);  // one entry per chunk
+  a.decode.min_chunk_entries = 2;
+  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 8);   // 128 workgroups' worth, capped at topk / 2
+  EXPECT_EQ(decode_chunks(a, 1, 1, 5), 2);    // 5 / 2 = 2 chunks of at most 3 entries
+  EXPECT_EQ(decode_chunks(a, 8, 4, 16), 4);   // the grid binds first: unchanged
+  EXPECT_EQ(decode_chunks(a, 1, 1, 1), 1);    // fewer entries than the minimum: one chunk
+  a.decode.min_chunk_entries = 64;
+  EXPECT_EQ(decode_chunks(a, 1, 1, 16), 1);
 }
 
 TEST(Preset, MiniMaxM3ExpandsToDistinctValidConfigs) {

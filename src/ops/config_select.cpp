@@ -42,7 +42,8 @@ void fit_tma(KernelConfig& c) {
 
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) {
   const std::int64_t work = std::max<std::int64_t>(1, total_q * num_kv_heads);
-  std::int64_t target = std::max<std::int64_t>(1, std::min<std::int64_t>(topk, arch.decode.target_grid / work));
+  const std::int64_t most = std::max<std::int64_t>(1, topk / std::max(1, arch.decode.min_chunk_entries));
+  std::int64_t target = std::max<std::int64_t>(1, std::min<std::int64_t>(most, arch.decode.target_grid / work));
   int chunks = 1;
   while (chunks * 2 <= target) chunks *= 2;
   return chunks;
