@@ -101,6 +101,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
   for (Status st : {o.integer("threads", 32, 1024, t.launch.threads), o.integer("waves_per_eu", 1, 10, t.launch.waves_per_eu),
                     o.integer("sub_k", 0, 128, t.sub_k), o.integer("target_grid", 1, kMaxGrid, t.target_grid),
                     o.integer("min_chunk_entries", 1, 4096, t.min_chunk_entries),
+                    o.integer("min_chunk_entries_above", 0, kMaxGrid, t.min_chunk_entries_above),
                     o.integer("stages", 1, 8, t.launch.stages), o.integer("min_blocks", 1, 32, t.launch.min_blocks),
                     o.integer("q_row_groups", 1, 16, t.q_row_groups), o.integer("union_entries", 1, 4096, t.union_entries),
                     o.integer("max_cluster", 1, 8, t.max_cluster), o.boolean("wgmma", t.launch.wgmma),

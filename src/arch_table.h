@@ -22,7 +22,10 @@ struct OpTuning {
   LaunchParams launch;  // launch.stages: the most the op uses (fewer when shared memory runs short)
   int sub_k = 0;
   int target_grid = 256;  // decode: workgroups the split-K aims for
-  int min_chunk_entries = 1;  // decode: split-K leaves each chunk at least this many top-k entries
+  // decode: split-K leaves each chunk at least min_chunk_entries top-k entries wherever the
+  // finer split would take more than min_chunk_entries_above workgroups (0: everywhere).
+  int min_chunk_entries = 1;
+  int min_chunk_entries_above = 0;
   std::string templ;      // kernel template ("template"); default by op
   int q_row_groups = 1;   // prefill, attention_nv.cu: 16-row query groups per workgroup (query union)
   int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup

@@ -170,6 +170,7 @@ TEST(ArchTable, UnknownKeysAndBadValuesAreErrorsThatNameThem) {
             "ops.prefill.threads = 18446744073709551615 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["stages"] = -1; }, "ops.decode.stages = -1 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["min_chunk_entries"] = 0; }, "ops.decode.min_chunk_entries = 0 is out of range"},
+           {[](nlohmann::json& j) { j["ops"]["decode"]["min_chunk_entries_above"] = -1; }, "ops.decode.min_chunk_entries_above = -1 is out of range"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["sub_k"] = 64.5; }, "ops.prefill.sub_k must be an integer"},
            {[](nlohmann::json& j) { j["ops"]["prefill"]["wgmma"] = 1; }, "ops.prefill.wgmma must be true or false"},
            {[](nlohmann::json& j) { j["ops"]["decode"]["large_batch"].erase("min_workgroups"); }, "large_batch.min_workgroups is missing"},
@@ -214,6 +215,9 @@ TEST(ConfigSelect, DecodeChunksArePowersOfTwoAndPure) {
   EXPECT_EQ(decode_chunks(*t, 8, 4, 16), 4);
   EXPECT_EQ(decode_chunks(*t, 64, 4, 16), 1);
   EXPECT_EQ(decode_chunks(*t, 3, 1, 16), 16);
+  // One-entry chunks only up to 64 workgroups (min_chunk_entries 2 above 64): 8 requests of one
+  // kv head split 8 ways, not 16 (docs/PERF.md, fifteenth session).
+  EXPECT_EQ(decode_chunks(*t, 8, 1, 16), 8);
   // sm_90 merges 2 chunks inside their cluster, more with the merge kernel.
   EXPECT_FALSE(decode_uses_merge_kernel(*t, 1));
   EXPECT_FALSE(decode_uses_merge_kernel(*t, 2));
@@ -227,19 +231,29 @@ TEST(ConfigSelect, DecodeChunksArePowersOfTwoAndPure) {
   }
 }
 
-TEST(ConfigSelect, MinChunkEntriesCapsTheSplit) {
+TEST(ConfigSelect, MinChunkEntriesCapsTheSplitOfLargeGrids) {
   auto t = load_arch_table("sm_90");
   ASSERT_TRUE(t.ok());
   ArchTable a = *t;
   a.decode.target_grid = 128;
   a.decode.min_chunk_entries = 1;
-  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 16);  // one entry per chunk
+  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 16);  // one entry per chunk, 128 workgroups
   a.decode.min_chunk_entries = 2;
-  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 8);   // 128 workgroups' worth, capped at topk / 2
-  EXPECT_EQ(decode_chunks(a, 1, 1, 5), 2);    // 5 / 2 = 2 chunks of at most 3 entries
+  a.decode.min_chunk_entries_above = 0;       // everywhere
+  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 8);
+  EXPECT_EQ(decode_chunks(a, 1, 1, 16), 8);
+  EXPECT_EQ(decode_chunks(a, 1, 1, 5), 4);    // 4 chunks walk ceil(5 / 4) = 2 entries: enough
+  EXPECT_EQ(decode_chunks(a, 1, 1, 2), 1);    // 2 chunks would walk one entry each: one chunk
   EXPECT_EQ(decode_chunks(a, 8, 4, 16), 4);   // the grid binds first: unchanged
-  EXPECT_EQ(decode_chunks(a, 1, 1, 1), 1);    // fewer entries than the minimum: one chunk
+  EXPECT_EQ(decode_chunks(a, 1, 1, 1), 1);
+  a.decode.min_chunk_entries_above = 64;      // sm_90's: one-entry chunks only on small grids
+  EXPECT_EQ(decode_chunks(a, 8, 1, 16), 8);   // 128 workgroups -> 8 chunks, 64 workgroups
+  EXPECT_EQ(decode_chunks(a, 5, 1, 16), 8);   // 80 -> 40
+  EXPECT_EQ(decode_chunks(a, 4, 1, 16), 16);  // 64 workgroups: as fine as the top-k allows
+  EXPECT_EQ(decode_chunks(a, 1, 4, 16), 16);
+  EXPECT_EQ(decode_chunks(a, 16, 1, 16), 8);  // two entries a chunk already
   a.decode.min_chunk_entries = 64;
+  a.decode.min_chunk_entries_above = 0;
   EXPECT_EQ(decode_chunks(a, 1, 1, 16), 1);
 }
 

@@ -237,7 +237,7 @@ TEST(Fuzz, ArchTableReader) {
   const auto base = nlohmann::json::parse(testing_util::read_text(path));
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
   static const char* op_names[] = {"prefill", "decode", "merge"};
-  static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "min_chunk_entries", "stages", "min_blocks", "wgmma", "q_row_groups",
+  static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "min_chunk_entries", "min_chunk_entries_above", "stages", "min_blocks", "wgmma", "q_row_groups",
                                 "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "small_batch", "huge_batch", "bogus"};
   long loaded = 0, chosen = 0;
   long n = fuzz_loop("arch_table", [&](std::mt19937_64& r, long) {

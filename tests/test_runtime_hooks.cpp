@@ -259,12 +259,18 @@ TEST(RuntimeHooks, LargeDecodePassesTensorMapsOfKAndV) {
       if (it->first.op == Op::decode) return it->first;
     return kernels.front().first;
   };
-  // 8 requests: 16 chunks of one entry, 128 workgroups: the op's cp.async launch, no producer warp, no maps.
+  // 16 requests: 8 chunks of two entries, 128 workgroups: the op's cp.async launch, no producer warp, no maps.
   driver.encoded.clear();
-  ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 8), nullptr).ok);
+  ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 16), nullptr).ok);
   EXPECT_TRUE(driver.encoded.empty());
   EXPECT_FALSE(last_decode().launch.tma) << last_decode().canonical();
   EXPECT_EQ(last_decode().launch.threads, 128);
+  EXPECT_EQ(last_decode().num_topk_chunks, 8);
+  // 8 requests: 8 chunks of two entries on 64 workgroups (not 16 of one on 128: sm_90's
+  // min_chunk_entries), the small-batch launch.
+  ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 8), nullptr).ok);
+  EXPECT_EQ(last_decode().num_topk_chunks, 8);
+  EXPECT_EQ(last_decode().launch.threads, 160);
   // 4 requests: 64 workgroups, the small-batch launch: a producer warp copies whole 128-key blocks.
   driver.encoded.clear();
   ASSERT_TRUE(rt.sparse_attn_decode(decode(rt, 4), nullptr).ok);

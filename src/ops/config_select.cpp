@@ -41,11 +41,18 @@ void fit_tma(KernelConfig& c) {
 }  // namespace
 
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) {
-  const std::int64_t work = std::max<std::int64_t>(1, total_q * num_kv_heads);
-  const std::int64_t most = std::max<std::int64_t>(1, topk / std::max(1, arch.decode.min_chunk_entries));
-  std::int64_t target = std::max<std::int64_t>(1, std::min<std::int64_t>(most, arch.decode.target_grid / work));
-  int chunks = 1;
-  while (chunks * 2 <= target) chunks *= 2;
+  const OpTuning& d = arch.decode;
+  const std::int64_t work = std::max<std::int64_t>(1, total_q * num_kv_heads), entries = std::max<std::int64_t>(1, topk);
+  // The largest power of two within the target grid's share and `most` chunks.
+  auto split = [&](std::int64_t most) {
+    const std::int64_t target = std::max<std::int64_t>(1, std::min<std::int64_t>(most, d.target_grid / work));
+    int chunks = 1;
+    while (chunks * 2 <= target) chunks *= 2;
+    return chunks;
+  };
+  const int chunks = split(entries);
+  const int min_entries = std::max(1, d.min_chunk_entries);
+  if ((entries + chunks - 1) / chunks < min_entries && work * chunks > d.min_chunk_entries_above) return split(entries / min_entries);
   return chunks;
 }
 

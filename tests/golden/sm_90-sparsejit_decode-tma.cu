@@ -571,7 +571,7 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
 // keys are streamed into shared memory with 16-byte cp.async copies STAGES deep
 // (fp8: their raw bytes, dequantized in shared memory; fp8 decode on sm_89+ reads K's raw
-// bytes directly, kRawK; kQRegs, not yet on by default, keeps Q's fragments in registers), and every warp reads them
+// bytes directly, kRawK; kQRegs keeps Q's fragments in registers where it pays), and every warp reads them
 // from there with ldmatrix for mma.sync, or (WGMMA, sm_90a prefill) each
 // warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles.
 //
@@ -668,14 +668,17 @@ constexpr bool kRawK = kFp8Half && kDecode && !kTma && kFp8Staged && kHeadDim % 
 constexpr bool kRawV = kFp8Half && kRawShape;  // (kRawK's conditions, and head_dim a multiple of 128)
 static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 #ifndef SJ_Q_REGS
-#define SJ_Q_REGS 0  // off until measured on a GPU (docs/PERF.md, fourteenth session): -DSJ_Q_REGS=1 (SPARSEJIT_EXTRA_FLAGS) builds it
+#define SJ_Q_REGS 1  // -DSJ_Q_REGS=0 (SPARSEJIT_EXTRA_FLAGS) keeps Q in shared memory everywhere
 #endif
 // kRawK with one workgroup per SM's registers (head_dim <= 128): every warp keeps all of Q's A
 // fragments in registers, in kRawK's dim order. It loads them from global memory with the
 // scales while the request is found, and converts them to fp16 before the sub-tile loop, by
 // itself (each warp holds the whole tile, so each finds the same power of two): Q takes no
-// shared memory, no barrier and no ldmatrix per sub-tile.
-constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1;
+// shared memory, no barrier and no ldmatrix per sub-tile. Only where it was measured faster on
+// the H100 (docs/PERF.md, fifteenth session): at most 4 math warps (with 8, each loading and
+// converting all of Q cost 1-1.5%) and G = 16 (all 16 rows live; at G = 8 it was as often
+// slower as faster).
+constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1 && kMathWarps <= 4 && kGroup == 16;
 constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
 struct SjQRegs {
   unsigned a[kQRegGroups][4][4];  // [64-dim group][k-step][A register]
