@@ -75,9 +75,8 @@ Result<std::vector<KernelConfig>> expand_preset(const Preset& p, const std::stri
       s.kv_dtype = v.kv_dtype;
       s.scale_mode = v.scale_mode;
       if (auto st = add(prefill_config(*arch, s)); !st) return st.error();
-      // Exactly the split-K chunk counts the runtime can pick for these shapes (decode_chunks
-      // is non-increasing in total_q and reaches its floor by total_q = target_grid), and the
-      // merge kernel only where decode needs one.
+      // Exactly the split-K chunk counts and launches the runtime can pick for these shapes
+      // (decode_variants), and the merge kernel only where decode needs one.
       for (const auto& [chunks, launch] : decode_variants(*arch, s.num_kv_heads, s.topk)) {
         if (auto st = add(decode_config(*arch, s, chunks, launch)); !st) return st.error();
         if (decode_uses_merge_kernel(*arch, chunks))

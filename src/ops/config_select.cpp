@@ -109,9 +109,9 @@ DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int
 }
 
 std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
-  // decode_chunks is non-increasing in total_q and constant (1) from total_q = target_grid on; from
-  // there the workgroups grow with total_q, so past the tiers' thresholds nothing changes: every
-  // pair shows up by the largest of them.
+  // Every total_q up to the largest threshold is scanned. From total_q = target_grid on,
+  // decode_chunks is 1 (min_chunk_entries only ever lowers it) and the workgroups grow with
+  // total_q, so past the tiers' thresholds nothing changes: every pair shows up by then.
   const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
   const OpTuning& d = arch.decode;
   const std::int64_t last = std::max({std::int64_t(std::max(1, d.target_grid)), (d.large_min_workgroups + kvh - 1) / kvh,
