@@ -2,9 +2,10 @@
 """Merges sparsejit_bench's and triton_baseline.py's JSON lines (and
 decode_floor.py's, when given) into the pictures (per TP shape: decode
 bandwidth vs batch size with the copy ceiling, prefill time vs query length)
-and a markdown table (results.md). Without matplotlib it writes the table and
-says that it drew no pictures. --suffix names another run's files (run.sh's fp8 K/V
-pass: results_fp8.md, decode_bw_tp1_fp8.png, ...); bandwidths count the bytes read
+and a markdown table (results.md; decode rows show both sides' split-K chunk
+counts). Without matplotlib it writes the table and says that it drew no
+pictures. --suffix names another run's files (run.sh's fp8 K/V pass:
+results_fp8.md, decode_bw_tp1_fp8.png, ...); bandwidths count the bytes read
 (fp8 K/V: half of bf16's)."""
 import argparse
 import json
@@ -62,9 +63,9 @@ def main():
     lines.append("")
     lines.append(f"### Decode ({kv}, head_dim 128, topk 16, decode_query_len 1)")
     lines.append("")
-    lines.append("| TP (H,KVH) | model | batch | seq | selected KV MiB read/call | R | ours graph µs | ours eager µs | Triton graph µs | Triton eager µs | "
-                 "Triton/ours (graph) | ours GB/s | ours % copy | Triton GB/s | Triton % copy | err ours | err Triton |")
-    lines.append("|" + "---|" * 17)
+    lines.append("| TP (H,KVH) | model | batch | seq | selected KV MiB read/call | R | split-K chunks ours / Triton | ours graph µs | ours eager µs | "
+                 "Triton graph µs | Triton eager µs | Triton/ours (graph) | ours GB/s | ours % copy | Triton GB/s | Triton % copy | err ours | err Triton |")
+    lines.append("|" + "---|" * 18)
     for r in cases:
         if r["kind"] != "decode":
             continue
@@ -75,7 +76,7 @@ def main():
         tbw = read_bytes(r) / (tb * 1e-6) / 1e9 if tb else None
         ratio = tb / ob if (ob and tb) else None
         lines.append(f"| {r['tp']} ({r['H']},{r['KVH']}) | {r['model']} | {r['batch']} | {r['seq_label']} | {fmt(read_bytes(r) / 2**20)} | {r['R']} | "
-                     f"{fmt(og, 2)} | {fmt(r.get('ours_eager_us'), 2)} | {fmt(tg, 2)} | {fmt(t.get('triton_eager_us'), 2)} | {fmt(ratio, 2)} | "
+                     f"{r.get('num_chunks', '—')} / {t.get('triton_chunks', '—')} | {fmt(og, 2)} | {fmt(r.get('ours_eager_us'), 2)} | {fmt(tg, 2)} | {fmt(t.get('triton_eager_us'), 2)} | {fmt(ratio, 2)} | "
                      f"{fmt(obw, 0)} | {fmt(100 * obw / ceil if (obw and ceil) else None)} | {fmt(tbw, 0)} | "
                      f"{fmt(100 * tbw / ceil if (tbw and ceil) else None)} | {fmt(t.get('err_ours'), 5) if t.get('err_ours') is not None else r.get('error', '—')} | "
                      f"{fmt(t.get('err_triton'), 5) if t.get('err_triton') is not None else t.get('error', '—')} |")

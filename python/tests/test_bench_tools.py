@@ -120,11 +120,11 @@ def test_plot_tables_fp8_runs_by_the_bytes_read(tmp_path):
     common = {"tp": "tp1", "H": 64, "KVH": 4, "model": "corr", "kv_dtype": "fp8_e4m3fn", "scale_mode": "scalar"}
     ours = [{"kind": "info", "device": "H100"}, {"kind": "copy", "GBps_read_plus_write": 3000.0, "ms": 0.7},
             dict(common, kind="decode", name="decode_a", batch=32, seq_label="8192", R=4, kv_bytes=134217728,
-                 kv_read_bytes=67108864, ours_us=25.0, ours_graph_us=25.0),
+                 kv_read_bytes=67108864, ours_us=25.0, ours_graph_us=25.0, num_chunks=1),
             dict(common, kind="prefill", name="prefill_b", seq_label="4096", total_q=4096, sel_mean=15.9, union4=21.0,
                  kv_bytes=1e9, kv_read_bytes=5e8, ours_us=1500.0)]
     tri = [{"kind": "copy", "name": "torch_copy_1GiB", "GBps_read_plus_write": 2990.0},
-           {"name": "decode_a", "triton_us": 30.0, "triton_graph_us": 30.0, "err_ours": 0.002, "err_triton": 0.003},
+           {"name": "decode_a", "triton_us": 30.0, "triton_graph_us": 30.0, "triton_chunks": 2, "err_ours": 0.002, "err_triton": 0.003},
            {"name": "prefill_b", "triton_us": 4500.0, "err_ours": 0.004, "err_triton": 0.005}]
     (tmp_path / "ours_fp8.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ours))
     (tmp_path / "triton_fp8.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tri))
@@ -134,6 +134,6 @@ def test_plot_tables_fp8_runs_by_the_bytes_read(tmp_path):
     md = (tmp_path / "results_fp8.md").read_text()
     assert "### Decode (fp8_e4m3fn K/V, scalar scales," in md and "### Prefill (fp8_e4m3fn K/V, scalar scales," in md
     # 64 MiB read in 25 us: 2684 GB/s, 89.5% of 3000; Triton 30 us: 2237 GB/s, 74.6%
-    assert re.search(r"\| tp1 \(64,4\) \| corr \| 32 \| 8192 \| 64\.0 \| 4 \| 25\.00 \| — \| 30\.00 \| — \| 1\.20 \| 2684 \| 89\.5 \| 2237 \| 74\.6 \| "
+    assert re.search(r"\| tp1 \(64,4\) \| corr \| 32 \| 8192 \| 64\.0 \| 4 \| 1 / 2 \| 25\.00 \| — \| 30\.00 \| — \| 1\.20 \| 2684 \| 89\.5 \| 2237 \| 74\.6 \| "
                      r"0\.00200 \| 0\.00300 \|", md), md
     assert re.search(r"\| tp1 \(64,4\) \| corr \| 4096 \| 4096 \| 15\.90 \| 21\.00 \| 1\.500 \| 4\.500 \| 3\.00 \| 0\.00400 \| 0\.00500 \|", md), md
