@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <tuple>
 
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,9 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "arch_table.h"
+#include "ops/config_select.h"
 
 namespace fs = std::filesystem;
 
@@ -124,6 +128,73 @@ TEST(Cli, EmitPrintsTheSourceAndRejectsBadShapes) {
             std::string::npos);
   auto bogus = run_cli("", "emit --op decode --arch sm_90 --launch huge");
   EXPECT_NE(bogus.exit_code, 0);
+}
+
+// plan: the runtime's choice for every total_q, in contiguous ranges from 1 with no end, as
+// decode_chunks and decode_launch make it; each row's config is the one decode_config builds.
+TEST(Cli, PlanShowsWhatDecodePicksForEveryTotalQ) {
+  auto table = sparsejit::load_arch_table("sm_90");
+  ASSERT_TRUE(table.ok());
+  for (const auto& [heads, kv_heads, kv] : {std::tuple<int, int, std::string>{16, 1, "bf16"}, {64, 4, "fp8_e4m3fn"}, {8, 1, "bf16"}}) {
+    const std::string args = "plan --json --arch sm_90 --num-heads " + std::to_string(heads) + " --num-kv-heads " + std::to_string(kv_heads) +
+                             " --kv-dtype " + kv + (kv == "bf16" ? "" : " --scale-mode scalar");
+    auto r = run_cli("", args);
+    ASSERT_EQ(r.exit_code, 0) << args << ": " << read_file(stderr_path());
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["shape"]["gqa_group"], heads / kv_heads);
+    const auto& rows = j["decode"];
+    ASSERT_GE(rows.size(), 3u);
+    sparsejit::AttnShape s;
+    s.num_heads = heads, s.num_kv_heads = kv_heads, s.head_dim = 128, s.topk = 16;
+    s.kv_dtype = kv == "bf16" ? sparsejit::DType::bf16 : sparsejit::DType::fp8_e4m3fn;
+    s.scale_mode = kv == "bf16" ? sparsejit::ScaleMode::none : sparsejit::ScaleMode::scalar;
+    std::int64_t next = 1;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& row = rows[i];
+      ASSERT_EQ(row["first_total_q"].get<std::int64_t>(), next) << row;
+      const bool last = i + 1 == rows.size();
+      ASSERT_EQ(row["last_total_q"].is_null(), last) << row;
+      const std::int64_t end = last ? next + 300 : row["last_total_q"].get<std::int64_t>();
+      const int chunks = row["chunks"];
+      for (std::int64_t t = next; t <= end; ++t) {
+        ASSERT_EQ(sparsejit::decode_chunks(*table, t, kv_heads, 16), chunks) << args << " total_q " << t;
+        ASSERT_EQ(sparsejit::to_string(sparsejit::decode_launch(*table, t, kv_heads, chunks, 16)), row["launch"].get<std::string>())
+            << args << " total_q " << t;
+      }
+      EXPECT_EQ(row["entries_per_chunk"].get<int>(), (16 + chunks - 1) / chunks);
+      EXPECT_EQ(row["first_workgroups"].get<std::int64_t>(), next * kv_heads * chunks);
+      for (auto l : {sparsejit::DecodeLaunch::base, sparsejit::DecodeLaunch::small, sparsejit::DecodeLaunch::large, sparsejit::DecodeLaunch::huge})
+        if (row["launch"] == sparsejit::to_string(l))
+          EXPECT_EQ(row["kernel"]["config_key"], sparsejit::decode_config(*table, s, chunks, l).config_key()) << row;
+      EXPECT_EQ(row.contains("merge_kernel"), row["merge"] == "kernel") << row;
+      next = end + 1;
+    }
+    // sm_90's split-K rule: 8 requests of one kv head take 8 two-entry chunks on the small launch.
+    if (kv_heads == 1) {
+      bool seen = false;
+      for (const auto& row : rows)
+        if (row["first_total_q"].get<int>() <= 8 && (row["last_total_q"].is_null() || row["last_total_q"].get<int>() >= 8)) {
+          EXPECT_EQ(row["chunks"], 8);
+          EXPECT_EQ(row["launch"], "small_batch");
+          seen = true;
+        }
+      EXPECT_TRUE(seen);
+    }
+  }
+  // The text form, and bad shapes named by their flags.
+  auto text = run_cli("", "plan --arch sm_90 --num-heads 16 --num-kv-heads 1");
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("sm_90: 16 query heads, 1 kv head (G 16)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("256+"), std::string::npos) << text.out;
+  auto uneven = run_cli("", "plan --json --arch sm_90 --num-heads 12 --num-kv-heads 8");
+  EXPECT_EQ(uneven.exit_code, 1);
+  EXPECT_NE(nlohmann::json::parse(uneven.out)["error"]["message"].get<std::string>().find("--num-heads 12 must be a multiple of --num-kv-heads 8"),
+            std::string::npos);
+  auto wide = run_cli("", "plan --json --arch sm_90 --num-heads 64 --num-kv-heads 2");
+  EXPECT_EQ(wide.exit_code, 1);
+  EXPECT_NE(nlohmann::json::parse(wide.out)["error"]["message"].get<std::string>().find("32 query heads per kv head"), std::string::npos);
+  EXPECT_NE(run_cli("", "plan --arch sm_90 --topk 0").exit_code, 0);
+  EXPECT_NE(run_cli("", "plan --num-heads 8").exit_code, 0);  // --arch is required
 }
 
 // The README's main command, step by step, for one NVIDIA and one AMD target.

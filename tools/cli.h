@@ -22,6 +22,7 @@ void add_compile(CLI::App& app, Globals& g);
 void add_warm(CLI::App& app, Globals& g);
 void add_cache(CLI::App& app, Globals& g);
 void add_inspect(CLI::App& app, Globals& g);
+void add_plan(CLI::App& app, Globals& g);
 
 // Shape flags shared by emit/compile/inspect: either --config FILE or the flags.
 struct ShapeFlags {

@@ -1,5 +1,5 @@
 // sparsejit: warm, emit, compile (and the out-of-process compile helper),
-// inspect, cache administration, archs.
+// inspect, cache administration, archs, plan.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sparsejit::cli::add_warm(app, g);
   sparsejit::cli::add_cache(app, g);
   sparsejit::cli::add_inspect(app, g);
+  sparsejit::cli::add_plan(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -108,19 +108,30 @@ DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int
   return DecodeLaunch::base;
 }
 
-std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
+std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
   // Every total_q up to the largest threshold is scanned. From total_q = target_grid on,
   // decode_chunks is 1 (min_chunk_entries only ever lowers it) and the workgroups grow with
-  // total_q, so past the tiers' thresholds nothing changes: every pair shows up by then.
+  // total_q, so past the tiers' thresholds nothing changes: the last range has no end.
   const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
   const OpTuning& d = arch.decode;
   const std::int64_t last = std::max({std::int64_t(std::max(1, d.target_grid)), (d.large_min_workgroups + kvh - 1) / kvh,
                                       (d.huge_min_workgroups + kvh - 1) / kvh, std::int64_t(d.small_max_workgroups) / kvh}) +
                             1;
-  std::vector<std::pair<int, DecodeLaunch>> out;
+  std::vector<DecodeSplit> out;
   for (std::int64_t t = 1; t <= last; ++t) {
     const int chunks = decode_chunks(arch, t, kvh, topk);
-    const std::pair<int, DecodeLaunch> v{chunks, decode_launch(arch, t, kvh, chunks, topk)};
+    const DecodeLaunch launch = decode_launch(arch, t, kvh, chunks, topk);
+    if (!out.empty() && out.back().chunks == chunks && out.back().launch == launch) continue;
+    if (!out.empty()) out.back().last_total_q = t - 1;
+    out.push_back({t, -1, chunks, launch});
+  }
+  return out;
+}
+
+std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
+  std::vector<std::pair<int, DecodeLaunch>> out;
+  for (const DecodeSplit& r : decode_plan(arch, num_kv_heads, topk)) {
+    const std::pair<int, DecodeLaunch> v{r.chunks, r.launch};
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
   }
   return out;

@@ -18,7 +18,9 @@ struct AttnShape {
   ScaleMode scale_mode = ScaleMode::none;
 };
 
-// Split-K chunks for decode: the largest power of two <= min(topk, target_grid / (total_q * num_kv_heads)), at least 1.
+// Split-K chunks for decode: the largest power of two <= min(topk, target_grid / (total_q * num_kv_heads)),
+// at least 1; where chunks would walk fewer than the table's min_chunk_entries top-k entries on
+// more than min_chunk_entries_above workgroups, the largest within topk / min_chunk_entries.
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk);
 // Whether decode with `chunks` needs the separate merge kernel (and the workspace for
 // its partials): not for one chunk, nor for up to the table's max_cluster chunks,
@@ -36,6 +38,14 @@ enum class DecodeLaunch : std::uint8_t {
 const char* to_string(DecodeLaunch l);
 // The launch a decode of this size takes (a pure function of shapes, like the chunk count).
 DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk);
+// What decode picks by size for these shapes: consecutive total_q ranges with one (chunks,
+// launch) pair each, from total_q 1; the last range has no end (last_total_q -1).
+struct DecodeSplit {
+  std::int64_t first_total_q = 1, last_total_q = -1;
+  int chunks = 1;
+  DecodeLaunch launch = DecodeLaunch::base;
+};
+std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
 // Every (chunks, launch) pair decode can pick for these shapes, for warming.
 std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
 KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch = DecodeLaunch::base);
