@@ -186,6 +186,12 @@ TEST(Cli, PlanShowsWhatDecodePicksForEveryTotalQ) {
   ASSERT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("sm_90: 16 query heads, 1 kv head (G 16)"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("256+"), std::string::npos) << text.out;
+  // bf16's huge launch does not fit two workgroups per SM on sm_90: it runs large's config, and says so.
+  EXPECT_NE(text.out.find("huge_batch*"), std::string::npos) << text.out;
+  auto fp8 = nlohmann::json::parse(run_cli("", "plan --json --arch sm_90 --kv-dtype fp8_e4m3fn --scale-mode scalar").out);
+  EXPECT_EQ(fp8["decode"].back()["launch"], "huge_batch");
+  EXPECT_EQ(fp8["decode"].back()["launch_config"], "huge_batch");
+  EXPECT_EQ(fp8["decode"].back()["kernel"]["min_blocks"], 2);
   auto uneven = run_cli("", "plan --json --arch sm_90 --num-heads 12 --num-kv-heads 8");
   EXPECT_EQ(uneven.exit_code, 1);
   EXPECT_NE(nlohmann::json::parse(uneven.out)["error"]["message"].get<std::string>().find("--num-heads 12 must be a multiple of --num-kv-heads 8"),

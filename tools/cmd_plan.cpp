@@ -74,8 +74,11 @@ Result<nlohmann::json> make_plan(const PlanFlags& f) {
   out["prefill"] = *pj;
   out["decode"] = nlohmann::json::array();
   for (const DecodeSplit& r : decode_plan(*table, s.num_kv_heads, s.topk)) {
-    auto dj = kernel(decode_config(*table, s, r.chunks, r.launch));
+    const KernelConfig dc = decode_config(*table, s, r.chunks, r.launch);
+    auto dj = kernel(dc);
     if (!dj) return dj.error();
+    // huge_batch takes large_batch's config where its min_blocks workgroups do not fit an SM.
+    const bool as_large = r.launch == DecodeLaunch::huge && dc.config_key() == decode_config(*table, s, r.chunks, DecodeLaunch::large).config_key();
     nlohmann::json row = {{"first_total_q", r.first_total_q},
                           {"last_total_q", r.last_total_q < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.last_total_q)},
                           {"chunks", r.chunks},
@@ -83,6 +86,7 @@ Result<nlohmann::json> make_plan(const PlanFlags& f) {
                           {"first_workgroups", r.first_total_q * s.num_kv_heads * r.chunks},
                           {"last_workgroups", r.last_total_q < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.last_total_q * s.num_kv_heads * r.chunks)},
                           {"launch", to_string(r.launch)},
+                          {"launch_config", as_large ? "large_batch" : to_string(r.launch)},
                           {"merge", r.chunks == 1 ? "none" : decode_uses_merge_kernel(*table, r.chunks) ? "kernel" : "cluster"},
                           {"kernel", *dj}};
     if (decode_uses_merge_kernel(*table, r.chunks)) {
@@ -110,15 +114,19 @@ void print_plan(const nlohmann::json& p) {
             << std::setw(8) << "blocks" << std::setw(5) << "tma" << std::setw(9) << "merge"
             << "config\n";
   auto bound = [](const nlohmann::json& v) { return v.is_null() ? std::int64_t(-1) : v.get<std::int64_t>(); };
+  bool as_large = false;
   for (const auto& r : p["decode"]) {
+    const bool note = r["launch_config"] != r["launch"];
+    as_large = as_large || note;
     const auto& k = r["kernel"];
     std::cout << "  " << std::left << std::setw(10) << range(r["first_total_q"], bound(r["last_total_q"])) << std::setw(8)
               << r["chunks"].get<int>() << std::setw(9) << r["entries_per_chunk"].get<int>() << std::setw(12)
-              << range(r["first_workgroups"], bound(r["last_workgroups"])) << std::setw(13) << r["launch"].get<std::string>() << std::setw(9)
+              << range(r["first_workgroups"], bound(r["last_workgroups"])) << std::setw(13) << r["launch"].get<std::string>() + (note ? "*" : "") << std::setw(9)
               << k["threads"].get<int>() << std::setw(7) << k["sub_k"].get<int>() << std::setw(8) << k["stages"].get<int>() << std::setw(8)
               << k["min_blocks"].get<int>() << std::setw(5) << (k["tma"].get<bool>() ? "yes" : "no") << std::setw(9)
               << r["merge"].get<std::string>() << k["config_key"].get<std::string>() << "\n";
   }
+  if (as_large) std::cout << "  * huge_batch takes large_batch's config here: its min_blocks workgroups do not fit an SM's shared memory\n";
 }
 
 }  // namespace
