@@ -70,6 +70,14 @@ bool can_build(const std::string& target) {
   return false;
 }
 
+// A command that must fail: exit code 1 and the message of its --json error ("" otherwise).
+std::string cli_error(const std::string& args) {
+  auto r = run_cli("", args + " --json");
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (r.exit_code != 1 || j.is_discarded() || !j.contains("error")) return "";
+  return j["error"]["message"].get<std::string>();
+}
+
 }  // namespace
 
 TEST(Cli, ReadmeHasExactlyTheTwoSetupCommandsAndCiRunsTheTestOne) {
@@ -122,9 +130,7 @@ TEST(Cli, EmitPrintsTheSourceAndRejectsBadShapes) {
   auto base = run_cli("", "emit --op decode --arch sm_90 --chunks 16");
   ASSERT_EQ(base.exit_code, 0);
   EXPECT_EQ(base.out.find("\"tma\":true"), std::string::npos);
-  auto wrong_op = run_cli("", "emit --op prefill --arch sm_90 --launch small_batch --json");
-  EXPECT_NE(wrong_op.exit_code, 0);
-  EXPECT_NE(nlohmann::json::parse(wrong_op.out)["error"]["message"].get<std::string>().find("--launch small_batch applies to --op decode only"),
+  EXPECT_NE(cli_error("emit --op prefill --arch sm_90 --launch small_batch").find("--launch small_batch applies to --op decode only"),
             std::string::npos);
   auto bogus = run_cli("", "emit --op decode --arch sm_90 --launch huge");
   EXPECT_NE(bogus.exit_code, 0);
@@ -192,13 +198,10 @@ TEST(Cli, PlanShowsWhatDecodePicksForEveryTotalQ) {
   EXPECT_EQ(fp8["decode"].back()["launch"], "huge_batch");
   EXPECT_EQ(fp8["decode"].back()["launch_config"], "huge_batch");
   EXPECT_EQ(fp8["decode"].back()["kernel"]["min_blocks"], 2);
-  auto uneven = run_cli("", "plan --json --arch sm_90 --num-heads 12 --num-kv-heads 8");
-  EXPECT_EQ(uneven.exit_code, 1);
-  EXPECT_NE(nlohmann::json::parse(uneven.out)["error"]["message"].get<std::string>().find("--num-heads 12 must be a multiple of --num-kv-heads 8"),
+  EXPECT_NE(cli_error("plan --arch sm_90 --num-heads 12 --num-kv-heads 8").find("--num-heads 12 must be a multiple of --num-kv-heads 8"),
             std::string::npos);
-  auto wide = run_cli("", "plan --json --arch sm_90 --num-heads 64 --num-kv-heads 2");
-  EXPECT_EQ(wide.exit_code, 1);
-  EXPECT_NE(nlohmann::json::parse(wide.out)["error"]["message"].get<std::string>().find("32 query heads per kv head"), std::string::npos);
+  EXPECT_NE(cli_error("plan --arch sm_90 --num-heads 64 --num-kv-heads 2").find("32 query heads per kv head"), std::string::npos);
+  EXPECT_NE(cli_error("plan --arch sm_90 --kv-dtype int4").find("--kv-dtype int4 is invalid"), std::string::npos);
   EXPECT_NE(run_cli("", "plan --arch sm_90 --topk 0").exit_code, 0);
   EXPECT_NE(run_cli("", "plan --num-heads 8").exit_code, 0);  // --arch is required
 }
