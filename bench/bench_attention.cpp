@@ -4,8 +4,10 @@
 // can rebuild the identical tensors, time the Triton baseline on them and check
 // both implementations against a float64 reference.
 //
-//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
+//   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--batches N[,N...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
 //   --filter: only the cases whose name holds one of the comma-separated substrings
+//   --batches: decode's batch sizes at seq 8192 and 32768 (default 1,8,32,64,128), e.g. to time
+//     where the split-K rule changes (`sparsejit plan` shows it)
 //   --kv-fp8: K/V as fp8 e4m3fn with scalar scales (K 0.5, V 0.25)
 //   --kv-fp8-pth: the same with per-(kv head, token) scales: the float at index i of all
 //     replicas' scales (each replica: K's [kv head][token], then V's) is 0.25 + 0.125 (i % 7)
@@ -34,6 +36,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -60,7 +63,25 @@ struct Options {
   bool quick = false, gen_only = false;
   bool kv_fp8 = false;  // K/V as fp8 e4m3fn (random, from chunk_kv.fp8) with scalar scales
   bool kv_fp8_pth = false;  // ... with per-(kv head, token) scales instead (each replica set its own)
+  std::vector<int> batches = {1, 8, 32, 64, 128};  // decode batch sizes at seq 8192 and 32768
 };
+
+// --batches: comma-separated batch sizes, each 1..4096 (nullopt: not such a list).
+std::optional<std::vector<int>> parse_batches(const std::string& text) {
+  std::vector<int> out;
+  std::size_t b = 0;
+  while (b <= text.size()) {
+    std::size_t e = text.find(',', b);
+    if (e == std::string::npos) e = text.size();
+    const std::string item = text.substr(b, e - b);
+    if (item.empty() || item.size() > 4 || item.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    const int v = std::stoi(item);
+    if (v < 1 || v > 4096) return std::nullopt;
+    out.push_back(v);
+    b = e + 1;
+  }
+  return out;
+}
 
 std::uint16_t to_bf16(float f) {
   std::uint32_t u;
@@ -577,8 +598,18 @@ int main_impl(int argc, char** argv) {
     else if (a == "--gen-only") opt.gen_only = true;
     else if (a == "--kv-fp8") opt.kv_fp8 = true;
     else if (a == "--kv-fp8-pth") opt.kv_fp8 = opt.kv_fp8_pth = true;
-    else {
-      std::fprintf(stderr, "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]\n");
+    else if (a == "--batches") {
+      const std::string v = next();
+      auto b = parse_batches(v);
+      if (!b) {
+        std::fprintf(stderr, "--batches %s: expected comma-separated batch sizes, each 1..4096\n", v.c_str());
+        return 1;
+      }
+      opt.batches = *b;
+    } else {
+      std::fprintf(stderr,
+                   "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--batches N[,N...]] [--quick] [--gen-only] "
+                   "[--kv-fp8] [--kv-fp8-pth]\n");
       return 1;
     }
   }
@@ -603,7 +634,7 @@ int main_impl(int argc, char** argv) {
   for (const auto& s : shapes)
     for (const std::string model : {"corr", "unif"}) {
       for (int seq : {8192, 32768})
-        for (int b : {1, 8, 32, 64, 128})
+        for (int b : opt.batches)
           problems.push_back(make_decode(s.tp, s.H, s.KVH, model, std::vector<std::int32_t>(b, seq), std::to_string(seq), seed++));
       problems.push_back(make_decode(s.tp, s.H, s.KVH, model, ragged_decode, "ragged", seed++));
       problems.push_back(make_prefill(s.tp, s.H, s.KVH, model, {4096}, {0}, "4096", seed++));

@@ -28,9 +28,9 @@ struct RunResult {
   std::string out;
 };
 
-// Runs the CLI with `env` prefixed; stdout captured, stderr to a file.
-RunResult run_cli(const std::string& env, const std::string& args) {
-  const std::string cmd = env + " " + SPARSEJIT_CLI + " " + args + " 2>" + stderr_path();
+// Runs `program` with `env` prefixed; stdout captured, stderr to a file.
+RunResult run_program(const std::string& program, const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " + program + " " + args + " 2>" + stderr_path();
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -41,6 +41,8 @@ RunResult run_cli(const std::string& env, const std::string& args) {
   r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
 }
+
+RunResult run_cli(const std::string& env, const std::string& args) { return run_program(SPARSEJIT_CLI, env, args); }
 
 struct TempDir {
   fs::path path;
@@ -204,6 +206,25 @@ TEST(Cli, PlanShowsWhatDecodePicksForEveryTotalQ) {
   EXPECT_NE(cli_error("plan --arch sm_90 --kv-dtype int4").find("--kv-dtype int4 is invalid"), std::string::npos);
   EXPECT_NE(run_cli("", "plan --arch sm_90 --topk 0").exit_code, 0);
   EXPECT_NE(run_cli("", "plan --num-heads 8").exit_code, 0);  // --arch is required
+}
+
+// The benchmark's --batches picks decode's batch sizes (to time where `plan`'s ranges change);
+// --gen-only writes the cases without a GPU. A bad list is refused by name.
+TEST(Cli, BenchBatchesChooseTheDecodeCases) {
+  TempDir t;
+  const std::string out = (t.path / "cases.jsonl").string();
+  auto r = run_program(SPARSEJIT_BENCH, "", "--gen-only --batches 2,5 --filter tp4_corr_B --dump-dir " + (t.path / "dump").string() + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << read_file(stderr_path());
+  std::set<std::string> names;
+  std::ifstream in(out);
+  for (std::string line; std::getline(in, line);) names.insert(nlohmann::json::parse(line)["name"].get<std::string>());
+  EXPECT_EQ(names, (std::set<std::string>{"decode_tp4_corr_B2_S8192", "decode_tp4_corr_B5_S8192", "decode_tp4_corr_B2_S32768",
+                                          "decode_tp4_corr_B5_S32768", "decode_tp4_corr_B16_Sragged"}));
+  for (const char* bad : {"0,3", "3,,4", "x", "5000", ""}) {
+    auto b = run_program(SPARSEJIT_BENCH, "", std::string("--gen-only --batches '") + bad + "'");
+    EXPECT_EQ(b.exit_code, 1) << bad;
+    EXPECT_NE(read_file(stderr_path()).find("--batches"), std::string::npos) << bad;
+  }
 }
 
 // The README's main command, step by step, for one NVIDIA and one AMD target.
