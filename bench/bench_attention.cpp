@@ -66,19 +66,25 @@ struct Options {
   std::vector<int> batches = {1, 8, 32, 64, 128};  // decode batch sizes at seq 8192 and 32768
 };
 
+// The items of a comma-separated list, empty ones included ("a,,b": "a", "", "b").
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  for (std::size_t b = 0, e; b <= text.size(); b = e + 1) {
+    e = text.find(',', b);
+    if (e == std::string::npos) e = text.size();
+    out.push_back(text.substr(b, e - b));
+  }
+  return out;
+}
+
 // --batches: comma-separated batch sizes, each 1..4096 (nullopt: not such a list).
 std::optional<std::vector<int>> parse_batches(const std::string& text) {
   std::vector<int> out;
-  std::size_t b = 0;
-  while (b <= text.size()) {
-    std::size_t e = text.find(',', b);
-    if (e == std::string::npos) e = text.size();
-    const std::string item = text.substr(b, e - b);
+  for (const std::string& item : split_commas(text)) {
     if (item.empty() || item.size() > 4 || item.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
     const int v = std::stoi(item);
     if (v < 1 || v > 4096) return std::nullopt;
     out.push_back(v);
-    b = e + 1;
   }
   return out;
 }
@@ -651,12 +657,8 @@ int main_impl(int argc, char** argv) {
     for (auto& P : problems)
       if (P.kind == "decode") P.R = replicas(read_bytes(P, opt));
   if (!opt.filter.empty()) {  // comma-separated substrings: a case runs if its name holds any of them
-    std::vector<std::string> subs;
-    for (std::size_t b = 0, e; b <= opt.filter.size(); b = e + 1) {
-      e = opt.filter.find(',', b);
-      if (e == std::string::npos) e = opt.filter.size();
-      if (e > b) subs.push_back(opt.filter.substr(b, e - b));
-    }
+    std::vector<std::string> subs = split_commas(opt.filter);
+    subs.erase(std::remove(subs.begin(), subs.end(), std::string()), subs.end());
     auto wanted = [&](const Problem& P) {
       return std::any_of(subs.begin(), subs.end(), [&](const std::string& sub) { return P.name.find(sub) != std::string::npos; });
     };
@@ -666,9 +668,9 @@ int main_impl(int argc, char** argv) {
   if (opt.gen_only) {
     for (const auto& P : problems) {
       json j = problem_json(P, opt);
+      dump_inputs(P, j, opt);
       j.erase("seq_lens"), j.erase("prefix_lens"), j.erase("cu_seqlens_q");
       emit(j);
-      dump_inputs(P, problem_json(P, opt), opt);
     }
     return 0;
   }
