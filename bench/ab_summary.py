@@ -12,13 +12,15 @@ import json
 import os
 import sys
 
+from bench_rows import read_bytes
+
 
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     outdir, sides = sys.argv[1], sys.argv[2].split(",")
     times = collections.defaultdict(lambda: collections.defaultdict(list))
-    kv_bytes, copy, errors = {}, [], collections.defaultdict(dict)
+    read, copy, errors = {}, [], collections.defaultdict(dict)
     for side in sides:
         files = glob.glob(os.path.join(outdir, f"{side}_*.jsonl"))
         if not files:
@@ -36,9 +38,7 @@ def main():
                             continue
                         t = j.get("ours_graph_us") if j["kind"] == "decode" else None
                         times[j["name"]][side].append(t if t is not None else j["ours_us"])
-                        # the bench counts kv_bytes in bf16; fp8 K/V read half of them
-                        fp8 = str(j.get("kv_dtype", "")).startswith("fp8")
-                        kv_bytes[j["name"]] = j["kv_bytes"] / 2 if fp8 and j.get("kv_bytes") else j.get("kv_bytes")
+                        read[j["name"]] = read_bytes(j)
     ceiling = max(copy) if copy else None
     print(f"copy ceiling (best of the run): {ceiling:.1f} GB/s" if ceiling else "no copy measurement")
     print("| case | " + " | ".join(sides) + f" | {sides[-1]} vs {sides[0]} | all |")
@@ -50,8 +50,8 @@ def main():
             best.append(v[0] if v else None)
             if not v:
                 cells.append(f"error: {errors[name][side]}" if side in errors[name] else "-")
-            elif name.startswith("decode") and ceiling and kv_bytes.get(name):
-                cells.append(f"{v[0]:.2f} ({kv_bytes[name] / (v[0] * 1e-6) / 1e9 / ceiling * 100:.1f}%)")
+            elif name.startswith("decode") and ceiling and read.get(name):
+                cells.append(f"{v[0]:.2f} ({read[name] / (v[0] * 1e-6) / 1e9 / ceiling * 100:.1f}%)")
             else:
                 cells.append(f"{v[0]:.2f}")
         delta = f"{(best[-1] / best[0] - 1) * 100:+.2f}%" if best[0] and best[-1] else "-"

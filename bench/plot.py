@@ -13,16 +13,13 @@ import math
 import os
 import sys
 
+from bench_rows import read_bytes
+
 
 def load(path):
     if not os.path.exists(path):
         return []
     return [json.loads(l) for l in open(path) if l.strip()]
-
-
-def read_bytes(r):
-    """Selected KV bytes one call reads (older runs: kv_bytes alone, bf16)."""
-    return r.get("kv_read_bytes", r["kv_bytes"])
 
 
 def fmt(x, nd=1):
@@ -47,9 +44,10 @@ def main():
     ceil = copy.get("GBps_read_plus_write")
     cases = [r for r in ours if r.get("kind") in ("decode", "prefill")]
     kv = next((r.get("kv_dtype", "bf16") for r in cases), "bf16")
+    title_kv = ""  # the pictures' titles
     if kv != "bf16":
         mode = next((r.get("scale_mode") for r in cases), None)
-        kv = f"{kv} K/V, {mode} scales"
+        kv, title_kv = f"{kv} K/V, {mode} scales", ", fp8 K/V"
     for r in cases:
         t = tri.get(r["name"], {})
         r["t"] = t
@@ -141,7 +139,7 @@ def main():
                 ax.axhline(ceil, color="k", ls=":", label="D2D copy ceiling")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("batch (requests, 1 query each)")
-            ax.set_title(f"decode {tp} (H={H}, KVH={KVH}), seq {seq}" + ("" if kv == "bf16" else ", fp8 K/V"))
+            ax.set_title(f"decode {tp} (H={H}, KVH={KVH}), seq {seq}" + title_kv)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("selected KV bytes / time (GB/s)")
         axes[1].legend(fontsize=8)
@@ -162,7 +160,7 @@ def main():
         ax.set_yscale("log")
         ax.set_xlabel("query tokens (one request, prefix 0)")
         ax.set_ylabel("time (ms)")
-        ax.set_title(f"prefill {tp} (H={H}, KVH={KVH})" + ("" if kv == "bf16" else ", fp8 K/V"))
+        ax.set_title(f"prefill {tp} (H={H}, KVH={KVH})" + title_kv)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         fig.tight_layout()

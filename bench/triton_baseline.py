@@ -37,6 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
+from bench_rows import read_bytes
+
 BLK = 128
 CHUNK = None  # the random bf16 chunk (device), set in main()
 CHUNK_KV = None  # the random e4m3fn chunk (device, uint8), when the run is fp8's
@@ -396,7 +398,7 @@ def run_case(m, dump, quick):
             res["graph_error"] = repr(e)[:300]
         best = res["triton_graph_us"] if res["triton_graph_us"] is not None else res["triton_eager_us"]
         res["triton_us"] = best
-        res["triton_GBps"] = m.get("kv_read_bytes", m["kv_bytes"]) / (best * 1e-6) / 1e9
+        res["triton_GBps"] = read_bytes(m) / (best * 1e-6) / 1e9
     else:
         reps = 3 if quick else 5
         f(sets[0], scales[0])
