@@ -24,6 +24,13 @@ void add_cache(CLI::App& app, Globals& g);
 void add_inspect(CLI::App& app, Globals& g);
 void add_plan(CLI::App& app, Globals& g);
 
+// --q-dtype, --kv-dtype and --scale-mode, parsed; an error names the flag.
+struct DtypeFlags {
+  DType q, kv;
+  ScaleMode scale_mode;
+};
+Result<DtypeFlags> parse_dtype_flags(const std::string& q_dtype, const std::string& kv_dtype, const std::string& scale_mode);
+
 // Shape flags shared by emit/compile/inspect: either --config FILE or the flags.
 struct ShapeFlags {
   std::string op = "prefill";

@@ -3,7 +3,6 @@
 // and kernel. Shows where the arch table's thresholds fall (docs/ARCH_TABLES.md).
 #include <iomanip>
 #include <iostream>
-#include <sstream>
 
 #include "arch_table.h"
 #include "cli.h"
@@ -35,12 +34,8 @@ std::string range(std::int64_t first, std::int64_t last) {
 Result<nlohmann::json> make_plan(const PlanFlags& f) {
   auto table = load_arch_table(f.arch);
   if (!table) return table.error();
-  auto q = parse_dtype(f.q_dtype);
-  if (!q) return make_error("config", "--q-dtype " + f.q_dtype + " is invalid: must be bf16 or fp16");
-  auto kv = parse_dtype(f.kv_dtype);
-  if (!kv) return make_error("config", "--kv-dtype " + f.kv_dtype + " is invalid");
-  auto sm = parse_scale_mode(f.scale_mode);
-  if (!sm) return make_error("config", "--scale-mode " + f.scale_mode + " is invalid: must be none, scalar or per_token_head");
+  auto dt = parse_dtype_flags(f.q_dtype, f.kv_dtype, f.scale_mode);
+  if (!dt) return dt.error();
   if (f.num_heads % f.num_kv_heads != 0)
     return make_error("config", "--num-heads " + std::to_string(f.num_heads) + " must be a multiple of --num-kv-heads " + std::to_string(f.num_kv_heads));
   if (f.num_heads / f.num_kv_heads > 16)
@@ -48,7 +43,7 @@ Result<nlohmann::json> make_plan(const PlanFlags& f) {
                                     " is " + std::to_string(f.num_heads / f.num_kv_heads) + " query heads per kv head: at most 16 are supported");
   AttnShape s;
   s.num_heads = f.num_heads, s.num_kv_heads = f.num_kv_heads, s.head_dim = f.head_dim, s.topk = f.topk;
-  s.q_dtype = *q, s.kv_dtype = *kv, s.scale_mode = *sm;
+  s.q_dtype = dt->q, s.kv_dtype = dt->kv, s.scale_mode = dt->scale_mode;
   auto kernel = [&](const KernelConfig& c) -> Result<nlohmann::json> {
     if (auto st = c.validate(); !st) return st.error();
     nlohmann::json j = launch_json(c);
@@ -64,9 +59,9 @@ Result<nlohmann::json> make_plan(const PlanFlags& f) {
                           {"gqa_group", f.num_heads / f.num_kv_heads},
                           {"head_dim", f.head_dim},
                           {"topk", f.topk},
-                          {"q_dtype", to_string(*q)},
-                          {"kv_dtype", to_string(*kv)},
-                          {"scale_mode", to_string(*sm)}}}};
+                          {"q_dtype", to_string(dt->q)},
+                          {"kv_dtype", to_string(dt->kv)},
+                          {"scale_mode", to_string(dt->scale_mode)}}}};
   const KernelConfig pre = prefill_config(*table, s);
   auto pj = kernel(pre);
   if (!pj) return pj.error();

@@ -27,6 +27,16 @@ void ShapeFlags::add_to(CLI::App& cmd) {
       ->check(CLI::IsMember({"base", "small_batch", "large_batch", "huge_batch"}));
 }
 
+Result<DtypeFlags> parse_dtype_flags(const std::string& q_dtype, const std::string& kv_dtype, const std::string& scale_mode) {
+  auto q = parse_dtype(q_dtype);
+  if (!q) return make_error("config", "--q-dtype " + q_dtype + " is invalid: must be bf16 or fp16");
+  auto kv = parse_dtype(kv_dtype);
+  if (!kv) return make_error("config", "--kv-dtype " + kv_dtype + " is invalid");
+  auto sm = parse_scale_mode(scale_mode);
+  if (!sm) return make_error("config", "--scale-mode " + scale_mode + " is invalid: must be none, scalar or per_token_head");
+  return DtypeFlags{*q, *kv, *sm};
+}
+
 Result<KernelConfig> ShapeFlags::resolve() const {
   if (!config_file.empty()) {
     std::ifstream in(config_file);
@@ -40,20 +50,16 @@ Result<KernelConfig> ShapeFlags::resolve() const {
   if (arch.empty()) return make_error("config", "--arch is required (or --config FILE)");
   auto table = load_arch_table(arch);
   if (!table) return table.error();
-  auto q = parse_dtype(q_dtype);
-  if (!q) return make_error("config", "--q-dtype " + q_dtype + " is invalid: must be bf16 or fp16");
-  auto kv = parse_dtype(kv_dtype);
-  if (!kv) return make_error("config", "--kv-dtype " + kv_dtype + " is invalid");
-  auto sm = parse_scale_mode(scale_mode);
-  if (!sm) return make_error("config", "--scale-mode " + scale_mode + " is invalid: must be none, scalar or per_token_head");
+  auto dt = parse_dtype_flags(q_dtype, kv_dtype, scale_mode);
+  if (!dt) return dt.error();
   AttnShape s;
   s.num_kv_heads = 1;
   s.num_heads = gqa_group;
   s.head_dim = head_dim;
   s.topk = topk;
-  s.q_dtype = *q;
-  s.kv_dtype = *kv;
-  s.scale_mode = *sm;
+  s.q_dtype = dt->q;
+  s.kv_dtype = dt->kv;
+  s.scale_mode = dt->scale_mode;
   DecodeLaunch dl = DecodeLaunch::base;
   for (DecodeLaunch l : {DecodeLaunch::small, DecodeLaunch::large, DecodeLaunch::huge})
     if (launch == to_string(l)) dl = l;
@@ -62,7 +68,7 @@ Result<KernelConfig> ShapeFlags::resolve() const {
   const int n = chunks > 0 ? chunks : 1;
   if (op == "prefill") c = prefill_config(*table, s);
   else if (op == "decode") c = decode_config(*table, s, n, dl);
-  else c = merge_config(*table, head_dim, *q, n);
+  else c = merge_config(*table, head_dim, dt->q, n);
   if (sub_k > 0 && c.op != Op::merge) c.sub_k = sub_k;
   if (threads > 0) c.launch.threads = threads;
   if (auto st = c.validate(); !st) return st.error();
