@@ -2,8 +2,6 @@
 // every op for every AMD target and sm_90, checked at the ELF level.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <memory>
 
 #include "arch_table.h"
@@ -12,9 +10,9 @@
 #include "kernel_builder.h"
 #include "knobs.h"
 #include "ops/config_select.h"
+#include "reliability_util.h"
 
 using namespace sparsejit;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -32,23 +30,16 @@ unsigned u32_at(const std::vector<std::uint8_t>& b, size_t off) {
 
 class KernelCompile : public ::testing::TestWithParam<Case> {};
 
-// A kernel cache in a fresh temporary directory, removed with it, and a builder on it.
+// A kernel cache in a fresh scratch directory (removed with it), and a builder on it.
 struct TempCache {
-  fs::path dir;
-  std::unique_ptr<KernelCache> cache;
+  testing_util::ScratchDir dir{"kc"};
+  std::shared_ptr<KernelCache> cache;  // (declared after dir: it goes first)
   TempCache() {
-    char tmpl[] = "/tmp/sparsejit-kc-XXXXXX";
-    dir = mkdtemp(tmpl);
     CacheSettings settings;
-    settings.user_dir = dir.string();
-    cache = std::make_unique<KernelCache>(settings);
+    settings.user_dir = dir.path;
+    cache = std::make_shared<KernelCache>(settings);
   }
-  ~TempCache() {
-    cache.reset();
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  KernelBuilder builder() const { return KernelBuilder(std::shared_ptr<KernelCache>(cache.get(), [](KernelCache*) {})); }
+  KernelBuilder builder() const { return KernelBuilder(cache); }
 };
 
 }  // namespace
@@ -95,9 +86,6 @@ INSTANTIATE_TEST_SUITE_P(Targets, KernelCompile,
                                            Case{"gfx90a", "clang", 224, 0x3f}, Case{"gfx90a", "hiprtc", 224, 0x3f}),
                          [](const auto& info) { return std::string(info.param.target) + "_" + info.param.backend; });
 
-// fp8 decode with Q's fragments in registers (attention_nv.cu's kQRegs) is off by default until a
-// GPU measures it; -DSJ_Q_REGS=1 builds it. It must keep compiling for every launch tier that
-// takes it, without local memory.
 // kQRegs (Q's fragments in registers, fp8 decode) is on where the H100 measured it faster: G = 16
 // with at most 4 math warps (the base and small launches). There the object differs from the
 // -DSJ_Q_REGS=0 build and has no local memory; elsewhere (G < 16, the large launch's 8 math
