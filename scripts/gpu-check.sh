@@ -30,13 +30,17 @@ mkdir -p "$out"
 export SPARSEJIT_CACHE_DIR=$(mktemp -d)
 status=0
 step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/gpu-check.log"; local rc=${PIPESTATUS[0]}; echo "== rc=$rc"; [ "$rc" -eq 0 ] || status=1; }
+# sanitize TITLE FILTER: compute-sanitizer's checks of the tests FILTER names (scripts/gpu-sanitize.sh)
+sanitize() {
+  mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
+  step "$1" bash scripts/gpu-sanitize.sh "$out/san" "$2"
+}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
 echo "part: $part" | tee -a "$out/card.txt"
 step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter="$filter"
 if [[ "$part" == fp8 ]]; then
-  mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
-  step "compute-sanitizer (fp8 decode)" bash scripts/gpu-sanitize.sh "$out/san" \
+  sanitize "compute-sanitizer (fp8 decode)" \
     'Cases/GpuDecode.*m3tp4_G16_D128_k16_bf16_e4m3fn_negscale*:Cases/GpuDecode.*G4_D64_k8_bf16_e5m2_scalar_A_q2_onechunk_transposed*'
 fi
 [[ "$part" == all || "$part" == rest ]] || exit $status
@@ -44,8 +48,7 @@ step "C example" "$bin/sparsejit_example_minimal"
 step "host overhead" "$bin/sparsejit_host_overhead"
 step "python" env SPARSEJIT_LIBRARY="$bin/libsparsejit.so" PYTHONPATH="$PWD/python" python3 -m pytest -q -rs -s python/tests
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
-  mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
   # the out-of-range tests, and the decode cases of sm_90's large, huge and small launches
-  step "compute-sanitizer" bash scripts/gpu-sanitize.sh "$out/san" 'GpuOutOfRange*:Cases/GpuDecode.*largebatch*:Cases/GpuDecode.*hugebatch*:Cases/GpuDecode.*cluster*:Cases/GpuDecode.*smallbatch*'
+  sanitize "compute-sanitizer" 'GpuOutOfRange*:Cases/GpuDecode.*largebatch*:Cases/GpuDecode.*hugebatch*:Cases/GpuDecode.*cluster*:Cases/GpuDecode.*smallbatch*'
 fi
 exit $status
