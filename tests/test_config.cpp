@@ -406,7 +406,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
 
   // The large-batch decode on sm_90 streams K/V with tensor copies: launch.threads counts the
   // producer warp, the warp layout only the math warps. The stages hold unpadded swizzled rows
-  // from a 1024-byte aligned offset, and each adds a full and an empty mbarrier; the warps share
+  // from a 1024-byte aligned offset, and each adds a full, an empty and a V-full mbarrier; the warps share
   // each sub-tile's P (DIM_SPLIT in attention_nv.cu). Smaller
   // decodes keep cp.async (measured faster there, docs/PERF.md).
   EXPECT_FALSE(decode_config(*sm90, s, 2).launch.tma);
@@ -425,7 +425,7 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
     // maxima, then its row sums.
     const std::size_t shared_p = 2 * 16 * (128 + 8) * 2 + 3 * 8 * 16 * 4;
     EXPECT_EQ(dec.dynamic_shared_bytes(), c.dynamic_shared_bytes() - q - dec.launch.stages * stage + 5 * 1024 +
-                                              dec.launch.stages * stage_sw + dec.launch.stages * 2 * 8 + shared_p);
+                                              dec.launch.stages * stage_sw + dec.launch.stages * 3 * 8 + shared_p);
   }
   EXPECT_FALSE(c.to_json()["launch"].contains("tma"));  // written only when set
   EXPECT_EQ(dec.to_json()["launch"]["tma"], true);

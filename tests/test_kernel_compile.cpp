@@ -128,3 +128,55 @@ TEST(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
     EXPECT_EQ(objects[0] != objects[1], c.q_regs) << config.canonical();
   }
 }
+
+// Decode can stream a stage's K and V on two completions: the fp8 decode that reads K (and V)
+// from the raw bytes copies each warp's own key slice and waits for it alone (kWarpPipe,
+// -DSJ_WARP_PIPE), and the tensor-copy launches wait for V on a barrier of its own (kTmaSplitKV,
+// -DSJ_TMA_SPLIT_KV). Each flag changes the object exactly there, which then has no local
+// memory; the other decodes and the prefill are the same bytes either way.
+TEST(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
+  auto& reg = CompilerRegistry::instance();
+  auto backend = reg.by_name("nvrtc");
+  if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
+  auto compiler = reg.use_policy(backend);
+  ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
+  TempCache tmp;
+  auto arch = load_arch_table("sm_90");
+  ASSERT_TRUE(arch.ok());
+  enum Flag { none, pipe, tma };
+  struct Case {
+    DType kv;
+    int head_dim;
+    bool prefill;
+    DecodeLaunch launch;
+    Flag changed_by;
+  };
+  for (const Case& c : {Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::small, pipe}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::base, pipe},
+                        Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::large, pipe}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::huge, pipe},
+                        Case{DType::fp8_e5m2, 64, false, DecodeLaunch::base, pipe}, Case{DType::bf16, 128, false, DecodeLaunch::small, tma},
+                        Case{DType::bf16, 128, false, DecodeLaunch::large, tma}, Case{DType::bf16, 128, false, DecodeLaunch::base, none},
+                        Case{DType::fp8_e4m3fn, 128, true, DecodeLaunch::base, none}, Case{DType::bf16, 64, true, DecodeLaunch::base, none}}) {
+    AttnShape s;
+    s.num_kv_heads = 1;
+    s.num_heads = 16;
+    s.head_dim = c.head_dim;
+    s.topk = 16;
+    s.kv_dtype = c.kv;
+    s.scale_mode = c.kv == DType::bf16 ? ScaleMode::none : ScaleMode::scalar;
+    const KernelConfig config = c.prefill ? prefill_config(*arch, s) : decode_config(*arch, s, c.launch == DecodeLaunch::small ? 4 : 1, c.launch);
+    std::string objects[3];  // both on; kWarpPipe off; kTmaSplitKV off
+    const char* flags[3] = {"-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=1", "-DSJ_WARP_PIPE=0 -DSJ_TMA_SPLIT_KV=1", "-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=0"};
+    for (int v = 0; v < 3; ++v) {
+      ScopedKnob knob("SPARSEJIT_EXTRA_FLAGS", flags[v]);
+      auto built = tmp.builder().build(config, "nvrtc");
+      ASSERT_TRUE(built.ok()) << config.canonical() << ": " << built.error().describe();
+      auto ins = inspect_code_object(built->object->binary, "sm_90", false);
+      ASSERT_TRUE(ins.ok()) << ins.error().describe();
+      ASSERT_EQ(ins->kernels.size(), 1u);
+      EXPECT_EQ(ins->kernels[0].scratch_bytes, 0) << config.canonical();
+      objects[v].assign(built->object->binary.begin(), built->object->binary.end());
+    }
+    EXPECT_EQ(objects[0] != objects[1], c.changed_by == pipe) << config.canonical();
+    EXPECT_EQ(objects[0] != objects[2], c.changed_by == tma) << config.canonical();
+  }
+}

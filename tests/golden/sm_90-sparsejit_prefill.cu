@@ -692,6 +692,25 @@ constexpr bool kQHalfEarly = kFp8Half && kStages == 1 && !kTma && !kQRegs;
 // scale it has seen; O scales by 2^(e_old - e) when e grows, and by 2^e at the end), so P stays
 // below 2 in fp16 and keeps its precision whatever the scales' magnitude.
 constexpr bool kPthRaw = kRawV && kScaleMode == SJ_SCALE_PER_TOKEN_HEAD;
+#ifndef SJ_WARP_PIPE
+#define SJ_WARP_PIPE 0  // -DSJ_WARP_PIPE=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (off until measured on a GPU)
+#endif
+// kRawK decode with 16-byte copies (sj_fp8_staged) and stages: warp ks copies its own key
+// slice's raw K and V rows (and their per-token scales), the only ones it reads, so it waits
+// for its own copies alone: the sub-tile loop has no workgroup barrier (one before the first
+// sub-tile, where Q sits in shared memory), and each warp streams at its own pace. Under kRawV
+// a stage's K and V are two copy groups (kSplitKV): S = Q K^T starts before V is in.
+constexpr int kRawRowsPerWarpPass = 32 / kRawVecPerRow;
+constexpr bool kWarpPipe = SJ_WARP_PIPE && kRawK && kStages >= 2 && kRowGroups == 1 && 32 % kRawVecPerRow == 0 &&
+                           kKeysPerWarp % kRawRowsPerWarpPass == 0;
+constexpr bool kSplitKV = kWarpPipe && kRawV;
+#ifndef SJ_TMA_SPLIT_KV
+#define SJ_TMA_SPLIT_KV 0  // -DSJ_TMA_SPLIT_KV=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (off until measured on a GPU)
+#endif
+// kTma: a stage's K and V tensor copies complete on barriers of their own (full, V-full), so
+// S = Q K^T and the softmax run while V is still coming; V is waited for (and zeroed past the
+// query) just before P V.
+constexpr bool kTmaSplitKV = SJ_TMA_SPLIT_KV && kTma;
 #ifndef SJ_FP8_V_LATE
 #define SJ_FP8_V_LATE 1  // -DSJ_FP8_V_LATE=0 (SPARSEJIT_EXTRA_FLAGS): convert V before S, for A/B runs
 #endif
@@ -725,7 +744,7 @@ constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // 
 constexpr int kStageBytes = kTileBytes + kRawBytes;
 constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
-constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4 + (kTma ? 2 * kStages * 8 : 0);  // kTma: the stages' full, then empty barriers
+constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4 + (kTma ? 3 * kStages * 8 : 0);  // kTma: the stages' full, empty, then V-full barriers
 constexpr int kOffTiles = kTma ? (kQBytes + 1023) / 1024 * 1024 : kQBytes;  // swizzled tiles: 1024-byte aligned
 constexpr int kOffList = kOffTiles + kRegionBytes;
 constexpr int kOffMisc = kOffList + kListBytes;
@@ -933,25 +952,61 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
   }
 }
 
+// kWarpPipe: warp ks's share of sub-tile `sub` of page `page` (keys n0 ..): the raw K rows of
+// its key slice (and their K scales), then its raw V rows (and V scales), each lane 16 bytes of
+// a row per pass, as sj_load_subtile lays them out; keys past `hi` zero-filled. kSplitKV
+// commits the K part as a copy group of its own (the caller commits the V part).
+SJ_DEVICE void sj_load_subtile_warp(const SjAttnParams& p, unsigned char* raw, long long kvh, long long page, int sub, long long n0,
+                                    long long hi, int ks, int lane) {
+  if constexpr (kWarpPipe) {
+    const long long lim = hi - n0;
+    const int n_first = ks * kKeysPerWarp + lane / kRawVecPerRow, d = (lane % kRawVecPerRow) * 16;
+    const sj_u8* src = (const sj_u8*)p.kv + sj_subtile_row(p, kvh, page, sub) + n_first * p.kv_stride[2] + d;
+    const long long src_step = kRawRowsPerWarpPass * p.kv_stride[2];
+    const unsigned dst = sj_smem_addr(raw);
+    auto part = [&](int is_v) {
+#pragma unroll
+      for (int i = 0; i < kKeysPerWarp / kRawRowsPerWarpPass; ++i) {
+        const int n = n_first + i * kRawRowsPerWarpPass;
+        sj_cp_async16(dst + is_v * kSubK * kHeadDim + n * kHeadDim + sj_raw_col(n, d), src + is_v * p.v_offset + i * src_step,
+                      n <= lim ? 16 : 0);
+      }
+      if constexpr (kPthRaw) {
+        for (int i = lane; i < kKeysPerWarp; i += 32) {
+          const int n = ks * kKeysPerWarp + i;
+          const float* s = (const float*)(is_v ? p.v_scale : p.k_scale) + sj_scale_index(p, is_v, kvh, page * kBlock + sub * kSubK + n);
+          sj_cp_async4(dst + 2 * kSubK * kHeadDim + 4 * (is_v * kSubK + n), s, n <= lim ? 4 : 0);
+        }
+      }
+    };
+    part(0);
+    if constexpr (kSplitKV) sj_cp_async_commit();
+    part(1);
+  }
+}
+
 // kTma, the producer warp: sub-tile `sub` of page `page` to `tile`, completing on the
-// stage's `full` barrier (one arrival). With the host's tensor maps (SJ_FLAG_KV_TMA):
-// lane 0 copies the K part, then the V part, each one tensor copy of SUB_K keys x
-// head_dim that lands in the 128-byte swizzle (dims 64r.. of the keys in region r).
-// Keys past the query are copied too (they lie inside the page); the math warps
-// mask them (K) and zero them (V) before use. Without the maps the warp loads elements.
-SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u16* tile, unsigned full, long long kvh, long long page,
-                              int sub, long long n0, long long hi, int lane) {
+// stage's `full` barrier (one arrival), and under kTmaSplitKV its V part on `full_v`. With
+// the host's tensor maps (SJ_FLAG_KV_TMA): lane 0 copies the K part, then the V part, each
+// one tensor copy of SUB_K keys x head_dim that lands in the 128-byte swizzle (dims 64r.. of
+// the keys in region r). Keys past the query are copied too (they lie inside the page); the
+// math warps mask them (K) and zero them (V) before use. Without the maps the warp loads
+// elements.
+SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u16* tile, unsigned full, unsigned full_v, long long kvh,
+                              long long page, int sub, long long n0, long long hi, int lane) {
   if (p.flags & SJ_FLAG_KV_TMA) {
     if (lane == 0) {
-      sj_mbar_arrive_expect_tx(full, kTileBytes);
       const int c[5] = {0, sub * kSubK, 0, (int)kvh, (int)page};  // dims within 64, key, 64-dim group, kv head, page
+      sj_mbar_arrive_expect_tx(full, kTmaSplitKV ? kTileBytes / 2 : kTileBytes);
       sj_tma_load_5d(sj_smem_addr(tile), maps.k, c, full);
-      sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, full);
+      if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
+      sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full);
     }
   } else {
     sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane, sj_subtile_row(p, kvh, page, sub));
     __syncwarp();  // every lane's stores, then the release
     if (lane == 0) sj_mbar_arrive(full);
+    if (kTmaSplitKV && lane == 0) sj_mbar_arrive(full_v);
   }
 }
 
@@ -1361,7 +1416,8 @@ SJ_DEVICE void sj_qk(const sj_u16* sq, const SjQRegs& qr, const sj_u16* tile, co
 // mma.sync: only warps whose rows selected the sub-tile (`live`) call it. wgmma: every
 // warp of the warpgroup takes part in both products; a warp that is not live adds P = 0.
 // c: the scores' scale (sj_softmax).
-// `mid` runs while wgmma multiplies S = Q K^T (wgmma only: fp8 converts V there).
+// `mid` runs while wgmma multiplies S = Q K^T (fp8 converts V there); under mma.sync, between
+// the softmax and P V (kSplitKV waits for V there).
 struct SjNoMid {
   __device__ __forceinline__ void operator()() const {}
 };
@@ -1402,6 +1458,7 @@ SJ_DEVICE void sj_subtile(float c, const sj_u16* sq, const SjQRegs& qr, const sj
     sj_scale_cols(s, k2);
   }
   if (live) sj_softmax(c, s, my_n0, hi_a, hi_b, w_a, w_b, st, acc);
+  if constexpr (!kWgmma) mid();
   if constexpr (kPthRaw) {  // P times the V scales over 2^v_exp (the row sums are taken by now)
     float2 v2[kSNT];
     sj_key_scales(raw, ks, true, v2);
@@ -1522,10 +1579,13 @@ SJ_DEVICE void sj_put_p(const float (&s)[kSNT][4], float (&pr)[kSNT][4], float c
 // max exceeds m by more than kLazyMax (every warp learns it from the barrier's OR), the warps
 // take the sub-tile's max from every warp's (s_mx), redo P, rescale O and meet again; without
 // kLazy, and for the workgroup's `first` sub-tile, they do that at once. Every math warp calls
-// it for every sub-tile (its barriers are the math warps'); its V rows past the query are zero
-// by then.
+// it for every sub-tile (its barriers are the math warps'). `mid` runs before the first barrier
+// (kTmaSplitKV: the wait for V and the zeroing of the warp's V rows past the query); without
+// kTmaSplitKV those rows are zero by the call.
+template <typename Mid>
 SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u16* tile, long long n0, int ks, long long hi_a,
-                             long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx, bool first) {
+                             long long hi_b, float w_a, float w_b, SjRowState& st, float (&acc)[kONT][4], sj_u16* s_p, float* s_mx, bool first,
+                             Mid&& mid) {
   const int lane = sj_tid() % 32;
   const unsigned v_tile = sj_smem_addr(tile + kKvHalves);
   float s[kSNT][4];
@@ -1544,9 +1604,11 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
     float pr[kSNT][4];  // P under m (S stays for a second pass)
     float sum_a = 0.f, sum_b = 0.f;
     sj_put_p(s, pr, c, st.m_a == sj_neg_inf() ? 0.f : st.m_a, st.m_b == sj_neg_inf() ? 0.f : st.m_b, ks, s_p, sum_a, sum_b);
+    mid();
     kept = !sj_named_sync_or(kMathThreads, over);  // all of P, every row max, every warp's zeroed V rows; any warp over?
     if (kept) st.l_a += sum_a, st.l_b += sum_b;
   } else {
+    mid();
     sj_named_sync(kMathThreads);  // every slice's row max
   }
   if (!kept) {  // workgroup-uniform: the sub-tile's max from every warp's
@@ -1745,6 +1807,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         for (int s = 0; s < kStages; ++s) {
           sj_mbar_init(bars + 8 * s, 1);                       // full: the producer's arrival (and its bytes)
           sj_mbar_init(bars + 8 * (kStages + s), kMathWarps);  // empty: one arrival per math warp
+          sj_mbar_init(bars + 8 * (2 * kStages + s), 1);       // V-full (kTmaSplitKV): the producer's, for the V part
         }
         sj_mbar_init_fence();
       }
@@ -1934,11 +1997,18 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
     ++u;                       \
     sub = 0;                   \
   }
+    const bool warp_pipe = kWarpPipe && sj_fp8_staged(p);  // workgroup-uniform
     auto issue = [&](int slot) {
       if (ld_u < n_list) {
-        sj_load_subtile(p, tiles + slot * (kTileBytes / 2), raws + slot * kRawBytes, kvh, l_page[ld_u], ld_sub,
-                        (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi);
+        if (kWarpPipe && warp_pipe)
+          sj_load_subtile_warp(p, raws + slot * kRawBytes, kvh, l_page[ld_u], ld_sub, (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi, ks,
+                               lane);
+        else
+          sj_load_subtile(p, tiles + slot * (kTileBytes / 2), raws + slot * kRawBytes, kvh, l_page[ld_u], ld_sub,
+                          (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi);
         SJ_ADVANCE(ld_u, ld_sub)
+      } else if (kSplitKV && warp_pipe) {
+        sj_cp_async_commit();  // an empty K group: every stage counts two
       }
       sj_cp_async_commit();
     };
@@ -1948,12 +2018,22 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
       }
       const int u = cu_u;
       const long long n0 = (long long)l_blk[u] * kBlock + cu_sub * kSubK;
+      // kTma: this warp's V rows of the stage past the query zeroed (kTmaSplitKV: once they are in).
+      auto v_ready = [&] {
+        if constexpr (kTma) {
+          if (kTmaSplitKV) sj_mbar_wait(bars + 8 * (2 * kStages + slot), (it / kStages) & 1);
+          if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);
+        }
+      };
       if constexpr (kDimSplit) {
-        // Every warp reads every key's V: each zeroes its own rows past the query first.
-        if (n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);
+        // Every warp reads every key's V: each zeroes its own rows past the query (before the
+        // barrier that shares P).
+        if (!kTmaSplitKV) v_ready();
         const int buf = kDsBufs == 2 ? it & 1 : 0;
         sj_subtile_ds(p, sq, tiles + slot * (kTileBytes / 2), n0, ks, hi_a, hi_b, qa >= 0 ? 1.f : 0.f, qb >= 0 ? 1.f : 0.f, st, acc,
-                      (sj_u16*)(sj_smem + kOffDs) + buf * 16 * kPLd, (float*)(sj_smem + kOffDsMax) + buf * kKeySplit * 16, it == 0);
+                      (sj_u16*)(sj_smem + kOffDs) + buf * 16 * kPLd, (float*)(sj_smem + kOffDsMax) + buf * kKeySplit * 16, it == 0, [&] {
+                        if (kTmaSplitKV) v_ready();
+                      });
         SJ_ADVANCE(cu_u, cu_sub)
         return;
       }
@@ -1973,8 +2053,8 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
           sj_sync();
         }
       }
-      if (kTma && live && n0 + (ks + 1) * kKeysPerWarp - 1 > cta_hi) {
-        sj_zero_v_past(tiles + slot * (kTileBytes / 2), n0, ks, cta_hi, lane);  // only this warp reads them
+      if (kTma && !kTmaSplitKV && live) {  // only this warp reads its V rows
+        v_ready();
         __syncwarp();
       }
       if (kWgmma || live) {  // wgmma: the whole warpgroup multiplies
@@ -1992,6 +2072,19 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
             sj_dequant_subtile<false, true>(p, raw, tile, kvh, page, sub, n0, cta_hi);
             sj_fence_proxy_async();
             sj_sync();
+          });
+        } else if constexpr (kTmaSplitKV) {
+          sj_subtile(c, sq, q_regs, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, [&] {
+            v_ready();
+            __syncwarp();
+          });
+        } else if constexpr (kSplitKV) {
+          // Between S and P V: this warp's V copies of the stage (the stage refilled last is
+          // two groups younger).
+          sj_subtile(c, sq, q_regs, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, [=] {
+            if (!warp_pipe) return;
+            sj_cp_async_wait<2 * (kStages - 1)>();
+            __syncwarp();
           });
         } else {
           sj_subtile(c, sq, q_regs, tile, raw, n0, rg, ks, hi_a, hi_b, w_a, w_b, live, st, acc, SjNoMid{});
@@ -2012,7 +2105,7 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
             if (lane == 0) q_token[8] = (long long)sj_marks[5];
           }
 #endif
-          sj_tma_subtile(p, *tma_maps, tiles + slot * (kTileBytes / 2), bars + 8 * slot, kvh, l_page[ld_u], ld_sub,
+          sj_tma_subtile(p, *tma_maps, tiles + slot * (kTileBytes / 2), bars + 8 * slot, bars + 8 * (2 * kStages + slot), kvh, l_page[ld_u], ld_sub,
                          (long long)l_blk[ld_u] * kBlock + ld_sub * kSubK, cta_hi, lane);
           SJ_ADVANCE(ld_u, ld_sub)
           ++pipe;
@@ -2028,6 +2121,8 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
           sj_mbar_wait(bars + 8 * slot, (pipe / kStages) & 1);
           if (pipe == 0) SJ_MARK(6);  // the first sub-tile is in
           compute(slot, pipe);
+          // kTmaSplitKV: the V part is in before the stage is released, whether this warp used it or not
+          if (kTmaSplitKV) sj_mbar_wait(bars + 8 * (2 * kStages + slot), (pipe / kStages) & 1);
           __syncwarp();
           if (lane == 0) sj_mbar_arrive(bars + 8 * (kStages + slot));
           ++pipe;
@@ -2062,10 +2157,22 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
         issue(ld_slot);
         ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
       }
+      bool first = true;
       while (cu_u < n_list) {
-        sj_cp_async_wait<(kStages > 1 ? kStages - 2 : 0)>();
-        if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
-        sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
+        if (warp_pipe) {
+          // This warp's copies of the stage to compute (kSplitKV: its K part) are in, and it is
+          // done with the one refilled next; the first time, every thread's Q copies too.
+          sj_cp_async_wait<(kSplitKV ? 2 * kStages - 3 : kStages - 2)>();
+          if (!kQRegs && first)
+            sj_sync();
+          else
+            __syncwarp();
+          first = false;
+        } else {
+          sj_cp_async_wait<(kStages > 1 ? kStages - 2 : 0)>();
+          if constexpr (kWgmma) sj_fence_proxy_async();  // this thread's copies, visible to wgmma
+          sj_sync();  // the stage to compute is in; every warp is done with the one refilled next
+        }
         issue(ld_slot);
         ld_slot = ld_slot + 1 == kStages ? 0 : ld_slot + 1;
         compute(cu_slot, 0);
