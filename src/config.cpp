@@ -243,7 +243,8 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t scratch = key_split > 1 ? key_split * row_groups * 16 * (head_dim + 8 + 3) * 4 : 0;  // O rows padded by 8
   const std::size_t part = launch.cluster > 1 ? (std::size_t(gqa_group) * head_dim + 16) * 4 : 0;
   const std::size_t list = (6 * list_cap * 4 + list_cap * q_tile + 15) / 16 * 16;
-  const std::size_t misc = 16 * 8 * 2 + 32 * 4 + (launch.tma ? 3 * launch.stages * 8 : 0);  // tma: each stage's full, empty and V-full mbarrier
+  // tma: each stage's full, empty and V-full mbarrier; a multiple of 16 bytes (the shared P follows)
+  const std::size_t misc = (16 * 8 * 2 + 32 * 4 + (launch.tma ? 3 * launch.stages * 8 : 0) + 15) / 16 * 16;
   // tma decode of one query (kDimSplit): the shared P and each warp's row maxima of one sub-tile, or
   // of two where a workgroup may take more than one (kDsBufs), then each warp's row sums
   const bool dim_split = launch.tma && op == Op::decode && row_groups == 1 && key_split > 1 && (head_dim / key_split) % 16 == 0;

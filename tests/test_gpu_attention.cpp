@@ -1033,6 +1033,13 @@ std::vector<CaseSpec> decode_cases() {
   c.name = "G4_D128_k16_bf16_bf16_B_q1_largebatch", c.H = 16, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1, c.layout = KvLayout::B;
   c.seq_lens = random_seq_lens(9, 120, 0, 2500), c.chunks = CaseSpec::Chunks::one, c.dup_ids = true;
   add(c);
+  c = {};
+  // fp8 through the large launch: 40 x 4 = 160 workgroups of 8 math warps, where each warp
+  // copies its own keys' raw K and V (and per-token scales) and waits for them alone (kWarpPipe).
+  c.name = "m3tp1_G16_D128_k16_bf16_e4m3fn_pth_A_q1_largebatch", c.H = 64, c.KVH = 4, c.D = 128, c.topk = 16, c.dql = 1;
+  c.kv = DType::fp8_e4m3fn, c.scale = ScaleMode::per_token_head, c.seq_lens = random_seq_lens(31, 40, 0, 5000);
+  c.chunks = CaseSpec::Chunks::one, c.junk_ids = true;
+  add(c);
   return v;
 }
 

@@ -129,11 +129,13 @@ TEST(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
   }
 }
 
-// Decode can stream a stage's K and V on two completions: the fp8 decode that reads K (and V)
-// from the raw bytes copies each warp's own key slice and waits for it alone (kWarpPipe,
+// Decode streams a stage's K and V on two completions where the H100 measured it faster: the
+// fp8 decode of the large launch (8 math warps, one workgroup per SM) that reads K (and V) from
+// the raw bytes copies each warp's own key slice and waits for it alone (kWarpPipe,
 // -DSJ_WARP_PIPE), and the tensor-copy launches wait for V on a barrier of its own (kTmaSplitKV,
 // -DSJ_TMA_SPLIT_KV). Each flag changes the object exactly there, which then has no local
-// memory; the other decodes and the prefill are the same bytes either way.
+// memory; the other decodes (the fp8 small, base and huge launches among them) and the prefill
+// are the same bytes either way.
 TEST(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
   auto& reg = CompilerRegistry::instance();
   auto backend = reg.by_name("nvrtc");
@@ -151,9 +153,9 @@ TEST(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
     DecodeLaunch launch;
     Flag changed_by;
   };
-  for (const Case& c : {Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::small, pipe}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::base, pipe},
-                        Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::large, pipe}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::huge, pipe},
-                        Case{DType::fp8_e5m2, 64, false, DecodeLaunch::base, pipe}, Case{DType::bf16, 128, false, DecodeLaunch::small, tma},
+  for (const Case& c : {Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::small, none}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::base, none},
+                        Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::large, pipe}, Case{DType::fp8_e4m3fn, 128, false, DecodeLaunch::huge, none},
+                        Case{DType::fp8_e5m2, 64, false, DecodeLaunch::large, pipe}, Case{DType::bf16, 128, false, DecodeLaunch::small, tma},
                         Case{DType::bf16, 128, false, DecodeLaunch::large, tma}, Case{DType::bf16, 128, false, DecodeLaunch::base, none},
                         Case{DType::fp8_e4m3fn, 128, true, DecodeLaunch::base, none}, Case{DType::bf16, 64, true, DecodeLaunch::base, none}}) {
     AttnShape s;

@@ -693,19 +693,22 @@ constexpr bool kQHalfEarly = kFp8Half && kStages == 1 && !kTma && !kQRegs;
 // below 2 in fp16 and keeps its precision whatever the scales' magnitude.
 constexpr bool kPthRaw = kRawV && kScaleMode == SJ_SCALE_PER_TOKEN_HEAD;
 #ifndef SJ_WARP_PIPE
-#define SJ_WARP_PIPE 0  // -DSJ_WARP_PIPE=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (off until measured on a GPU)
+#define SJ_WARP_PIPE 1  // -DSJ_WARP_PIPE=0 (SPARSEJIT_EXTRA_FLAGS): the workgroup-wide copies and barriers everywhere, for A/B runs
 #endif
 // kRawK decode with 16-byte copies (sj_fp8_staged) and stages: warp ks copies its own key
 // slice's raw K and V rows (and their per-token scales), the only ones it reads, so it waits
 // for its own copies alone: the sub-tile loop has no workgroup barrier (one before the first
 // sub-tile, where Q sits in shared memory), and each warp streams at its own pace. Under kRawV
-// a stage's K and V are two copy groups (kSplitKV): S = Q K^T starts before V is in.
+// a stage's K and V are two copy groups (kSplitKV): S = Q K^T starts before V is in. Only
+// where the H100 measured it faster (docs/PERF.md, sixteenth session): 8 math warps and one
+// workgroup per SM (the large launch, 3-5% faster); with 4 math warps (the small and base
+// launches) and with two workgroups per SM it was 1-3% slower.
 constexpr int kRawRowsPerWarpPass = 32 / kRawVecPerRow;
 constexpr bool kWarpPipe = SJ_WARP_PIPE && kRawK && kStages >= 2 && kRowGroups == 1 && 32 % kRawVecPerRow == 0 &&
-                           kKeysPerWarp % kRawRowsPerWarpPass == 0;
+                           kKeysPerWarp % kRawRowsPerWarpPass == 0 && kMathWarps >= 8 && 1 == 1;
 constexpr bool kSplitKV = kWarpPipe && kRawV;
 #ifndef SJ_TMA_SPLIT_KV
-#define SJ_TMA_SPLIT_KV 0  // -DSJ_TMA_SPLIT_KV=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (off until measured on a GPU)
+#define SJ_TMA_SPLIT_KV 1  // -DSJ_TMA_SPLIT_KV=0 (SPARSEJIT_EXTRA_FLAGS): K and V of a stage on one barrier, for A/B runs
 #endif
 // kTma: a stage's K and V tensor copies complete on barriers of their own (full, V-full), so
 // S = Q K^T and the softmax run while V is still coming; V is waited for (and zeroed past the
@@ -744,7 +747,8 @@ constexpr int kPartBytes = kCluster > 1 ? (kGroup * kHeadDim + 16) * 4 : 0;  // 
 constexpr int kStageBytes = kTileBytes + kRawBytes;
 constexpr int kRegionBytes = kStages * kStageBytes > kScratchBytes + kPartBytes ? kStages * kStageBytes : kScratchBytes + kPartBytes;
 constexpr int kListBytes = (6 * kListCap * 4 + kListCap * kQTile + 15) / 16 * 16;
-constexpr int kMiscBytes = 16 * 8 * 2 + 32 * 4 + (kTma ? 3 * kStages * 8 : 0);  // kTma: the stages' full, empty, then V-full barriers
+// kTma: the stages' full, empty, then V-full barriers; a multiple of 16 bytes (kDimSplit's P follows, read by ldmatrix)
+constexpr int kMiscBytes = (16 * 8 * 2 + 32 * 4 + (kTma ? 3 * kStages * 8 : 0) + 15) / 16 * 16;
 constexpr int kOffTiles = kTma ? (kQBytes + 1023) / 1024 * 1024 : kQBytes;  // swizzled tiles: 1024-byte aligned
 constexpr int kOffList = kOffTiles + kRegionBytes;
 constexpr int kOffMisc = kOffList + kListBytes;
@@ -774,6 +778,7 @@ constexpr int kOffDsSum = kOffDsMax + kDsBufs * kKeySplit * 16 * 4;  // [KEY_SPL
 constexpr bool kLazy = SJ_LAZY_MAX && kDimSplit && kDsBufs == 2;
 constexpr float kLazyMax = 8.f;
 constexpr int kSmemBytes = kOffDs + kDsBytes;
+static_assert(kOffDs % 16 == 0 && kOffDsMax % 16 == 0, "the shared P rows and the maxima: 16-byte aligned (ldmatrix)");
 static_assert(!kSwTiles || (kOffTiles % 1024 == 0 && kTileBytes % 1024 == 0), "swizzled tiles: their atoms start 1024-byte aligned");
 
 // Developer timeline of decode (bench/timeline.py): compiled with -DSJ_TIMELINE (through
