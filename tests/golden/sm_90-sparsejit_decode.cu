@@ -573,7 +573,9 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 // (fp8: their raw bytes, dequantized in shared memory; fp8 decode on sm_89+ reads K's raw
 // bytes directly, kRawK; kQRegs keeps Q's fragments in registers where it pays), and every warp reads them
 // from there with ldmatrix for mma.sync, or (WGMMA, sm_90a prefill) each
-// warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles.
+// warpgroup's 64 rows multiply with wgmma from 128-byte swizzled tiles. Decode's
+// tensor copies (kTmaSplitKV) and the fp8 large launch (kWarpPipe) wait for a
+// stage's V apart from its K, so S = Q K^T runs while V is still coming.
 //
 // Warps: the rows of the tile are the G heads of each query, packed 16 to a row
 // group (G = 8 packs two queries, G = 16 one); warp w owns row group
