@@ -86,19 +86,47 @@ INSTANTIATE_TEST_SUITE_P(Targets, KernelCompile,
                                            Case{"gfx90a", "clang", 224, 0x3f}, Case{"gfx90a", "hiprtc", 224, 0x3f}),
                          [](const auto& info) { return std::string(info.param.target) + "_" + info.param.backend; });
 
+// sm_90 code objects built under SPARSEJIT_EXTRA_FLAGS variants of the template's A/B switches
+// (nvrtc; skipped where it is missing).
+class KernelCompileSm90 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& reg = CompilerRegistry::instance();
+    auto backend = reg.by_name("nvrtc");
+    if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
+    auto compiler = reg.use_policy(backend);
+    ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
+    auto table = load_arch_table("sm_90");
+    ASSERT_TRUE(table.ok());
+    arch = std::make_unique<ArchTable>(*table);
+  }
+  // The object of `config` built with SPARSEJIT_EXTRA_FLAGS=flags; every one of them has one
+  // kernel and no local memory.
+  std::string object(const KernelConfig& config, const char* flags) {
+    ScopedKnob knob("SPARSEJIT_EXTRA_FLAGS", flags);
+    auto built = tmp.builder().build(config, "nvrtc");
+    if (!built.ok()) {
+      ADD_FAILURE() << config.canonical() << ": " << built.error().describe();
+      return {};
+    }
+    auto ins = inspect_code_object(built->object->binary, "sm_90", false);
+    if (!ins.ok()) {
+      ADD_FAILURE() << ins.error().describe();
+      return {};
+    }
+    EXPECT_EQ(ins->kernels.size(), 1u) << config.canonical();
+    for (const auto& k : ins->kernels) EXPECT_EQ(k.scratch_bytes, 0) << config.canonical();
+    return std::string(built->object->binary.begin(), built->object->binary.end());
+  }
+  TempCache tmp;
+  std::unique_ptr<ArchTable> arch;
+};
+
 // kQRegs (Q's fragments in registers, fp8 decode) is on where the H100 measured it faster: G = 16
 // with at most 4 math warps (the base and small launches). There the object differs from the
-// -DSJ_Q_REGS=0 build and has no local memory; elsewhere (G < 16, the large launch's 8 math
-// warps) it is that build's, byte for byte.
-TEST(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
-  auto& reg = CompilerRegistry::instance();
-  auto backend = reg.by_name("nvrtc");
-  if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
-  auto compiler = reg.use_policy(backend);
-  ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
-  TempCache tmp;
-  auto arch = load_arch_table("sm_90");
-  ASSERT_TRUE(arch.ok());
+// -DSJ_Q_REGS=0 build; elsewhere (G < 16, the large launch's 8 math warps) it is that build's,
+// byte for byte.
+TEST_F(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
   struct Case {
     int head_dim, group;
     DecodeLaunch launch;
@@ -114,18 +142,8 @@ TEST(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
     s.kv_dtype = DType::fp8_e4m3fn;
     s.scale_mode = ScaleMode::scalar;
     const KernelConfig config = decode_config(*arch, s, c.launch == DecodeLaunch::large ? 1 : 4, c.launch);
-    std::string objects[2];
-    for (int off = 0; off < 2; ++off) {
-      ScopedKnob flags("SPARSEJIT_EXTRA_FLAGS", off ? "-DSJ_Q_REGS=0" : "");
-      auto built = tmp.builder().build(config, "nvrtc");
-      ASSERT_TRUE(built.ok()) << config.canonical() << ": " << built.error().describe();
-      auto ins = inspect_code_object(built->object->binary, "sm_90", false);
-      ASSERT_TRUE(ins.ok()) << ins.error().describe();
-      ASSERT_EQ(ins->kernels.size(), 1u);
-      EXPECT_EQ(ins->kernels[0].scratch_bytes, 0) << config.canonical();
-      objects[off].assign(built->object->binary.begin(), built->object->binary.end());
-    }
-    EXPECT_EQ(objects[0] != objects[1], c.q_regs) << config.canonical();
+    const std::string on = object(config, ""), off = object(config, "-DSJ_Q_REGS=0");
+    EXPECT_EQ(on != off, c.q_regs) << config.canonical();
   }
 }
 
@@ -133,18 +151,9 @@ TEST(KernelCompileSm90, Fp8DecodeKeepsQInRegistersWhereItPays) {
 // fp8 decode of the large launch (8 math warps, one workgroup per SM) that reads K (and V) from
 // the raw bytes copies each warp's own key slice and waits for it alone (kWarpPipe,
 // -DSJ_WARP_PIPE), and the tensor-copy launches wait for V on a barrier of its own (kTmaSplitKV,
-// -DSJ_TMA_SPLIT_KV). Each flag changes the object exactly there, which then has no local
-// memory; the other decodes (the fp8 small, base and huge launches among them) and the prefill
-// are the same bytes either way.
-TEST(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
-  auto& reg = CompilerRegistry::instance();
-  auto backend = reg.by_name("nvrtc");
-  if (!backend || !backend->available()) GTEST_SKIP() << "nvrtc is not available here: " << (backend ? backend->unavailable_reason() : "not built");
-  auto compiler = reg.use_policy(backend);
-  ASSERT_TRUE(compiler.ok()) << compiler.error().describe();
-  TempCache tmp;
-  auto arch = load_arch_table("sm_90");
-  ASSERT_TRUE(arch.ok());
+// -DSJ_TMA_SPLIT_KV). Each flag changes the object exactly there; the other decodes (the fp8
+// small, base and huge launches among them) and the prefill are the same bytes either way.
+TEST_F(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
   enum Flag { none, pipe, tma };
   struct Case {
     DType kv;
@@ -166,19 +175,8 @@ TEST(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
     s.kv_dtype = c.kv;
     s.scale_mode = c.kv == DType::bf16 ? ScaleMode::none : ScaleMode::scalar;
     const KernelConfig config = c.prefill ? prefill_config(*arch, s) : decode_config(*arch, s, c.launch == DecodeLaunch::small ? 4 : 1, c.launch);
-    std::string objects[3];  // both on; kWarpPipe off; kTmaSplitKV off
-    const char* flags[3] = {"-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=1", "-DSJ_WARP_PIPE=0 -DSJ_TMA_SPLIT_KV=1", "-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=0"};
-    for (int v = 0; v < 3; ++v) {
-      ScopedKnob knob("SPARSEJIT_EXTRA_FLAGS", flags[v]);
-      auto built = tmp.builder().build(config, "nvrtc");
-      ASSERT_TRUE(built.ok()) << config.canonical() << ": " << built.error().describe();
-      auto ins = inspect_code_object(built->object->binary, "sm_90", false);
-      ASSERT_TRUE(ins.ok()) << ins.error().describe();
-      ASSERT_EQ(ins->kernels.size(), 1u);
-      EXPECT_EQ(ins->kernels[0].scratch_bytes, 0) << config.canonical();
-      objects[v].assign(built->object->binary.begin(), built->object->binary.end());
-    }
-    EXPECT_EQ(objects[0] != objects[1], c.changed_by == pipe) << config.canonical();
-    EXPECT_EQ(objects[0] != objects[2], c.changed_by == tma) << config.canonical();
+    const std::string both = object(config, "-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=1");
+    EXPECT_EQ(both != object(config, "-DSJ_WARP_PIPE=0 -DSJ_TMA_SPLIT_KV=1"), c.changed_by == pipe) << config.canonical();
+    EXPECT_EQ(both != object(config, "-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=0"), c.changed_by == tma) << config.canonical();
   }
 }
