@@ -682,6 +682,14 @@ static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 // slower as faster).
 constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1 && kMathWarps <= 4 && kGroup == 16;
 constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
+#ifndef SJ_SCALES_LATE
+#define SJ_SCALES_LATE 0  // -DSJ_SCALES_LATE=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (prepared, not yet timed on a GPU)
+#endif
+// kQRegs with scalar scales: the K and V scales are loaded with Q, ahead of the request's
+// dependent loads, but only turned into SjScales after them, so no arithmetic on the scales
+// stands between the first load and the request chain (the B=1 timeline of the sixteenth
+// session found the fp8 position known 0.5 us after bf16's).
+constexpr bool kScalesLate = SJ_SCALES_LATE && kQRegs && kScaleMode == SJ_SCALE_SCALAR;
 struct SjQRegs {
   unsigned a[kQRegGroups][4][4];  // [64-dim group][k-step][A register]
 };
@@ -1227,17 +1235,30 @@ SJ_DEVICE float sj_q_regs_convert(const unsigned (&raw)[kQRegGroups][2][8], floa
 struct SjScales {
   float qk, q_mult, o;
 };
-SJ_DEVICE SjScales sj_scales(const SjAttnParams& p) {
+// From the scalar K scale k, and the V scale that v() gives (kScalesLate: both as loaded ahead).
+template <typename V>
+SJ_DEVICE SjScales sj_scales_of(const SjAttnParams& p, float k, V&& v) {
   SjScales r{0.f, 1.f, 1.f};
   if constexpr (kFp8Half) r.qk = p.sm_scale_log2;
   if constexpr (kFp8Half && kScaleMode == SJ_SCALE_SCALAR) {
-    const float k = ((const float*)p.k_scale)[0];
     const bool normal = isfinite(k) && k != 0.f;
     r.qk = normal ? p.sm_scale_log2 * fabsf(k) : p.sm_scale_log2;
     r.q_mult = normal ? copysignf(1.f, k) : k == 0.f ? 0.f : sj_bits_to_float(0x7fffffffu);
-    r.o = ((const float*)p.v_scale)[0];
+    r.o = v();
   }
   return r;
+}
+SJ_DEVICE SjScales sj_scales(const SjAttnParams& p) {
+  if constexpr (kFp8Half && kScaleMode == SJ_SCALE_SCALAR) return sj_scales_of(p, ((const float*)p.k_scale)[0], [&] { return ((const float*)p.v_scale)[0]; });
+  return sj_scales_of(p, 1.f, [] { return 1.f; });
+}
+// kScalesLate: the scalar K and V scales as loaded, for sj_scales_of later.
+struct SjScaleValues {
+  float k, v;
+};
+SJ_DEVICE SjScaleValues sj_scale_values(const SjAttnParams& p) {
+  if constexpr (kFp8Half && kScaleMode == SJ_SCALE_SCALAR) return {((const float*)p.k_scale)[0], ((const float*)p.v_scale)[0]};
+  return {1.f, 1.f};
 }
 
 // kFp8Half: Q to fp16 (sj_q_to_half), by every thread once Q's copies are in and a barrier
@@ -1805,6 +1826,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   unsigned q_raw[kQRegGroups][2][8];  // kQRegs: this lane's Q elements, until they become q_regs
   SjQRegs q_regs;                     // kQRegs: Q's A fragments (fp16)
   SjScales q_regs_scales{};           // kQRegs: the scales, loaded with Q
+  SjScaleValues q_scale_values{};     // kScalesLate: the scales as loaded with Q
   if (kDecode) {
     // grid: (total_q, num_kv_heads, chunks); sj_decode_row places each query row.
     const long long token = sj_bid_x();
@@ -1840,10 +1862,14 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
     if constexpr (kQRegs) {  // in flight while the request is found
       sj_q_regs_load(p, token, kvh, q_raw);
-      q_regs_scales = sj_scales(p);
+      if constexpr (kScalesLate)
+        q_scale_values = sj_scale_values(p);
+      else
+        q_regs_scales = sj_scales(p);
     }
     long long pos;
     sj_decode_row(p, token, req, pos);
+    if constexpr (kScalesLate) q_regs_scales = sj_scales_of(p, q_scale_values.k, [&] { return q_scale_values.v; });
     if (b >= 0 && b < p.max_blocks) {
       pre_blk = (int)b;
       pre_page = ((const int*)p.block_table)[req * p.bt_stride + b];
