@@ -11,25 +11,46 @@
 # (device layer, C ABI, out-of-range, example, host overhead, Python, sanitizer),
 # fp8 (the fp8 decode and prefill cases, and memcheck on two fp8 decode cases: a
 # quick check of an fp8 kernel change; SPARSEJIT_EXTRA_FLAGS reaches the kernels).
+# The correctness cases (Cases/*) run in GPU_CHECK_SHARDS (default 4) processes at once on
+# the one GPU (gtest sharding), so their kernels compile in parallel into one shared cache;
+# GPU_CHECK_SHARDS=1 runs them in one process. The other tests run in one process.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:?bin dir}")
 out=${2:-/tmp/sparsejit-gpu-check}
 part=${3:-all}
 rest='DeviceCuda*:CApi*:RuntimeHooks*:GpuOutOfRange*:GpuDependentLaunch*:Targets/*sm_90*:Reference*'
+cases= serial=  # the tests run in shards, and those run in one process
 case "$part" in
-  all) filter="Cases/*:$rest" ;;
-  decode) filter='Cases/GpuDecode*' ;;
-  prefill) filter='Cases/GpuPrefill*' ;;
-  variants) filter='Cases/GpuTableVariant*' ;;
-  rest) filter="$rest" ;;
-  fp8) filter='Cases/GpuDecode.*e4m3fn*:Cases/GpuDecode.*e5m2*:Cases/GpuPrefill.*e4m3fn*:Cases/GpuPrefill.*e5m2*' ;;
+  all) cases='Cases/*' serial="$rest" ;;
+  decode) cases='Cases/GpuDecode*' ;;
+  prefill) cases='Cases/GpuPrefill*' ;;
+  variants) cases='Cases/GpuTableVariant*' ;;
+  rest) serial="$rest" ;;
+  fp8) cases='Cases/GpuDecode.*e4m3fn*:Cases/GpuDecode.*e5m2*:Cases/GpuPrefill.*e4m3fn*:Cases/GpuPrefill.*e5m2*' ;;
   *) echo "gpu-check: PART must be all, decode, prefill, variants, rest or fp8 (got '$part')" >&2; exit 2 ;;
 esac
+shards=${GPU_CHECK_SHARDS:-4}
+[[ "$shards" =~ ^[1-9][0-9]*$ ]] || { echo "gpu-check: GPU_CHECK_SHARDS must be a positive integer (got '$shards')" >&2; exit 2; }
 mkdir -p "$out"
 export SPARSEJIT_CACHE_DIR=$(mktemp -d)
 status=0
 step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/gpu-check.log"; local rc=${PIPESTATUS[0]}; echo "== rc=$rc"; [ "$rc" -eq 0 ] || status=1; }
+# sharded FILTER: the tests FILTER names, split over $shards processes that run at once (one
+# shared cache: a kernel two of them need compiles once); each shard's output in turn; fails if any shard failed
+sharded() {
+  local i rc=0 pids=()
+  for ((i = 0; i < shards; ++i)); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i "$bin/sparsejit_tests" --gtest_filter="$1" >"$out/shard$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || rc=1
+    echo "-- shard $i of $shards"
+    cat "$out/shard$i.log"
+  done
+  return $rc
+}
 # sanitize TITLE FILTER: compute-sanitizer's checks of the tests FILTER names (scripts/gpu-sanitize.sh)
 sanitize() {
   mkdir -p "$out/san" && ln -sf "$bin/sparsejit_tests" "$out/san/sparsejit_tests"
@@ -38,7 +59,8 @@ sanitize() {
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 git rev-parse --short HEAD 2>/dev/null | tee -a "$out/card.txt"
 echo "part: $part" | tee -a "$out/card.txt"
-step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter="$filter"
+[[ -z "$cases" ]] || step "C++ GPU correctness cases ($shards shards)" sharded "$cases"
+[[ -z "$serial" ]] || step "C++ GPU tests" "$bin/sparsejit_tests" --gtest_filter="$serial"
 if [[ "$part" == fp8 ]]; then
   sanitize "compute-sanitizer (fp8 decode)" \
     'Cases/GpuDecode.*m3tp4_G16_D128_k16_bf16_e4m3fn_negscale*:Cases/GpuDecode.*G4_D64_k8_bf16_e5m2_scalar_A_q2_onechunk_transposed*'
