@@ -127,9 +127,16 @@ def main():
         # decode bandwidth vs batch
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
         for ax, seq in zip(axes, ("8192", "32768")):
+            if not any(r["kind"] == "decode" and r["tp"] == tp and r["seq_label"] == seq for r in cases):
+                # no run of this length (a filtered run): a log axis without data cannot be drawn
+                ax.set_axis_off()
+                ax.set_title(f"decode {tp}, seq {seq}: not run")
+                continue
             for model, ls in (("corr", "-"), ("unif", "--")):
                 rs = sorted([r for r in cases if r["kind"] == "decode" and r["tp"] == tp and r["model"] == model and r["seq_label"] == seq],
                             key=lambda r: r["batch"])
+                if not rs:
+                    continue
                 xb = [r["batch"] for r in rs]
                 yo = [read_bytes(r) / (r["ours_us"] * 1e-6) / 1e9 if r.get("ours_us") else float("nan") for r in rs]
                 yt = [read_bytes(r) / (r["t"]["triton_us"] * 1e-6) / 1e9 if r["t"].get("triton_us") else float("nan") for r in rs]
@@ -142,15 +149,22 @@ def main():
             ax.set_title(f"decode {tp} (H={H}, KVH={KVH}), seq {seq}" + title_kv)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("selected KV bytes / time (GB/s)")
-        axes[1].legend(fontsize=8)
+        for ax in reversed(axes):
+            if ax.axison:
+                ax.legend(fontsize=8)
+                break
         fig.tight_layout()
         fig.savefig(os.path.join(a.outdir, f"decode_bw_{tp}{a.suffix}.png"), dpi=110)
         plt.close(fig)
-        # prefill time vs query length
+        # prefill time vs query length (one request, prefix 0: the ragged case is in the table only)
+        if not any(r["kind"] == "prefill" and r["tp"] == tp and r["seq_label"] != "ragged" for r in cases):
+            continue
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for model, ls in (("corr", "-"), ("unif", "--")):
             rs = sorted([r for r in cases if r["kind"] == "prefill" and r["tp"] == tp and r["model"] == model and r["seq_label"] != "ragged"],
                         key=lambda r: r["total_q"])
+            if not rs:
+                continue
             xq = [r["total_q"] for r in rs]
             ax.plot(xq, [r["ours_us"] / 1e3 if r.get("ours_us") else float("nan") for r in rs], "o" + ls, color="tab:blue",
                     label=f"sparsejit ({model})")
