@@ -683,12 +683,13 @@ static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 3 == 1 && kMathWarps <= 4 && kGroup == 16;
 constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
 #ifndef SJ_SCALES_LATE
-#define SJ_SCALES_LATE 0  // -DSJ_SCALES_LATE=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs (prepared, not yet timed on a GPU)
+#define SJ_SCALES_LATE 1  // -DSJ_SCALES_LATE=0 (SPARSEJIT_EXTRA_FLAGS): off, for A/B runs
 #endif
 // kQRegs with scalar scales: the K and V scales are loaded with Q, ahead of the request's
 // dependent loads, but only turned into SjScales after them, so no arithmetic on the scales
 // stands between the first load and the request chain (the B=1 timeline of the sixteenth
-// session found the fp8 position known 0.5 us after bf16's).
+// session found the fp8 position known 0.5 us after bf16's). H100, fp8 decode: TP1 B=1
+// 8.05 -> 7.82 us, TP4 B=1/B=8/ragged -2.1..-2.7%, the rest within noise (docs/PERF.md).
 constexpr bool kScalesLate = SJ_SCALES_LATE && kQRegs && kScaleMode == SJ_SCALE_SCALAR;
 struct SjQRegs {
   unsigned a[kQRegGroups][4][4];  // [64-dim group][k-step][A register]
@@ -2154,8 +2155,9 @@ SJ_GLOBAL void __launch_bounds__(128, 3) SJ_CLUSTER_DIMS sparsejit_prefill(SJ_KE
           sj_mbar_wait(bars + 8 * slot, (pipe / kStages) & 1);
           if (pipe == 0) SJ_MARK(6);  // the first sub-tile is in
           compute(slot, pipe);
-          // kTmaSplitKV: the V part is in before the stage is released, whether this warp used it or not
-          if (kTmaSplitKV) sj_mbar_wait(bars + 8 * (2 * kStages + slot), (pipe / kStages) & 1);
+          // kTmaSplitKV, the key split: the V part is in before the stage is released, whether this
+          // warp used it or not (under the dim split every warp waited for it in v_ready)
+          if (kTmaSplitKV && !kDimSplit) sj_mbar_wait(bars + 8 * (2 * kStages + slot), (pipe / kStages) & 1);
           __syncwarp();
           if (lane == 0) sj_mbar_arrive(bars + 8 * (kStages + slot));
           ++pipe;
