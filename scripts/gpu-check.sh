@@ -11,7 +11,7 @@
 # (device layer, C ABI, out-of-range, example, host overhead, Python, sanitizer),
 # fp8 (the fp8 decode and prefill cases, and memcheck on two fp8 decode cases: a
 # quick check of an fp8 kernel change; SPARSEJIT_EXTRA_FLAGS reaches the kernels).
-# The correctness cases (Cases/*) run in GPU_CHECK_SHARDS (default 4) processes at once on
+# The correctness cases (Cases/*) run in GPU_CHECK_SHARDS (default 4; 5 for variants) processes at once on
 # the one GPU (gtest sharding), so their kernels compile in parallel into one shared cache;
 # GPU_CHECK_SHARDS=1 runs them in one process. The other tests run in one process.
 set -uo pipefail
@@ -30,7 +30,10 @@ case "$part" in
   fp8) cases='Cases/GpuDecode.*e4m3fn*:Cases/GpuDecode.*e5m2*:Cases/GpuPrefill.*e4m3fn*:Cases/GpuPrefill.*e5m2*' ;;
   *) echo "gpu-check: PART must be all, decode, prefill, variants, rest or fp8 (got '$part')" >&2; exit 2 ;;
 esac
-shards=${GPU_CHECK_SHARDS:-4}
+# variants: five tests, each a whole table's worth of kernels to compile, so one process each
+default_shards=4
+[[ "$part" == variants ]] && default_shards=5
+shards=${GPU_CHECK_SHARDS:-$default_shards}
 [[ "$shards" =~ ^[1-9][0-9]*$ ]] || { echo "gpu-check: GPU_CHECK_SHARDS must be a positive integer (got '$shards')" >&2; exit 2; }
 mkdir -p "$out"
 export SPARSEJIT_CACHE_DIR=$(mktemp -d)
