@@ -972,6 +972,8 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
 // its key slice (and their K scales), then its raw V rows (and V scales), each lane 16 bytes of
 // a row per pass, as sj_load_subtile lays them out; keys past `hi` zero-filled. kSplitKV
 // commits the K part as a copy group of its own (the caller commits the V part).
+// sj_load_subtile's staged branch is this loop's workgroup-wide twin. One loop for both changed
+// every fp8 object and was slower on the H100 (TP4 B=8 +1.6%, seventeenth session): kept apart.
 SJ_DEVICE void sj_load_subtile_warp(const SjAttnParams& p, unsigned char* raw, long long kvh, long long page, int sub, long long n0,
                                     long long hi, int ks, int lane) {
   if constexpr (kWarpPipe) {
