@@ -682,6 +682,13 @@ static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 // slower as faster).
 constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1 && kMathWarps <= 4 && kGroup == 16;
 constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
+#ifndef SJ_MERGE_ONE_PASS
+#define SJ_MERGE_ONE_PASS 0  // -DSJ_MERGE_ONE_PASS=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs
+#endif
+// The key split's merge in one pass: every thread works out its rows' weights itself instead of
+// 16 threads writing them to shared memory before a second barrier (the fp8 B=1 timeline of the
+// sixteenth session: 0.9 us from the split O in shared memory to stored, bf16's 0.65).
+constexpr bool kMergeOnePass = SJ_MERGE_ONE_PASS;
 #ifndef SJ_SCALES_LATE
 #define SJ_SCALES_LATE 1  // -DSJ_SCALES_LATE=0 (SPARSEJIT_EXTRA_FLAGS): off, for A/B runs
 #endif
@@ -2302,41 +2309,72 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     }
     sj_sync();
     SJ_MARK(8);  // every split's O is in shared memory
-    // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and the LSE.
-    float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
-    for (int r = tid; r < kRows; r += kThreads) {
-      const int q = sj_row_query(r / 16, r % 16);
-      if (q < 0 || q_token[q] < 0) continue;
-      float m = sj_neg_inf();
+    if constexpr (kMergeOnePass) {
+      // Every element at once: its thread works out its row's weights itself, with the same
+      // arithmetic as the two-pass form below (so the same bits), and the dims-0 thread stores the LSE.
+      for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
+        const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+        const int q = sj_row_query(r / 16, r % 16);
+        if (q < 0 || q_token[q] < 0) continue;
+        float m = sj_neg_inf();
 #pragma unroll
-      for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
-      float w[kKeySplit], l = 0.f;
+        for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+        float w[kKeySplit], l = 0.f;
 #pragma unroll
-      for (int k = 0; k < kKeySplit; ++k) {
-        w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
-        l += w[k] * s_l[k * kRows + r];
+        for (int k = 0; k < kKeySplit; ++k) {
+          w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
+          l += w[k] * s_l[k * kRows + r];
+        }
+        const float inv = l > 0.f ? scales.o / l : 0.f;
+        float o[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int k = 0; k < kKeySplit; ++k) {
+          const float wk = w[k] * inv;
+          const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
+          o[0] += wk * v.x, o[1] += wk * v.y, o[2] += wk * v.z, o[3] += wk * v.w;
+        }
+        const long long head = kvh * kGroup + (r % 16) % kGroup;
+        if (d == 0) sj_store_lse(p, s_part, q_token[q], head, m, l, chunk);
+        sj_store4(p, s_part, q_token[q], head, d, o, chunk);
       }
-      const float inv = l > 0.f ? scales.o / l : 0.f;
+    } else {
+      // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and
+      // the LSE; a barrier; then every element.
+      float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
+      for (int r = tid; r < kRows; r += kThreads) {
+        const int q = sj_row_query(r / 16, r % 16);
+        if (q < 0 || q_token[q] < 0) continue;
+        float m = sj_neg_inf();
 #pragma unroll
-      for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
-      sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
-    }
-    sj_sync();
-    SJ_MARK(9);  // the splits' weights are known
-    // Then every element: a weighted sum of the splits, 4 consecutive dims per thread.
-    for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
-      const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
-      const int q = sj_row_query(r / 16, r % 16);
-      if (q < 0 || q_token[q] < 0) continue;
-      float o[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+        float w[kKeySplit], l = 0.f;
 #pragma unroll
-      for (int k = 0; k < kKeySplit; ++k) {
-        const float w = s_w[k * kRows + r];
-        const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
-        o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
+        for (int k = 0; k < kKeySplit; ++k) {
+          w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
+          l += w[k] * s_l[k * kRows + r];
+        }
+        const float inv = l > 0.f ? scales.o / l : 0.f;
+#pragma unroll
+        for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
+        sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
       }
-      const long long head = kvh * kGroup + (r % 16) % kGroup;
-      sj_store4(p, s_part, q_token[q], head, d, o, chunk);
+      sj_sync();
+      SJ_MARK(9);  // the splits' weights are known
+      // 4 consecutive dims per thread: a weighted sum of the splits.
+      for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
+        const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+        const int q = sj_row_query(r / 16, r % 16);
+        if (q < 0 || q_token[q] < 0) continue;
+        float o[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int k = 0; k < kKeySplit; ++k) {
+          const float w = s_w[k * kRows + r];
+          const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
+          o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
+        }
+        const long long head = kvh * kGroup + (r % 16) % kGroup;
+        sj_store4(p, s_part, q_token[q], head, d, o, chunk);
+      }
     }
   }
   if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
