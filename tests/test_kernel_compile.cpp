@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <span>
 
 #include "arch_table.h"
 #include "compiler/registry.h"
@@ -11,6 +12,7 @@
 #include "knobs.h"
 #include "ops/config_select.h"
 #include "reliability_util.h"
+#include "util/elf.h"
 
 using namespace sparsejit;
 
@@ -118,6 +120,21 @@ class KernelCompileSm90 : public ::testing::Test {
     for (const auto& k : ins->kernels) EXPECT_EQ(k.scratch_bytes, 0) << config.canonical();
     return std::string(built->object->binary.begin(), built->object->binary.end());
   }
+  // The machine code alone (the kernel's .text section) of that object: NVRTC also emits the
+  // template's namespace-scope constants, so a new switch's constant changes the object's data
+  // but not the code.
+  std::string code(const KernelConfig& config, const char* flags) {
+    const std::string obj = object(config, flags);
+    auto file = elf::File::parse(std::span<const std::uint8_t>((const std::uint8_t*)obj.data(), obj.size()));
+    if (!file.ok()) {
+      ADD_FAILURE() << config.canonical() << ": " << file.error().describe();
+      return {};
+    }
+    for (const auto& section : file->sections())
+      if (section.name == ".text." + config.kernel_name()) return std::string(section.data.begin(), section.data.end());
+    ADD_FAILURE() << config.canonical() << ": no .text." << config.kernel_name();
+    return {};
+  }
   TempCache tmp;
   std::unique_ptr<ArchTable> arch;
 };
@@ -182,4 +199,38 @@ TEST_F(KernelCompileSm90, DecodeWaitsForVApartWherePipelined) {
     EXPECT_EQ(both != object(config, "-DSJ_WARP_PIPE=0 -DSJ_TMA_SPLIT_KV=1"), c.changed_by == pipe) << config.canonical();
     EXPECT_EQ(both != object(config, "-DSJ_WARP_PIPE=1 -DSJ_TMA_SPLIT_KV=0"), c.changed_by == tma) << config.canonical();
   }
+}
+
+// -DSJ_MERGE_ONE_PASS=1 (prepared for a GPU A/B, off) merges the key split's partial O in one
+// pass: it changes exactly the code of the kernels whose warps split the keys and merge through
+// shared memory (key_split > 1 without the tensor-copy decode's dim split), with no local memory;
+// the dim split, the one-warp-per-row-group kernels and the prefill's wgmma keep their code.
+TEST_F(KernelCompileSm90, KeySplitMergeInOnePassChangesExactlyTheKeySplitKernels) {
+  struct Case {
+    DType kv;
+    int group;
+    bool prefill;
+    DecodeLaunch launch;
+  };
+  int changed = 0, same = 0;
+  for (const Case& c : {Case{DType::fp8_e4m3fn, 16, false, DecodeLaunch::small}, Case{DType::fp8_e4m3fn, 16, false, DecodeLaunch::large},
+                        Case{DType::fp8_e4m3fn, 4, false, DecodeLaunch::base}, Case{DType::bf16, 16, false, DecodeLaunch::small},
+                        Case{DType::bf16, 16, false, DecodeLaunch::base}, Case{DType::fp8_e4m3fn, 16, true, DecodeLaunch::base},
+                        Case{DType::bf16, 4, true, DecodeLaunch::base}}) {
+    AttnShape s;
+    s.num_kv_heads = 1;
+    s.num_heads = c.group;
+    s.head_dim = 128;
+    s.topk = 16;
+    s.kv_dtype = c.kv;
+    s.scale_mode = c.kv == DType::bf16 ? ScaleMode::none : ScaleMode::scalar;
+    const KernelConfig config = c.prefill ? prefill_config(*arch, s) : decode_config(*arch, s, c.launch == DecodeLaunch::small ? 4 : 1, c.launch);
+    const KernelConfig::NvWarpLayout l = config.nv_warp_layout();
+    const bool dim_split = config.launch.tma && !c.prefill && l.row_groups == 1 && l.key_split > 1 && (config.head_dim / l.key_split) % 16 == 0;
+    const bool merges = l.key_split > 1 && !dim_split;
+    EXPECT_EQ(code(config, "") != code(config, "-DSJ_MERGE_ONE_PASS=1"), merges) << config.canonical();
+    (merges ? changed : same) += 1;
+  }
+  EXPECT_GT(changed, 0);  // the cases cover both sides of the rule
+  EXPECT_GT(same, 0);
 }
