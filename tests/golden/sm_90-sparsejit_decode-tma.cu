@@ -2312,6 +2312,7 @@ SJ_GLOBAL void __launch_bounds__(288, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     if constexpr (kMergeOnePass) {
       // Every element at once: its thread works out its row's weights itself, with the same
       // arithmetic as the two-pass form below (so the same bits), and the dims-0 thread stores the LSE.
+      SJ_MARK(9);  // (no step of its own for the weights: the timeline shows it with the split O)
       for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
         const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
         const int q = sj_row_query(r / 16, r % 16);
