@@ -97,6 +97,35 @@ TEST(Cli, ReadmeHasExactlyTheTwoSetupCommandsAndCiRunsTheTestOne) {
     EXPECT_NE(readme.find(knob), std::string::npos) << knob << " is not documented in the README";
 }
 
+// Every A/B switch of the NVIDIA template (`#ifndef SJ_X` / `#define SJ_X 0|1`) has a row in the
+// README's table with the template's default, and every row names a switch the template has.
+TEST(Cli, ReadmeListsEveryTemplateSwitchWithItsDefault) {
+  const std::string readme = read_file(fs::path(SPARSEJIT_SOURCE_DIR) / "README.md");
+  std::istringstream tpl(read_file(fs::path(SPARSEJIT_SOURCE_DIR) / "templates" / "attention_nv.cu"));
+  std::set<std::string> in_template;
+  std::string line, pending;
+  while (std::getline(tpl, line)) {
+    if (line.starts_with("#ifndef SJ_")) {
+      pending = line.substr(8);
+    } else if (!pending.empty() && line.starts_with("#define " + pending + " ")) {
+      const std::string value = line.substr(8 + pending.size() + 1, 1);
+      const std::string row = "| `" + pending + "` | " + value + " |";
+      EXPECT_NE(readme.find(row), std::string::npos) << "README lacks the row " << row;
+      in_template.insert(pending);
+      pending.clear();
+    } else {
+      pending.clear();
+    }
+  }
+  EXPECT_GE(in_template.size(), 8u);
+  std::istringstream rows(readme);
+  while (std::getline(rows, line))
+    if (line.starts_with("| `SJ_")) {
+      const std::string name = line.substr(3, line.find('`', 3) - 3);
+      EXPECT_TRUE(in_template.count(name)) << "README lists " << name << ", which the template does not define";
+    }
+}
+
 TEST(Cli, ArchsListsEveryKnownTargetWithBackends) {
   auto r = run_cli("", "archs --json");
   ASSERT_EQ(r.exit_code, 0) << read_file(stderr_path());
