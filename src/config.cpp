@@ -183,6 +183,7 @@ KernelConfig::NvWarpLayout KernelConfig::nv_warp_layout() const {
   l.queries_per_group = std::max(1, 16 / std::max(1, gqa_group));
   l.row_groups = std::max(1, (q_tile + l.queries_per_group - 1) / l.queries_per_group);
   l.key_split = std::max(1, l.warps / l.row_groups);
+  l.dim_split = launch.tma && op == Op::decode && l.row_groups == 1 && l.key_split > 1 && (head_dim / l.key_split) % 16 == 0;
   return l;
 }
 
@@ -247,9 +248,8 @@ std::size_t KernelConfig::dynamic_shared_bytes() const {
   const std::size_t misc = (16 * 8 * 2 + 32 * 4 + (launch.tma ? 3 * launch.stages * 8 : 0) + 15) / 16 * 16;
   // tma decode of one query (kDimSplit): the shared P and each warp's row maxima of one sub-tile, or
   // of two where a workgroup may take more than one (kDsBufs), then each warp's row sums
-  const bool dim_split = launch.tma && op == Op::decode && row_groups == 1 && key_split > 1 && (head_dim / key_split) % 16 == 0;
   const std::size_t bufs = chunk * (kSparseBlock / sub_k) > 1 ? 2 : 1;
-  const std::size_t ds = dim_split ? bufs * 16 * (sub_k + 8) * 2 + (bufs + 1) * key_split * 16 * 4 : 0;
+  const std::size_t ds = l.dim_split ? bufs * 16 * (sub_k + 8) * 2 + (bufs + 1) * key_split * 16 * 4 : 0;
   return q_bytes + std::max(tiles, scratch + part) + list + misc + ds;
 }
 

@@ -68,11 +68,15 @@ struct KernelConfig {
   std::size_t shared_bytes() const;
   // Dynamic shared memory the launch must pass (mirrors the template's layout; the kernel traps on less).
   std::size_t dynamic_shared_bytes() const;
-  // attention_nv.cu's warp layout (mirrors its kQPerRG/kRowGroups/kKeySplit): the 16-row
-  // groups holding the G heads of q_tile queries, and how many warps split each sub-tile's
-  // keys. Every field is at least 1, whatever the (possibly invalid) fields.
+  // attention_nv.cu's warp layout (mirrors its kQPerRG/kRowGroups/kKeySplit/kDimSplit, the last
+  // as SJ_DIM_SPLIT's default): the 16-row groups holding the G heads of q_tile queries, and how
+  // many warps split each sub-tile's keys. Every count is at least 1, whatever the (possibly
+  // invalid) fields.
   struct NvWarpLayout {
     int warps = 1, queries_per_group = 1, row_groups = 1, key_split = 1;
+    // kDimSplit: the tensor-copy decode of one row group splits the head dims for P V (each
+    // warp's share whole 16-dim tiles) instead of merging a key split through shared memory.
+    bool dim_split = false;
   };
   NvWarpLayout nv_warp_layout() const;
   // Whether launch.wgmma can apply: attention_nv.cu prefill on sm_90, one warp per 16-row

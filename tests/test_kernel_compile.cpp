@@ -226,8 +226,7 @@ TEST_F(KernelCompileSm90, KeySplitMergeInOnePassChangesExactlyTheKeySplitKernels
     s.scale_mode = c.kv == DType::bf16 ? ScaleMode::none : ScaleMode::scalar;
     const KernelConfig config = c.prefill ? prefill_config(*arch, s) : decode_config(*arch, s, c.launch == DecodeLaunch::small ? 4 : 1, c.launch);
     const KernelConfig::NvWarpLayout l = config.nv_warp_layout();
-    const bool dim_split = config.launch.tma && !c.prefill && l.row_groups == 1 && l.key_split > 1 && (config.head_dim / l.key_split) % 16 == 0;
-    const bool merges = l.key_split > 1 && !dim_split;
+    const bool merges = l.key_split > 1 && !l.dim_split;
     EXPECT_EQ(code(config, "") != code(config, "-DSJ_MERGE_ONE_PASS=1"), merges) << config.canonical();
     (merges ? changed : same) += 1;
   }
