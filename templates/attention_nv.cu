@@ -1128,6 +1128,23 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
 // Stores one finished output element: bf16/fp16 into out (prefill, and decode
 // with one chunk), the normalized float partial (decode split-K over two
 // kernels), or this workgroup's part in shared memory (decode merged in its cluster).
+// The key split's merge, row r of the splits' maxima s_m and sums s_l ([KEY_SPLIT][rows]): the
+// row's max m and sum l over the splits, each split's 2^(m_k - m) in w, and the returned factor
+// o / l (0 for a row with no visible key) that makes them the splits' weights.
+SJ_DEVICE float sj_split_weights(const float* s_m, const float* s_l, int r, float o, float (&w)[kKeySplit], float& m, float& l) {
+  constexpr int kRows = kRowGroups * 16;
+  m = sj_neg_inf();
+#pragma unroll
+  for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+  l = 0.f;
+#pragma unroll
+  for (int k = 0; k < kKeySplit; ++k) {
+    w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
+    l += w[k] * s_l[k * kRows + r];
+  }
+  return l > 0.f ? o / l : 0.f;
+}
+
 SJ_DEVICE void sj_store(const SjAttnParams& p, float* s_part, long long token, long long head, int d, float o, long long chunk) {
   if (kDecode && kCluster > 1) {
     s_part[(head % kGroup) * kHeadDim + d] = o;
@@ -1746,23 +1763,15 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
     sj_sync();
     SJ_MARK(8);  // every split's O is in shared memory
     if constexpr (kMergeOnePass) {
-      // Every element at once: its thread works out its row's weights itself, with the same
-      // arithmetic as the two-pass form below (so the same bits), and the dims-0 thread stores the LSE.
+      // Every element at once: its thread works out its row's weights itself (the same bits as
+      // the two-pass form below), and the dims-0 thread stores the LSE.
       SJ_MARK(9);  // (no step of its own for the weights: the timeline shows it with the split O)
       for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
         const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
         const int q = sj_row_query(r / 16, r % 16);
         if (q < 0 || q_token[q] < 0) continue;
-        float m = sj_neg_inf();
-#pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
-        float w[kKeySplit], l = 0.f;
-#pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) {
-          w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
-          l += w[k] * s_l[k * kRows + r];
-        }
-        const float inv = l > 0.f ? scales.o / l : 0.f;
+        float w[kKeySplit], m, l;
+        const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
         float o[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int k = 0; k < kKeySplit; ++k) {
@@ -1775,22 +1784,13 @@ SJ_GLOBAL void __launch_bounds__({{THREADS}}, {{MIN_BLOCKS}}) SJ_CLUSTER_DIMS {{
         sj_store4(p, s_part, q_token[q], head, d, o, chunk);
       }
     } else {
-      // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and
-      // the LSE; a barrier; then every element.
+      // Once per row: each split's weight and the LSE; a barrier; then every element.
       float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
       for (int r = tid; r < kRows; r += kThreads) {
         const int q = sj_row_query(r / 16, r % 16);
         if (q < 0 || q_token[q] < 0) continue;
-        float m = sj_neg_inf();
-#pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
-        float w[kKeySplit], l = 0.f;
-#pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) {
-          w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
-          l += w[k] * s_l[k * kRows + r];
-        }
-        const float inv = l > 0.f ? scales.o / l : 0.f;
+        float w[kKeySplit], m, l;
+        const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
 #pragma unroll
         for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
         sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
