@@ -273,6 +273,13 @@ SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], 
       "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar)
       : "memory");
 }
+// sj_tma_load_5d with an L2 cache policy (createpolicy) for the copied lines.
+SJ_DEVICE void sj_tma_load_5d_hint(unsigned dst, const void* map, const int (&c)[5], unsigned bar, unsigned long long policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4, %5, %6}], [%7], %8;" ::"r"(dst),
+      "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar), "l"(policy)
+      : "memory");
+}
 // Brings a tensor map (kernel parameter space) into the descriptor cache ahead of its first copy.
 SJ_DEVICE void sj_prefetch_tensormap(const void* map) { asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory"); }
 // A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).

@@ -277,6 +277,13 @@ SJ_DEVICE void sj_tma_load_5d(unsigned dst, const void* map, const int (&c)[5], 
       "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar)
       : "memory");
 }
+// sj_tma_load_5d with an L2 cache policy (createpolicy) for the copied lines.
+SJ_DEVICE void sj_tma_load_5d_hint(unsigned dst, const void* map, const int (&c)[5], unsigned bar, unsigned long long policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4, %5, %6}], [%7], %8;" ::"r"(dst),
+      "l"(map), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(bar), "l"(policy)
+      : "memory");
+}
 // Brings a tensor map (kernel parameter space) into the descriptor cache ahead of its first copy.
 SJ_DEVICE void sj_prefetch_tensormap(const void* map) { asm volatile("prefetch.tensormap [%0];" ::"l"(map) : "memory"); }
 // A barrier of the first `threads` threads of the workgroup (id 1: __syncthreads is 0).
@@ -858,6 +865,44 @@ SJ_DEVICE long long sj_scale_index(const SjAttnParams& p, bool is_v, long long k
   return is_v ? kvh * p.vs_stride[0] + slot * p.vs_stride[1] : kvh * p.ks_stride[0] + slot * p.ks_stride[1];
 }
 
+#ifndef SJ_L2_PREFETCH
+#define SJ_L2_PREFETCH 0  // -DSJ_L2_PREFETCH=64|128|256 (SPARSEJIT_EXTRA_FLAGS): K/V's 16-byte copies prefetch that much into L2, for A/B runs
+#endif
+#ifndef SJ_L2_EVICT_FIRST
+#define SJ_L2_EVICT_FIRST 0  // -DSJ_L2_EVICT_FIRST=1 (SPARSEJIT_EXTRA_FLAGS): decode's K/V copies evict first from L2, for A/B runs
+#endif
+static_assert(SJ_L2_PREFETCH == 0 || SJ_L2_PREFETCH == 64 || SJ_L2_PREFETCH == 128 || SJ_L2_PREFETCH == 256,
+              "SJ_L2_PREFETCH: 0, 64, 128 or 256");
+// Decode reads each selected K/V row once per call: under kKvEvictFirst its copies (16-byte and
+// tensor copies) carry an L2 evict-first policy, so the stream does not push the small index
+// tensors (top-k, block table, lengths) and Q out of L2. Prefill re-reads a block from many
+// workgroups, so never there.
+constexpr bool kKvEvictFirst = SJ_L2_EVICT_FIRST && kDecode;
+#define SJ_STR2(x) #x
+#define SJ_STR(x) SJ_STR2(x)
+#if SJ_L2_PREFETCH
+#define SJ_L2_PREFETCH_SUFFIX ".L2::" SJ_STR(SJ_L2_PREFETCH) "B"
+#else
+#define SJ_L2_PREFETCH_SUFFIX ""
+#endif
+SJ_DEVICE unsigned long long sj_l2_evict_first() {
+  unsigned long long policy;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+// A 16-byte K/V copy: sj_cp_async16 under the L2 switches above.
+SJ_DEVICE void sj_cp_async16_kv(unsigned dst, const void* src, int src_bytes) {
+  if constexpr (kKvEvictFirst) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint" SJ_L2_PREFETCH_SUFFIX " [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src),
+                 "r"(src_bytes), "l"(sj_l2_evict_first())
+                 : "memory");
+  } else if constexpr (SJ_L2_PREFETCH != 0) {
+    asm volatile("cp.async.cg.shared.global" SJ_L2_PREFETCH_SUFFIX " [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  } else {
+    sj_cp_async16(dst, src, src_bytes);
+  }
+}
+
 // Copies sub-tile `sub` of page `page` to `tile` with batched element loads, dequantized
 // to q's dtype (any strides and dtypes); keys past `hi` are zeros. kN threads share it,
 // this one being number t; `row` is the element offset of the sub-tile's first K row.
@@ -934,8 +979,8 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
 #pragma unroll
     for (int i = 0; i < kSubK / kRowsPerPass; ++i) {
       const int bytes = n_first + i * kRowsPerPass <= lim ? 16 : 0;
-      sj_cp_async16(dst + i * kDstStep, src + i * src_step, bytes);
-      sj_cp_async16(dst + kKvHalves * 2 + i * kDstStep, src + p.v_offset + i * src_step, bytes);
+      sj_cp_async16_kv(dst + i * kDstStep, src + i * src_step, bytes);
+      sj_cp_async16_kv(dst + kKvHalves * 2 + i * kDstStep, src + p.v_offset + i * src_step, bytes);
     }
   } else if (sj_fp8_staged(p)) {
     const int n_first = sj_tid() / kRawVecPerRow, d = (sj_tid() % kRawVecPerRow) * 16;
@@ -949,8 +994,8 @@ SJ_DEVICE void sj_load_subtile(const SjAttnParams& p, sj_u16* tile, unsigned cha
       // Rows 8 apart share their swizzle: then the step is a constant.
       const int step = !kRawV || kRawRowsPerPass % 8 == 0 ? i * kRawRowsPerPass * kHeadDim
                                                           : i * kRawRowsPerPass * kHeadDim + sj_raw_col(n_first + i * kRawRowsPerPass, d) - sj_raw_col(n_first, d);
-      sj_cp_async16(dst + step, src + i * src_step, bytes);
-      sj_cp_async16(dst + kSubK * kHeadDim + step, src + p.v_offset + i * src_step, bytes);
+      sj_cp_async16_kv(dst + step, src + i * src_step, bytes);
+      sj_cp_async16_kv(dst + kSubK * kHeadDim + step, src + p.v_offset + i * src_step, bytes);
     }
     sj_load_scales(p, raw, kvh, page, sub, lim);
   } else if constexpr (kRawK) {
@@ -993,7 +1038,7 @@ SJ_DEVICE void sj_load_subtile_warp(const SjAttnParams& p, unsigned char* raw, l
 #pragma unroll
       for (int i = 0; i < kKeysPerWarp / kRawRowsPerWarpPass; ++i) {
         const int n = n_first + i * kRawRowsPerWarpPass;
-        sj_cp_async16(dst + is_v * kSubK * kHeadDim + n * kHeadDim + sj_raw_col(n, d), src + is_v * p.v_offset + i * src_step,
+        sj_cp_async16_kv(dst + is_v * kSubK * kHeadDim + n * kHeadDim + sj_raw_col(n, d), src + is_v * p.v_offset + i * src_step,
                       n <= lim ? 16 : 0);
       }
       if constexpr (kPthRaw) {
@@ -1023,9 +1068,16 @@ SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u
     if (lane == 0) {
       const int c[5] = {0, sub * kSubK, 0, (int)kvh, (int)page};  // dims within 64, key, 64-dim group, kv head, page
       sj_mbar_arrive_expect_tx(full, kTmaSplitKV ? kTileBytes / 2 : kTileBytes);
-      sj_tma_load_5d(sj_smem_addr(tile), maps.k, c, full);
-      if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
-      sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full);
+      if constexpr (kKvEvictFirst) {
+        const unsigned long long policy = sj_l2_evict_first();
+        sj_tma_load_5d_hint(sj_smem_addr(tile), maps.k, c, full, policy);
+        if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
+        sj_tma_load_5d_hint(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full, policy);
+      } else {
+        sj_tma_load_5d(sj_smem_addr(tile), maps.k, c, full);
+        if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
+        sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full);
+      }
     }
   } else {
     sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane, sj_subtile_row(p, kvh, page, sub));
