@@ -689,13 +689,6 @@ static_assert(!kRawV || kRawK, "kRawV reads K from the raw bytes too");
 // slower as faster).
 constexpr bool kQRegs = SJ_Q_REGS && kRawK && kHeadDim <= 128 && 1 == 1 && kMathWarps <= 4 && kGroup == 16;
 constexpr int kQRegGroups = kQRegs ? kHeadDim / 64 : 1;
-#ifndef SJ_MERGE_ONE_PASS
-#define SJ_MERGE_ONE_PASS 0  // -DSJ_MERGE_ONE_PASS=1 (SPARSEJIT_EXTRA_FLAGS): on, for A/B runs
-#endif
-// The key split's merge in one pass: every thread works out its rows' weights itself instead of
-// 16 threads writing them to shared memory before a second barrier (the fp8 B=1 timeline of the
-// sixteenth session: 0.9 us from the split O in shared memory to stored, bf16's 0.65).
-constexpr bool kMergeOnePass = SJ_MERGE_ONE_PASS;
 #ifndef SJ_SCALES_LATE
 #define SJ_SCALES_LATE 1  // -DSJ_SCALES_LATE=0 (SPARSEJIT_EXTRA_FLAGS): off, for A/B runs
 #endif
@@ -865,39 +858,27 @@ SJ_DEVICE long long sj_scale_index(const SjAttnParams& p, bool is_v, long long k
   return is_v ? kvh * p.vs_stride[0] + slot * p.vs_stride[1] : kvh * p.ks_stride[0] + slot * p.ks_stride[1];
 }
 
-#ifndef SJ_L2_PREFETCH
-#define SJ_L2_PREFETCH 0  // -DSJ_L2_PREFETCH=64|128|256 (SPARSEJIT_EXTRA_FLAGS): K/V's 16-byte copies prefetch that much into L2, for A/B runs
-#endif
 #ifndef SJ_L2_EVICT_FIRST
-#define SJ_L2_EVICT_FIRST 0  // -DSJ_L2_EVICT_FIRST=1 (SPARSEJIT_EXTRA_FLAGS): decode's K/V copies evict first from L2, for A/B runs
+#define SJ_L2_EVICT_FIRST 1  // -DSJ_L2_EVICT_FIRST=0 (SPARSEJIT_EXTRA_FLAGS): no cache policy, for A/B runs
 #endif
-static_assert(SJ_L2_PREFETCH == 0 || SJ_L2_PREFETCH == 64 || SJ_L2_PREFETCH == 128 || SJ_L2_PREFETCH == 256,
-              "SJ_L2_PREFETCH: 0, 64, 128 or 256");
 // Decode reads each selected K/V row once per call: under kKvEvictFirst its copies (16-byte and
 // tensor copies) carry an L2 evict-first policy, so the stream does not push the small index
-// tensors (top-k, block table, lengths) and Q out of L2. Prefill re-reads a block from many
-// workgroups, so never there.
+// tensors (top-k, block table, lengths), Q and the split partials out of L2. On the H100
+// (eighteenth session) every decode launch gained: bf16 B=32 2-5%, B=128 1-2.5%, fp8 B=128
+// 2.7-6%. Prefill re-reads a block from many workgroups: never there. (A wider L2 fetch for the
+// 16-byte copies, .L2::128B / 256B, gained nothing there and was dropped.)
 constexpr bool kKvEvictFirst = SJ_L2_EVICT_FIRST && kDecode;
-#define SJ_STR2(x) #x
-#define SJ_STR(x) SJ_STR2(x)
-#if SJ_L2_PREFETCH
-#define SJ_L2_PREFETCH_SUFFIX ".L2::" SJ_STR(SJ_L2_PREFETCH) "B"
-#else
-#define SJ_L2_PREFETCH_SUFFIX ""
-#endif
 SJ_DEVICE unsigned long long sj_l2_evict_first() {
   unsigned long long policy;
   asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   return policy;
 }
-// A 16-byte K/V copy: sj_cp_async16 under the L2 switches above.
+// A 16-byte K/V copy: sj_cp_async16, under kKvEvictFirst with the evict-first policy.
 SJ_DEVICE void sj_cp_async16_kv(unsigned dst, const void* src, int src_bytes) {
   if constexpr (kKvEvictFirst) {
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint" SJ_L2_PREFETCH_SUFFIX " [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src),
-                 "r"(src_bytes), "l"(sj_l2_evict_first())
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes),
+                 "l"(sj_l2_evict_first())
                  : "memory");
-  } else if constexpr (SJ_L2_PREFETCH != 0) {
-    asm volatile("cp.async.cg.shared.global" SJ_L2_PREFETCH_SUFFIX " [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
   } else {
     sj_cp_async16(dst, src, src_bytes);
   }
@@ -2378,56 +2359,35 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     }
     sj_sync();
     SJ_MARK(8);  // every split's O is in shared memory
-    if constexpr (kMergeOnePass) {
-      // Every element at once: its thread works out its row's weights itself (the same bits as
-      // the two-pass form below), and the dims-0 thread stores the LSE.
-      SJ_MARK(9);  // (no step of its own for the weights: the timeline shows it with the split O)
-      for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
-        const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
-        const int q = sj_row_query(r / 16, r % 16);
-        if (q < 0 || q_token[q] < 0) continue;
-        float w[kKeySplit], m, l;
-        const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
-        float o[4] = {0.f, 0.f, 0.f, 0.f};
+    // Once per row: each split's weight and the LSE; a barrier; then every element. (Every thread
+    // working out its rows' weights itself, with no second barrier, was slower on the H100: fp8
+    // B=1 +6.5%, eighteenth session.)
+    float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
+    for (int r = tid; r < kRows; r += kThreads) {
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
+      float w[kKeySplit], m, l;
+      const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
 #pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) {
-          const float wk = w[k] * inv;
-          const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
-          o[0] += wk * v.x, o[1] += wk * v.y, o[2] += wk * v.z, o[3] += wk * v.w;
-        }
-        const long long head = kvh * kGroup + (r % 16) % kGroup;
-        if (d == 0) sj_store_lse(p, s_part, q_token[q], head, m, l, chunk);
-        sj_store4(p, s_part, q_token[q], head, d, o, chunk);
-      }
-    } else {
-      // Once per row: each split's weight and the LSE; a barrier; then every element.
-      float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
-      for (int r = tid; r < kRows; r += kThreads) {
-        const int q = sj_row_query(r / 16, r % 16);
-        if (q < 0 || q_token[q] < 0) continue;
-        float w[kKeySplit], m, l;
-        const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
+      for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
+      sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
+    }
+    sj_sync();
+    SJ_MARK(9);  // the splits' weights are known
+    // 4 consecutive dims per thread: a weighted sum of the splits.
+    for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
+      const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
+      const int q = sj_row_query(r / 16, r % 16);
+      if (q < 0 || q_token[q] < 0) continue;
+      float o[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
-        sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
+      for (int k = 0; k < kKeySplit; ++k) {
+        const float w = s_w[k * kRows + r];
+        const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
+        o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
       }
-      sj_sync();
-      SJ_MARK(9);  // the splits' weights are known
-      // 4 consecutive dims per thread: a weighted sum of the splits.
-      for (int i = tid; i < kRows * kHeadDim / 4; i += kThreads) {
-        const int r = i / (kHeadDim / 4), d = (i % (kHeadDim / 4)) * 4;
-        const int q = sj_row_query(r / 16, r % 16);
-        if (q < 0 || q_token[q] < 0) continue;
-        float o[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-        for (int k = 0; k < kKeySplit; ++k) {
-          const float w = s_w[k * kRows + r];
-          const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
-          o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
-        }
-        const long long head = kvh * kGroup + (r % 16) % kGroup;
-        sj_store4(p, s_part, q_token[q], head, d, o, chunk);
-      }
+      const long long head = kvh * kGroup + (r % 16) % kGroup;
+      sj_store4(p, s_part, q_token[q], head, d, o, chunk);
     }
   }
   if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
