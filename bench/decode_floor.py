@@ -11,6 +11,9 @@ Cases (MiniMax-M3 TP1: 4 kv heads x 128 dims, topk 16, block 128, bf16 KV):
                block table entry, then the block's K and V (64 KiB) and writes
                one float (the sum); grid = decode's 16 chunks x pairs;
   gather/2     the same with two programs per block (twice the parallelism);
+  gather ef, gather/2 ef
+               the same with the K/V loads marked evict-first in L2, as sparsejit's
+               decode copies are (SJ_L2_EVICT_FIRST): the index loads stay in L2;
   copy         a device copy of the same bytes, contiguous (no chain); its GB/s
                counts read + write, like the copy ceiling.
 Each call of a graph uses its own top-k rows and pages, drawn from a 2 GiB
@@ -37,7 +40,7 @@ def _empty_kernel(x_ptr):
 
 @triton.jit
 def _gather_kernel(kv_ptr, topk_ptr, bt_ptr, seq_ptr, out_ptr, s_kvp, s_kvh, SPLIT: tl.constexpr, ROWS: tl.constexpr,
-                   D: tl.constexpr, TOPK: tl.constexpr, KVH: tl.constexpr, MAX_BLOCKS: tl.constexpr):
+                   D: tl.constexpr, TOPK: tl.constexpr, KVH: tl.constexpr, MAX_BLOCKS: tl.constexpr, EVICT_FIRST: tl.constexpr):
     pair = tl.program_id(0)  # query * KVH + kv head
     e = tl.program_id(1) // SPLIT
     part = tl.program_id(1) % SPLIT
@@ -51,8 +54,12 @@ def _gather_kernel(kv_ptr, topk_ptr, bt_ptr, seq_ptr, out_ptr, s_kvp, s_kvh, SPL
         base = kv_ptr + page * s_kvp + h * s_kvh + part * ROWS * 2 * D
         r = tl.arange(0, ROWS)
         d = tl.arange(0, D)
-        k = tl.load(base + r[:, None] * (2 * D) + d[None, :])
-        v = tl.load(base + r[:, None] * (2 * D) + D + d[None, :])
+        if EVICT_FIRST:
+            k = tl.load(base + r[:, None] * (2 * D) + d[None, :], eviction_policy="evict_first")
+            v = tl.load(base + r[:, None] * (2 * D) + D + d[None, :], eviction_policy="evict_first")
+        else:
+            k = tl.load(base + r[:, None] * (2 * D) + d[None, :])
+            v = tl.load(base + r[:, None] * (2 * D) + D + d[None, :])
         total = tl.sum(k.to(tl.float32)) + tl.sum(v.to(tl.float32))
     tl.store(out_ptr + pair * tl.num_programs(1) + tl.program_id(1), total)
 
@@ -92,15 +99,17 @@ def main():
     page_elems = KVH * BLK * 2 * D
     pool_pages = (2 << 30) // (page_elems * 2)
     kv = torch.randn(pool_pages, KVH, BLK, 2 * D, device=dev).to(torch.bfloat16)
-    results = []
+    out_file = open(args.out, "w") if args.out else None  # each row as it is measured: a later failure keeps them
 
     def emit(case, batch, us, kv_bytes=None, moved=1):
         r = {"case": case, "batch": batch, "us": round(us, 3)}
         if kv_bytes:
             r["kv_bytes"] = kv_bytes
             r["GBps"] = round(moved * kv_bytes / (us * 1e-6) / 1e9, 1)  # bytes moved per second
-        results.append(r)
         print(json.dumps(r), flush=True)
+        if out_file:
+            out_file.write(json.dumps(r) + "\n")
+            out_file.flush()
 
     x = torch.zeros(1, device=dev)
     emit("empty", 0, graph_us([lambda: _empty_kernel[(1,)](x)] * 64))
@@ -115,22 +124,23 @@ def main():
             bt = torch.randint(0, pool_pages, (batch, MAX_BLOCKS), device=dev, dtype=torch.int32)
             seq = torch.full((batch,), MAX_BLOCKS * BLK, device=dev, dtype=torch.int32)
             sets.append((topk.contiguous(), bt, seq))
-        for split in (1, 2):
-            out = torch.empty(batch * KVH * TOPK * split, device=dev)
+        for evict_first in (False, True):
+            for split in (1, 2):
+                out = torch.empty(batch * KVH * TOPK * split, device=dev)
 
-            def call(t=None, split=split, out=out):
-                topk, bt, seq = t
-                _gather_kernel[(batch * KVH, TOPK * split)](kv, topk, bt, seq, out, kv.stride(0), kv.stride(1), SPLIT=split,
-                                                            ROWS=BLK // split, D=D, TOPK=TOPK, KVH=KVH, MAX_BLOCKS=MAX_BLOCKS)
-            emit("gather" if split == 1 else "gather/2", batch, graph_us([lambda t=t: call(t) for t in sets]), kv_bytes)
+                def call(t=None, split=split, out=out, evict_first=evict_first):
+                    topk, bt, seq = t
+                    _gather_kernel[(batch * KVH, TOPK * split)](kv, topk, bt, seq, out, kv.stride(0), kv.stride(1), SPLIT=split,
+                                                                ROWS=BLK // split, D=D, TOPK=TOPK, KVH=KVH, MAX_BLOCKS=MAX_BLOCKS,
+                                                                EVICT_FIRST=evict_first)
+                name = ("gather" if split == 1 else "gather/2") + (" ef" if evict_first else "")
+                emit(name, batch, graph_us([lambda t=t: call(t) for t in sets]), kv_bytes)
         n = kv_bytes // 2
         srcs = [kv.view(-1)[i * n:(i + 1) * n] for i in range(R)]
         dst = torch.empty(n, device=dev, dtype=torch.bfloat16)
         emit("copy", batch, graph_us([lambda s=s: dst.copy_(s) for s in srcs]), kv_bytes, moved=2)  # read + write
-    if args.out:
-        with open(args.out, "w") as f:
-            for r in results:
-                f.write(json.dumps(r) + "\n")
+    if out_file:
+        out_file.close()
 
 
 if __name__ == "__main__":
