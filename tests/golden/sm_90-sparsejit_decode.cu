@@ -884,6 +884,14 @@ SJ_DEVICE void sj_cp_async16_kv(unsigned dst, const void* src, int src_bytes) {
   }
 }
 
+// A K/V tensor copy: sj_tma_load_5d, under kKvEvictFirst with the evict-first policy.
+SJ_DEVICE void sj_tma_load_5d_kv(unsigned dst, const void* map, const int (&c)[5], unsigned bar) {
+  if constexpr (kKvEvictFirst)
+    sj_tma_load_5d_hint(dst, map, c, bar, sj_l2_evict_first());
+  else
+    sj_tma_load_5d(dst, map, c, bar);
+}
+
 // Copies sub-tile `sub` of page `page` to `tile` with batched element loads, dequantized
 // to q's dtype (any strides and dtypes); keys past `hi` are zeros. kN threads share it,
 // this one being number t; `row` is the element offset of the sub-tile's first K row.
@@ -1049,16 +1057,9 @@ SJ_DEVICE void sj_tma_subtile(const SjAttnParams& p, const SjTmaMaps& maps, sj_u
     if (lane == 0) {
       const int c[5] = {0, sub * kSubK, 0, (int)kvh, (int)page};  // dims within 64, key, 64-dim group, kv head, page
       sj_mbar_arrive_expect_tx(full, kTmaSplitKV ? kTileBytes / 2 : kTileBytes);
-      if constexpr (kKvEvictFirst) {
-        const unsigned long long policy = sj_l2_evict_first();
-        sj_tma_load_5d_hint(sj_smem_addr(tile), maps.k, c, full, policy);
-        if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
-        sj_tma_load_5d_hint(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full, policy);
-      } else {
-        sj_tma_load_5d(sj_smem_addr(tile), maps.k, c, full);
-        if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
-        sj_tma_load_5d(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full);
-      }
+      sj_tma_load_5d_kv(sj_smem_addr(tile), maps.k, c, full);
+      if (kTmaSplitKV) sj_mbar_arrive_expect_tx(full_v, kTileBytes / 2);
+      sj_tma_load_5d_kv(sj_smem_addr(tile + kKvHalves), maps.v, c, kTmaSplitKV ? full_v : full);
     }
   } else {
     sj_load_subtile_elems<32>(p, tile, kvh, page, sub, n0, hi, lane, sj_subtile_row(p, kvh, page, sub));
@@ -1279,6 +1280,8 @@ struct SjScales {
   float qk, q_mult, o;
 };
 // From the scalar K scale k, and the V scale that v() gives (kScalesLate: both as loaded ahead).
+// v is a callable so that sj_scales loads V after K's arithmetic, as it always did: passing the
+// loaded value instead changed 24 of the 54 preset objects (eighteenth session), untimed.
 template <typename V>
 SJ_DEVICE SjScales sj_scales_of(const SjAttnParams& p, float k, V&& v) {
   SjScales r{0.f, 1.f, 1.f};
@@ -1725,23 +1728,6 @@ SJ_DEVICE void sj_subtile_ds(const SjAttnParams& p, const sj_u16* sq, const sj_u
 // Stores one finished output element: bf16/fp16 into out (prefill, and decode
 // with one chunk), the normalized float partial (decode split-K over two
 // kernels), or this workgroup's part in shared memory (decode merged in its cluster).
-// The key split's merge, row r of the splits' maxima s_m and sums s_l ([KEY_SPLIT][rows]): the
-// row's max m and sum l over the splits, each split's 2^(m_k - m) in w, and the returned factor
-// o / l (0 for a row with no visible key) that makes them the splits' weights.
-SJ_DEVICE float sj_split_weights(const float* s_m, const float* s_l, int r, float o, float (&w)[kKeySplit], float& m, float& l) {
-  constexpr int kRows = kRowGroups * 16;
-  m = sj_neg_inf();
-#pragma unroll
-  for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
-  l = 0.f;
-#pragma unroll
-  for (int k = 0; k < kKeySplit; ++k) {
-    w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
-    l += w[k] * s_l[k * kRows + r];
-  }
-  return l > 0.f ? o / l : 0.f;
-}
-
 SJ_DEVICE void sj_store(const SjAttnParams& p, float* s_part, long long token, long long head, int d, float o, long long chunk) {
   if (kDecode && kCluster > 1) {
     s_part[(head % kGroup) * kHeadDim + d] = o;
@@ -2359,15 +2345,23 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     }
     sj_sync();
     SJ_MARK(8);  // every split's O is in shared memory
-    // Once per row: each split's weight and the LSE; a barrier; then every element. (Every thread
-    // working out its rows' weights itself, with no second barrier, was slower on the H100: fp8
-    // B=1 +6.5%, eighteenth session.)
+    // Once per row: each split's weight 2^(m_k - m) / L (0 for a row with no visible key) and the
+    // LSE; a barrier; then every element. (Every thread working out its rows' weights itself, with
+    // no second barrier, was slower on the H100: fp8 B=1 +6.5%, eighteenth session.)
     float* s_w = s_l + kKeySplit * kRows;  // [KEY_SPLIT][rows]
     for (int r = tid; r < kRows; r += kThreads) {
       const int q = sj_row_query(r / 16, r % 16);
       if (q < 0 || q_token[q] < 0) continue;
-      float w[kKeySplit], m, l;
-      const float inv = sj_split_weights(s_m, s_l, r, scales.o, w, m, l);
+      float m = sj_neg_inf();
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) m = fmaxf(m, s_m[k * kRows + r]);
+      float w[kKeySplit], l = 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeySplit; ++k) {
+        w[k] = m == sj_neg_inf() ? 0.f : sj_exp2(s_m[k * kRows + r] - m);
+        l += w[k] * s_l[k * kRows + r];
+      }
+      const float inv = l > 0.f ? scales.o / l : 0.f;
 #pragma unroll
       for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
       sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
