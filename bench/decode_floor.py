@@ -11,11 +11,14 @@ Cases (MiniMax-M3 TP1: 4 kv heads x 128 dims, topk 16, block 128, bf16 KV):
                block table entry, then the block's K and V (64 KiB) and writes
                one float (the sum); grid = decode's 16 chunks x pairs;
   gather/2     the same with two programs per block (twice the parallelism);
+  gather/4     four programs per block;
   gather ef, gather/2 ef
                the same with the K/V loads marked evict-first in L2, as sparsejit's
                decode copies are (SJ_L2_EVICT_FIRST): the index loads stay in L2;
   copy         a device copy of the same bytes, contiguous (no chain); its GB/s
                counts read + write, like the copy ceiling.
+Batches 1, 2, 8, 16, 32 of TP1 move the selected bytes of TP1 B=1, 2, 8, 16, 32 and
+of TP4/TP8 B=4, 8, 32, 64, 128 (one kv head there: the same (query, kv head) pairs).
 Each call of a graph uses its own top-k rows and pages, drawn from a 2 GiB
 pool so nothing sits in L2 (>= 256 MiB touched per replay). Medians of 20
 replays of R calls, divided by R.
@@ -115,7 +118,7 @@ def main():
     emit("empty", 0, graph_us([lambda: _empty_kernel[(1,)](x)] * 64))
     emit("empty x2", 0, graph_us([lambda: _empty_kernel[(1,)](x)] * 128) * 2)
 
-    for batch in (1, 8, 16, 32):
+    for batch in (1, 2, 8, 16, 32):
         kv_bytes = batch * KVH * TOPK * BLK * 2 * D * 2
         R = max(8, (256 << 20) // kv_bytes)
         sets = []
@@ -125,7 +128,7 @@ def main():
             seq = torch.full((batch,), MAX_BLOCKS * BLK, device=dev, dtype=torch.int32)
             sets.append((topk.contiguous(), bt, seq))
         for evict_first in (False, True):
-            for split in (1, 2):
+            for split in (1, 2, 4):
                 out = torch.empty(batch * KVH * TOPK * split, device=dev)
 
                 def call(t=None, split=split, out=out, evict_first=evict_first):
@@ -133,7 +136,7 @@ def main():
                     _gather_kernel[(batch * KVH, TOPK * split)](kv, topk, bt, seq, out, kv.stride(0), kv.stride(1), SPLIT=split,
                                                                 ROWS=BLK // split, D=D, TOPK=TOPK, KVH=KVH, MAX_BLOCKS=MAX_BLOCKS,
                                                                 EVICT_FIRST=evict_first)
-                name = ("gather" if split == 1 else "gather/2") + (" ef" if evict_first else "")
+                name = ("gather" if split == 1 else f"gather/{split}") + (" ef" if evict_first else "")
                 emit(name, batch, graph_us([lambda t=t: call(t) for t in sets]), kv_bytes)
         n = kv_bytes // 2
         srcs = [kv.view(-1)[i * n:(i + 1) * n] for i in range(R)]

@@ -97,17 +97,21 @@ def main():
     floor = load(a.floor) if a.floor else []
     if floor:
         # Our TP1 corr seq-8192 decode at the floor's batch sizes (the floor uses those shapes).
-        ours_tp1 = {r["batch"]: r for r in cases if r["kind"] == "decode" and r["tp"] == "tp1" and r["model"] == "corr" and r["seq_label"] == "8192"}
+        # TP4 / TP8 (one kv head) at 4x the batch read the same bytes through the same (query, kv head) pairs.
+        def ours_at(tp):
+            return {r["batch"]: r for r in cases if r["kind"] == "decode" and r["tp"] == tp and r["model"] == "corr" and r["seq_label"] == "8192"}
+
+        ours_tp1, ours_tp4, ours_tp8 = ours_at("tp1"), ours_at("tp4"), ours_at("tp8")
         lines.append("")
         lines.append("### The floor under small-batch decode (bench/decode_floor.py: TP1 shapes, graph µs per call)")
         lines.append("")
-        lines.append("| case | batch | µs | GB/s (copy: read + write) | % copy ceiling | ours (TP1 corr 8192) µs |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| case | batch | µs | GB/s (copy: read + write) | % copy ceiling | ours (corr 8192) µs: TP1 B=batch | TP4 B=4×batch | TP8 B=4×batch |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for f in floor:
-            bw = f.get("GBps")
-            ours_us = ours_tp1.get(f["batch"], {}).get("ours_us") if f.get("batch") else None
-            lines.append(f"| {f['case']} | {f['batch'] or '—'} | {fmt(f['us'], 2)} | {fmt(bw, 0)} | "
-                         f"{fmt(100 * bw / ceil if (bw and ceil) else None)} | {fmt(ours_us, 2)} |")
+            bw, b = f.get("GBps"), f.get("batch")
+            ours = [m.get(k, {}).get("ours_us") if b else None for m, k in ((ours_tp1, b), (ours_tp4, 4 * (b or 0)), (ours_tp8, 4 * (b or 0)))]
+            lines.append(f"| {f['case']} | {b or '—'} | {fmt(f['us'], 2)} | {fmt(bw, 0)} | "
+                         f"{fmt(100 * bw / ceil if (bw and ceil) else None)} | " + " | ".join(fmt(u, 2) for u in ours) + " |")
     md = os.path.join(a.outdir, f"results{a.suffix}.md")
     open(md, "w").write("\n".join(lines) + "\n")
     try:
