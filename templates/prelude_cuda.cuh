@@ -88,6 +88,10 @@ SJ_DEVICE unsigned sj_dynamic_smem_bytes() {
 SJ_DEVICE void sj_cp_async16(unsigned dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// sj_cp_async16 with an L2 cache policy (createpolicy) for the copied line.
+SJ_DEVICE void sj_cp_async16_hint(unsigned dst, const void* src, int src_bytes, unsigned long long policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes), "l"(policy) : "memory");
+}
 // 4 bytes (an fp8 sub-tile's per-token scale), src_bytes 0 or 4 (0: zeros).
 SJ_DEVICE void sj_cp_async4(unsigned dst, const void* src, int src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");

@@ -92,6 +92,10 @@ SJ_DEVICE unsigned sj_dynamic_smem_bytes() {
 SJ_DEVICE void sj_cp_async16(unsigned dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// sj_cp_async16 with an L2 cache policy (createpolicy) for the copied line.
+SJ_DEVICE void sj_cp_async16_hint(unsigned dst, const void* src, int src_bytes, unsigned long long policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes), "l"(policy) : "memory");
+}
 // 4 bytes (an fp8 sub-tile's per-token scale), src_bytes 0 or 4 (0: zeros).
 SJ_DEVICE void sj_cp_async4(unsigned dst, const void* src, int src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
@@ -875,15 +879,11 @@ SJ_DEVICE unsigned long long sj_l2_evict_first() {
 }
 // A 16-byte K/V copy: sj_cp_async16, under kKvEvictFirst with the evict-first policy.
 SJ_DEVICE void sj_cp_async16_kv(unsigned dst, const void* src, int src_bytes) {
-  if constexpr (kKvEvictFirst) {
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes),
-                 "l"(sj_l2_evict_first())
-                 : "memory");
-  } else {
+  if constexpr (kKvEvictFirst)
+    sj_cp_async16_hint(dst, src, src_bytes, sj_l2_evict_first());
+  else
     sj_cp_async16(dst, src, src_bytes);
-  }
 }
-
 // A K/V tensor copy: sj_tma_load_5d, under kKvEvictFirst with the evict-first policy.
 SJ_DEVICE void sj_tma_load_5d_kv(unsigned dst, const void* map, const int (&c)[5], unsigned bar) {
   if constexpr (kKvEvictFirst)
