@@ -10,9 +10,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "compiler/backend.h"
 #include "compiler/compiler.h"
 #include "compiler/helper_main.h"
 #include "compiler/registry.h"
@@ -101,6 +106,95 @@ CompileRequest request(const std::string& source, const std::string& target, con
   r.target = target;
   r.name_hint = hint;
   return r;
+}
+
+// ---------------------------------------------------------------- pieces the backends share
+
+// A toolchain API that loads only where its knob says "good".
+struct FakeApi {
+  int id = 0;
+};
+
+TEST(LazyApi, RetriesAFailedLoadOnlyWhenItsKnobChangesAndKeepsALoadedOne) {
+  std::string knob = "missing";
+  int opens = 0;
+  LazyApi<FakeApi> api([&] { return knob; }, [&]() -> Result<FakeApi> {
+    ++opens;
+    if (knob != "good") return make_error("compile", "no fake library at '" + knob + "'");
+    return FakeApi{opens};
+  });
+  EXPECT_FALSE(api.get().has_value());
+  EXPECT_EQ(api.error(), "no fake library at 'missing'");
+  EXPECT_FALSE(api.get().has_value());
+  EXPECT_EQ(opens, 1) << "the same knob: no second try";
+  knob = "elsewhere";
+  EXPECT_EQ(api.error(), "no fake library at 'elsewhere'");
+  EXPECT_EQ(opens, 2);
+  knob = "good";
+  ASSERT_TRUE(api.get().has_value());
+  EXPECT_EQ(api.get()->id, 3);
+  EXPECT_EQ(api.error(), "");
+  knob = "missing";
+  ASSERT_TRUE(api.get().has_value()) << "a loaded API stays for the process";
+  EXPECT_EQ(opens, 3);
+}
+
+TEST(CompileRun, FailuresNameTheBackendAndCarryTargetOptionsLogAndSource) {
+  OwnedDumpDir dump;
+  NamedFake backend("fakertc");
+  CompileRequest req = request("int broken;", "gfx942", "run_test");
+  req.options = {"-DX=1"};
+  const CompileRun run(backend, req);
+  EXPECT_EQ(run.options(), (std::vector<std::string>{"-Ofake", "-DX=1"})) << "the backend's defaults, then the request's";
+  Error e = run.fail("compilation failed", "line 1: broken");
+  EXPECT_EQ(e.stage, "compile");
+  EXPECT_EQ(e.message, "fakertc: compilation failed");
+  EXPECT_EQ(e.target, "gfx942");
+  EXPECT_EQ(e.options, run.options());
+  EXPECT_EQ(e.log, "line 1: broken");
+  ASSERT_TRUE(dump.holds(e.source_path)) << e.source_path;
+  std::ifstream dumped(e.source_path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(dumped), {}), "int broken;");
+  EXPECT_EQ(run.fail("no log").log, "");
+
+  CodeObject obj;
+  obj.binary = {1, 2, 3};
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CodeObject done = run.finish(std::move(obj));
+  EXPECT_EQ(done.binary, (std::vector<std::uint8_t>{1, 2, 3}));
+  EXPECT_GE(done.seconds, 0.019) << "the seconds since the run started";
+  EXPECT_LT(done.seconds, 60.0);
+}
+
+TEST(BackendPieces, CStringsElfAndProgramLogs) {
+  const std::vector<std::string> options = {"-O3", "", "--offload-arch=gfx942"};
+  const std::vector<const char*> argv = c_strings(options);
+  ASSERT_EQ(argv.size(), 3u);
+  for (size_t i = 0; i < options.size(); ++i) EXPECT_EQ(argv[i], options[i].c_str());
+  EXPECT_TRUE(c_strings({}).empty());
+
+  EXPECT_TRUE(starts_as_elf({0x7f, 'E', 'L', 'F'}));
+  EXPECT_FALSE(starts_as_elf({0x7f, 'E', 'L'}));
+  EXPECT_FALSE(starts_as_elf({}));
+  EXPECT_FALSE(starts_as_elf({'E', 'L', 'F', 0x7f}));
+
+  // An NVRTC/HIPRTC-shaped API: sizes count the NUL; 0 is success.
+  struct RtcApi {
+    std::string text;
+    int size_rc = 0, log_rc = 0;
+    int log_size(int, size_t* n) const {
+      *n = text.size() + 1;
+      return size_rc;
+    }
+    int log(int, char* out) const {
+      std::memcpy(out, text.c_str(), text.size() + 1);
+      return log_rc;
+    }
+  };
+  EXPECT_EQ(rtc_program_log(RtcApi{"warning: x\n\n"}, 0), "warning: x") << "no trailing newlines or NULs";
+  EXPECT_EQ(rtc_program_log(RtcApi{""}, 0), "") << "a size of 1 is the NUL alone";
+  EXPECT_EQ(rtc_program_log(RtcApi{"log", 7}, 0), "") << "the size call failed";
+  EXPECT_EQ(rtc_program_log(RtcApi{"log", 0, 7}, 0), "") << "the log call failed";
 }
 
 // ---------------------------------------------------------------- NVRTC
@@ -241,6 +335,29 @@ TEST(Clang, RejectsUnknownTargetsAndReportsDiagnostics) {
   EXPECT_NE(r.error().log.find("nope"), std::string::npos) << r.error().log;
   EXPECT_NE(r.error().log.find(":2:"), std::string::npos) << "log should name line 2: " << r.error().log;
   EXPECT_TRUE(dump.holds(r.error().source_path)) << r.error().source_path;
+}
+
+TEST(Clang, AMissingPluginSaysWhereToPointAndIsFoundOnceTheKnobDoes) {
+  if (std::strlen(SPARSEJIT_TEST_CLANG_PLUGIN) == 0) GTEST_SKIP() << "Clang plugin not built (LLVM 22 + lld not found)";
+  auto clang = make_clang_compiler();
+  {
+    ScopedKnob plugin("SPARSEJIT_CLANG_PLUGIN", "/nonexistent/libsparsejit-clang.so");
+    EXPECT_FALSE(clang->available());
+    EXPECT_NE(clang->unavailable_reason().find("libsparsejit-clang.so not found (set SPARSEJIT_CLANG_PLUGIN)"), std::string::npos)
+        << clang->unavailable_reason();
+    EXPECT_FALSE(clang->supports("gfx942").ok);
+    OwnedDumpDir dump;
+    auto r = clang->compile(request(kBareAmdKernel, "gfx942"));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().message.rfind("clang: Clang plugin unavailable: ", 0), 0u) << r.error().message;
+  }
+  {
+    ScopedKnob plugin("SPARSEJIT_CLANG_PLUGIN", SPARSEJIT_TEST_HELPER);  // an ELF file, not the plugin
+    EXPECT_FALSE(clang->available());
+  }
+  ScopedKnob plugin("SPARSEJIT_CLANG_PLUGIN", SPARSEJIT_TEST_CLANG_PLUGIN);
+  EXPECT_TRUE(clang->available()) << "the knob changed: loaded again, and found: " << clang->unavailable_reason();
+  EXPECT_EQ(clang->unavailable_reason(), "");
 }
 
 TEST(Clang, Gfx942ThroughHelperProcess) {

@@ -3,11 +3,9 @@
 // carries no LLVM dependency; its C ABI is declared in clang_plugin.cpp.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
-#include <mutex>
-#include <optional>
 
+#include "compiler/backend.h"
 #include "compiler/compiler.h"
 #include "knobs.h"
 #include "util/dynlib.h"
@@ -78,24 +76,21 @@ std::vector<std::string> plugin_candidates() {
 class ClangCompiler final : public Compiler {
  public:
   std::string name() const override { return "clang"; }
-  bool available() const override { return api().has_value(); }
-  std::string unavailable_reason() const override {
-    load();
-    return load_error();
-  }
+  bool available() const override { return api_.get().has_value(); }
+  std::string unavailable_reason() const override { return api_.error(); }
   // A compiler crash must not take an engine down, and the plugin serializes
   // compiles (LLVM and lld globals): parallel builds use helper processes.
   bool prefers_isolation() const override { return true; }
 
   std::string version() const override {
-    const auto& a = api();
+    const auto& a = api_.get();
     if (!a) return "";
     return std::string("clang ") + a->version() + " (" + a->lib.path() + ")";
   }
 
   Support supports(const std::string& target) const override {
-    const auto& a = api();
-    if (!a) return {false, load_error()};
+    const auto& a = api_.get();
+    if (!a) return {false, api_.error()};
     if (target.rfind("gfx", 0) != 0) return {false, "not an AMD target (expected gfxNNN[:feature+-...])"};
     PluginBuffer<char> reason(a->free);
     if (a->supports(target.c_str(), reason.out(), reason.len()) == 1) return {true, ""};
@@ -105,87 +100,46 @@ class ClangCompiler final : public Compiler {
   std::vector<std::string> default_options(const std::string&) const override { return {"-O3", "-std=c++17"}; }
 
   Result<CodeObject> compile(const CompileRequest& req) const override {
-    auto start = std::chrono::steady_clock::now();
-    std::vector<std::string> options = default_options(req.target);
-    options.insert(options.end(), req.options.begin(), req.options.end());
-    auto fail = [&](std::string message, std::string log) {
-      Error e = make_error("compile", "clang: " + std::move(message));
-      e.target = req.target;
-      e.options = options;
-      e.log = std::move(log);
-      e.source_path = dump_source(req.source, req.name_hint);
-      return e;
-    };
-    const auto& a = api();
-    if (!a) return fail("Clang plugin unavailable: " + load_error(), "");
+    const CompileRun run(*this, req);
+    const auto& a = api_.get();
+    if (!a) return run.fail("Clang plugin unavailable: " + api_.error());
 
-    std::vector<const char*> argv;
-    for (const auto& o : options) argv.push_back(o.c_str());
+    const std::vector<const char*> argv = c_strings(run.options());
     PluginBuffer<unsigned char> out(a->free);
     PluginBuffer<char> log(a->free);
     int rc = a->compile(req.source.data(), req.source.size(), req.target.c_str(), argv.data(), argv.size(), out.out(),
                         out.len(), log.out(), log.len());
     std::string log_text(log.data() ? log.data() : "", log.size());
     while (!log_text.empty() && log_text.back() == '\n') log_text.pop_back();
-    if (rc == 2) return fail("invalid request: " + log_text, "");
-    if (rc != 0) return fail("compilation failed", log_text);
-    if (out.size() < 4 || std::memcmp(out.data(), "\x7f" "ELF", 4) != 0)
-      return fail("the plugin returned something that is not an ELF code object", log_text);
+    if (rc == 2) return run.fail("invalid request: " + log_text);
+    if (rc != 0) return run.fail("compilation failed", log_text);
     CodeObject obj;
     obj.binary.assign(out.data(), out.data() + out.size());
+    if (!starts_as_elf(obj.binary)) return run.fail("the plugin returned something that is not an ELF code object", log_text);
     obj.log = std::move(log_text);
-    obj.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return obj;
+    return run.finish(std::move(obj));
   }
 
  private:
-  // Loaded on first use. A failed load is retried when its knob changes
-  // (ScopedKnob in tests); a loaded library stays for the process.
-  void load() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    if (api_ || (attempted_ && tried_knob_ == knobs().clang_plugin)) return;
-    attempted_ = true;
-    tried_knob_ = knobs().clang_plugin;
-    load_error_.clear();
-    [&] {
-      auto lib = DynamicLibrary::open(plugin_candidates());
-      if (!lib) {
-        load_error_ = std::string(kPluginFile) + " not found (set SPARSEJIT_CLANG_PLUGIN):\n" + lib.error().log;
-        return;
-      }
-      PluginApi a;
-      a.lib = std::move(lib).value();
-      auto abi = a.lib.function<AbiVersionFn>("sparsejit_clang_abi_version");
-      a.version = a.lib.function<VersionFn>("sparsejit_clang_version");
-      a.free = a.lib.function<FreeFn>("sparsejit_clang_free");
-      a.supports = a.lib.function<SupportsFn>("sparsejit_clang_supports");
-      a.compile = a.lib.function<CompileFn>("sparsejit_clang_compile");
-      if (!abi || !a.version || !a.free || !a.supports || !a.compile) {
-        load_error_ = a.lib.path() + " is not a sparsejit Clang plugin (missing entry points)";
-        return;
-      }
-      if (abi() != kPluginAbi) {
-        load_error_ = a.lib.path() + " has plugin ABI " + std::to_string(abi()) + ", this build expects " +
-                      std::to_string(kPluginAbi);
-        return;
-      }
-      api_ = std::move(a);
-    }();
-  }
-  std::string load_error() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    return load_error_;
-  }
-  const std::optional<PluginApi>& api() const {
-    load();
-    return api_;
+  static Result<PluginApi> open() {
+    auto lib = DynamicLibrary::open(plugin_candidates());
+    if (!lib) return make_error("compile", std::string(kPluginFile) + " not found (set SPARSEJIT_CLANG_PLUGIN):\n" + lib.error().log);
+    PluginApi a;
+    a.lib = std::move(lib).value();
+    auto abi = a.lib.function<AbiVersionFn>("sparsejit_clang_abi_version");
+    a.version = a.lib.function<VersionFn>("sparsejit_clang_version");
+    a.free = a.lib.function<FreeFn>("sparsejit_clang_free");
+    a.supports = a.lib.function<SupportsFn>("sparsejit_clang_supports");
+    a.compile = a.lib.function<CompileFn>("sparsejit_clang_compile");
+    if (!abi || !a.version || !a.free || !a.supports || !a.compile)
+      return make_error("compile", a.lib.path() + " is not a sparsejit Clang plugin (missing entry points)");
+    if (abi() != kPluginAbi)
+      return make_error("compile", a.lib.path() + " has plugin ABI " + std::to_string(abi()) + ", this build expects " +
+                                       std::to_string(kPluginAbi));
+    return a;
   }
 
-  mutable std::mutex load_mu_;
-  mutable bool attempted_ = false;
-  mutable std::string tried_knob_;
-  mutable std::optional<PluginApi> api_;
-  mutable std::string load_error_;
+  LazyApi<PluginApi> api_{[] { return knobs().clang_plugin; }, open};
 };
 
 }  // namespace

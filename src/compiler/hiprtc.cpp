@@ -8,13 +8,13 @@
 //  - Older HIPRTCs abort the whole process (glibc munmap_chunk) when asked for
 //    a target they do not know (ROCm 5.2 + gfx942), so supports() answers from
 //    a table keyed by the probed version, and compiles prefer a helper process.
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <sstream>
 
+#include "compiler/backend.h"
 #include "compiler/compiler.h"
 #include "compiler/helper_main.h"
 #include "knobs.h"
@@ -81,21 +81,7 @@ extern "C" __global__ void sparsejit_probe_kernel(int* p) { if (p) *p = sparseji
 // Every HIPRTC this backend accepts builds gfx90a (the table above), so probing it is safe.
 constexpr const char* kProbeTarget = "gfx90a";
 
-class HiprtcProgram {
- public:
-  explicit HiprtcProgram(const HiprtcApi& api) : api_(api) {}
-  ~HiprtcProgram() {
-    if (prog_) api_.destroy(&prog_);
-  }
-  HiprtcProgram(const HiprtcProgram&) = delete;
-  HiprtcProgram& operator=(const HiprtcProgram&) = delete;
-  hiprtcProgram* out() { return &prog_; }
-  hiprtcProgram get() const { return prog_; }
-
- private:
-  const HiprtcApi& api_;
-  hiprtcProgram prog_ = nullptr;
-};
+using HiprtcProgram = RtcProgram<HiprtcApi, hiprtcProgram>;
 
 // HIPRTC (comgr underneath) has had process-global state races: one compile at a
 // time per process; parallel builds use several helper processes instead.
@@ -142,11 +128,8 @@ std::string base_arch(const std::string& target) {
 class HiprtcCompiler final : public Compiler {
  public:
   std::string name() const override { return "hiprtc"; }
-  bool available() const override { return api().has_value(); }
-  std::string unavailable_reason() const override {
-    load();
-    return load_error();
-  }
+  bool available() const override { return api_.get().has_value(); }
+  std::string unavailable_reason() const override { return api_.error(); }
   bool prefers_isolation() const override { return true; }
 
   std::string version() const override {
@@ -155,8 +138,8 @@ class HiprtcCompiler final : public Compiler {
   }
 
   Support supports(const std::string& target) const override {
-    const auto& a = api();
-    if (!a) return {false, load_error()};
+    const auto& a = api_.get();
+    if (!a) return {false, api_.error()};
     if (target.rfind("gfx", 0) != 0) return {false, "not an AMD target (expected gfxNNN[:feature+-...])"};
     std::string arch = base_arch(target);
     if (arch.empty()) return {false, "malformed target id '" + target + "' (features: sramecc+/-, xnack+/-)"};
@@ -183,95 +166,53 @@ class HiprtcCompiler final : public Compiler {
   }
 
   Result<CodeObject> compile(const CompileRequest& req) const override {
-    auto start = std::chrono::steady_clock::now();
-    std::vector<std::string> options = default_options(req.target);
-    options.insert(options.end(), req.options.begin(), req.options.end());
-    auto fail = [&](std::string message, std::string log) {
-      Error e = make_error("compile", "hiprtc: " + std::move(message));
-      e.target = req.target;
-      e.options = options;
-      e.log = std::move(log);
-      e.source_path = dump_source(req.source, req.name_hint);
-      return e;
-    };
-    if (!api()) return fail("HIPRTC unavailable: " + load_error(), "");
+    const CompileRun run(*this, req);
+    if (!api_.get()) return run.fail("HIPRTC unavailable: " + api_.error());
     // Inside the helper the parent has already checked the table, and a crash
     // here is contained: skip the (compile-costing) probe.
     if (!running_as_helper())
-      if (Support s = supports(req.target); !s.ok) return fail(s.reason, "");
-    auto r = compile_raw(req.source, req.name_hint, options);
-    if (!r) return fail(r.error().message, r.error().log);
-    CodeObject& obj = r.value();
-    if (obj.binary.size() < 4 || std::memcmp(obj.binary.data(), "\x7f" "ELF", 4) != 0)
-      return fail("HIPRTC returned something that is not an ELF code object", obj.log);
-    obj.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return std::move(r).value();
+      if (Support s = supports(req.target); !s.ok) return run.fail(s.reason);
+    auto r = compile_raw(req.source, req.name_hint, run.options());
+    if (!r) return run.fail(r.error().message, r.error().log);
+    if (!starts_as_elf(r->binary)) return run.fail("HIPRTC returned something that is not an ELF code object", r->log);
+    return run.finish(std::move(r).value());
   }
 
  private:
-  // Loaded on first use. A failed load is retried when its knob changes
-  // (ScopedKnob in tests); a loaded library stays for the process.
-  void load() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    if (api_ || (attempted_ && tried_knob_ == knobs().hiprtc_library)) return;
-    attempted_ = true;
-    tried_knob_ = knobs().hiprtc_library;
-    load_error_.clear();
-    [&] {
-      std::vector<std::string> candidates;
-      if (!knobs().hiprtc_library.empty()) candidates.push_back(knobs().hiprtc_library);
-      for (const char* c : {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", "libamdhip64.so.6", "libamdhip64.so.5"})
-        candidates.push_back(c);
-      auto lib = DynamicLibrary::open(candidates);
-      if (!lib) {
-        load_error_ = "no HIPRTC library found:\n" + lib.error().log;
-        return;
-      }
-      HiprtcApi a;
-      a.lib = std::move(lib).value();
-      a.error_string = a.lib.function<GetErrorStringFn>("hiprtcGetErrorString");
-      a.create = a.lib.function<CreateProgramFn>("hiprtcCreateProgram");
-      a.destroy = a.lib.function<DestroyProgramFn>("hiprtcDestroyProgram");
-      a.compile = a.lib.function<CompileProgramFn>("hiprtcCompileProgram");
-      a.log_size = a.lib.function<GetSizeFn>("hiprtcGetProgramLogSize");
-      a.log = a.lib.function<GetBytesFn>("hiprtcGetProgramLog");
-      a.code_size = a.lib.function<GetSizeFn>("hiprtcGetCodeSize");
-      a.code = a.lib.function<GetBytesFn>("hiprtcGetCode");
-      if (!a.error_string || !a.create || !a.destroy || !a.compile || !a.log_size || !a.log || !a.code_size || !a.code) {
-        load_error_ = a.lib.path() + " has no hiprtc entry points";
-        return;
-      }
-      api_ = std::move(a);
-    }();
-  }
-  std::string load_error() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    return load_error_;
-  }
-  const std::optional<HiprtcApi>& api() const {
-    load();
-    return api_;
+  static Result<HiprtcApi> open() {
+    std::vector<std::string> candidates;
+    if (!knobs().hiprtc_library.empty()) candidates.push_back(knobs().hiprtc_library);
+    for (const char* c : {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", "libamdhip64.so.6", "libamdhip64.so.5"})
+      candidates.push_back(c);
+    auto lib = DynamicLibrary::open(candidates);
+    if (!lib) return make_error("compile", "no HIPRTC library found:\n" + lib.error().log);
+    HiprtcApi a;
+    a.lib = std::move(lib).value();
+    a.error_string = a.lib.function<GetErrorStringFn>("hiprtcGetErrorString");
+    a.create = a.lib.function<CreateProgramFn>("hiprtcCreateProgram");
+    a.destroy = a.lib.function<DestroyProgramFn>("hiprtcDestroyProgram");
+    a.compile = a.lib.function<CompileProgramFn>("hiprtcCompileProgram");
+    a.log_size = a.lib.function<GetSizeFn>("hiprtcGetProgramLogSize");
+    a.log = a.lib.function<GetBytesFn>("hiprtcGetProgramLog");
+    a.code_size = a.lib.function<GetSizeFn>("hiprtcGetCodeSize");
+    a.code = a.lib.function<GetBytesFn>("hiprtcGetCode");
+    if (!a.error_string || !a.create || !a.destroy || !a.compile || !a.log_size || !a.log || !a.code_size || !a.code)
+      return make_error("compile", a.lib.path() + " has no hiprtc entry points");
+    return a;
   }
 
   // One HIPRTC compile; the Error carries message and log only (callers add the rest).
   Result<CodeObject> compile_raw(const std::string& source, const std::string& name_hint,
                                  const std::vector<std::string>& options) const {
-    const HiprtcApi& a = *api();
+    const HiprtcApi& a = *api_.get();
     std::lock_guard<std::mutex> lock(compile_mutex());
     HiprtcProgram prog(a);
     std::string file = (name_hint.empty() ? std::string("sparsejit") : name_hint) + ".hip";
     if (hiprtcResult r = a.create(prog.out(), source.c_str(), file.c_str(), 0, nullptr, nullptr); r != kHiprtcSuccess)
       return make_error("compile", std::string("hiprtcCreateProgram failed: ") + a.error_string(r));
-    std::vector<const char*> argv;
-    for (const auto& o : options) argv.push_back(o.c_str());
+    std::vector<const char*> argv = c_strings(options);
     hiprtcResult rc = a.compile(prog.get(), static_cast<int>(argv.size()), argv.data());
-    std::string log;
-    size_t log_size = 0;
-    if (a.log_size(prog.get(), &log_size) == kHiprtcSuccess && log_size > 1) {
-      log.resize(log_size);
-      if (a.log(prog.get(), log.data()) != kHiprtcSuccess) log.clear();
-      while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
-    }
+    std::string log = rtc_program_log(a, prog.get());
     if (rc != kHiprtcSuccess) {
       Error e = make_error("compile", std::string("compilation failed (") + a.error_string(rc) + ")");
       e.log = std::move(log);
@@ -307,13 +248,13 @@ class HiprtcCompiler final : public Compiler {
     for (char c : bytes.substr(b + 8, end - b - 8))
       if (c != ' ' || (!text.empty() && text.back() != ' ')) text.push_back(c);
     while (!text.empty() && text.back() == ' ') text.pop_back();
-    return "hiprtc " + text + " (" + api()->lib.path() + ")";
+    return "hiprtc " + text + " (" + api_.get()->lib.path() + ")";
   }
 
   // Memoized per process and per (library, helper): a probe costs a compile.
   Result<std::string> probe() const {
-    const auto& a = api();
-    if (!a) return make_error("compile", load_error());
+    const auto& a = api_.get();
+    if (!a) return make_error("compile", api_.error());
     bool in_helper = running_as_helper();
     std::string helper = in_helper || knobs().isolation == Isolation::inprocess ? "" : find_helper_executable();
     std::string key = a->lib.path() + "|" + helper;
@@ -334,11 +275,7 @@ class HiprtcCompiler final : public Compiler {
     return r;
   }
 
-  mutable std::mutex load_mu_;
-  mutable bool attempted_ = false;
-  mutable std::string tried_knob_;
-  mutable std::optional<HiprtcApi> api_;
-  mutable std::string load_error_;
+  LazyApi<HiprtcApi> api_{[] { return knobs().hiprtc_library; }, open};
 };
 
 }  // namespace

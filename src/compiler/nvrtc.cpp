@@ -1,13 +1,10 @@
 // NVRTC backend: CUDA C++ -> CUBIN for one sm_XX, through a dlopen'd libnvrtc.
 // NVRTC is thread-safe per program and does not crash on unsupported targets
 // (it reports an error), so it compiles in-process by default.
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
-#include <optional>
 #include <set>
 
+#include "compiler/backend.h"
 #include "compiler/compiler.h"
 #include "config.h"
 #include "knobs.h"
@@ -46,34 +43,16 @@ struct NvrtcApi {
   GetBytesFn cubin = nullptr;
 };
 
-// Owns one nvrtcProgram: destroyed on every path, error paths included.
-class NvrtcProgram {
- public:
-  explicit NvrtcProgram(const NvrtcApi& api) : api_(api) {}
-  ~NvrtcProgram() {
-    if (prog_) api_.destroy(&prog_);
-  }
-  NvrtcProgram(const NvrtcProgram&) = delete;
-  NvrtcProgram& operator=(const NvrtcProgram&) = delete;
-  nvrtcProgram* out() { return &prog_; }
-  nvrtcProgram get() const { return prog_; }
-
- private:
-  const NvrtcApi& api_;
-  nvrtcProgram prog_ = nullptr;
-};
+using NvrtcProgram = RtcProgram<NvrtcApi, nvrtcProgram>;
 
 class NvrtcCompiler final : public Compiler {
  public:
   std::string name() const override { return "nvrtc"; }
-  bool available() const override { return api().has_value(); }
-  std::string unavailable_reason() const override {
-    load();
-    return load_error();
-  }
+  bool available() const override { return api_.get().has_value(); }
+  std::string unavailable_reason() const override { return api_.error(); }
 
   std::string version() const override {
-    const auto& a = api();
+    const auto& a = api_.get();
     if (!a) return "";
     std::call_once(version_once_, [&] {
       int major = 0, minor = 0;
@@ -84,8 +63,8 @@ class NvrtcCompiler final : public Compiler {
   }
 
   Support supports(const std::string& target) const override {
-    const auto& a = api();
-    if (!a) return {false, load_error()};
+    const auto& a = api_.get();
+    if (!a) return {false, api_.error()};
     std::string suffix;
     int sm = nvidia_sm(target, &suffix);
     if (sm < 0) return {false, "not an NVIDIA target (expected sm_XX, sm_XXa)"};
@@ -105,107 +84,64 @@ class NvrtcCompiler final : public Compiler {
   }
 
   Result<CodeObject> compile(const CompileRequest& req) const override {
-    auto start = std::chrono::steady_clock::now();
-    std::vector<std::string> options = default_options(req.target);
-    options.insert(options.end(), req.options.begin(), req.options.end());
-
-    auto fail = [&](std::string message, std::string log) {
-      Error e = make_error("compile", "nvrtc: " + std::move(message));
-      e.target = req.target;
-      e.options = options;
-      e.log = std::move(log);
-      e.source_path = dump_source(req.source, req.name_hint);
-      return e;
-    };
-
-    const auto& a = api();
-    if (!a) return fail("NVRTC unavailable: " + load_error(), "");
-    if (Support s = supports(req.target); !s.ok) return fail(s.reason, "");
+    const CompileRun run(*this, req);
+    const auto& a = api_.get();
+    if (!a) return run.fail("NVRTC unavailable: " + api_.error());
+    if (Support s = supports(req.target); !s.ok) return run.fail(s.reason);
 
     NvrtcProgram prog(*a);
     std::string file = (req.name_hint.empty() ? std::string("sparsejit") : req.name_hint) + ".cu";
     if (nvrtcResult r = a->create(prog.out(), req.source.c_str(), file.c_str(), 0, nullptr, nullptr); r != kNvrtcSuccess)
-      return fail(std::string("nvrtcCreateProgram failed: ") + a->error_string(r), "");
+      return run.fail(std::string("nvrtcCreateProgram failed: ") + a->error_string(r));
 
-    std::vector<const char*> argv;
-    for (const auto& o : options) argv.push_back(o.c_str());
+    const std::vector<const char*> argv = c_strings(run.options());
     nvrtcResult rc = a->compile(prog.get(), static_cast<int>(argv.size()), argv.data());
-
-    std::string log;
-    size_t log_size = 0;
-    if (a->log_size(prog.get(), &log_size) == kNvrtcSuccess && log_size > 1) {
-      log.resize(log_size);
-      if (a->log(prog.get(), log.data()) != kNvrtcSuccess) log.clear();
-      while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
-    }
-    if (rc != kNvrtcSuccess) return fail(std::string("compilation failed (") + a->error_string(rc) + ")", log);
+    std::string log = rtc_program_log(*a, prog.get());
+    if (rc != kNvrtcSuccess) return run.fail(std::string("compilation failed (") + a->error_string(rc) + ")", log);
 
     size_t size = 0;
     if (nvrtcResult r = a->cubin_size(prog.get(), &size); r != kNvrtcSuccess || size == 0)
-      return fail("no CUBIN produced (a virtual compute_XX target gives PTX only)", log);
+      return run.fail("no CUBIN produced (a virtual compute_XX target gives PTX only)", log);
     CodeObject obj;
     obj.binary.resize(size);
     if (nvrtcResult r = a->cubin(prog.get(), reinterpret_cast<char*>(obj.binary.data())); r != kNvrtcSuccess)
-      return fail(std::string("nvrtcGetCUBIN failed: ") + a->error_string(r), log);
+      return run.fail(std::string("nvrtcGetCUBIN failed: ") + a->error_string(r), log);
     obj.log = std::move(log);
-    obj.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return obj;
+    return run.finish(std::move(obj));
   }
 
  private:
-  // Loaded on first use. A failed load is retried when its knob changes
-  // (ScopedKnob in tests); a loaded library stays for the process.
-  void load() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    if (api_ || (attempted_ && tried_knob_ == knobs().nvrtc_library)) return;
-    attempted_ = true;
-    tried_knob_ = knobs().nvrtc_library;
-    load_error_.clear();
-    [&] {
-      std::vector<std::string> candidates;
-      if (!knobs().nvrtc_library.empty()) candidates.push_back(knobs().nvrtc_library);
-      // The toolkit lib dir is often not on the loader path: try it explicitly after the sonames.
-      for (const char* c : {"libnvrtc.so.13", "libnvrtc.so.12", "/usr/local/cuda/lib64/libnvrtc.so.13",
-                            "/usr/local/cuda/lib64/libnvrtc.so.12"})
-        candidates.push_back(c);
-      auto lib = DynamicLibrary::open(candidates);
-      if (!lib) {
-        load_error_ = "libnvrtc not found:\n" + lib.error().log;
-        return;
-      }
-      NvrtcApi a;
-      a.lib = std::move(lib).value();
-      a.error_string = a.lib.function<GetErrorStringFn>("nvrtcGetErrorString");
-      a.version = a.lib.function<VersionFn>("nvrtcVersion");
-      a.num_archs = a.lib.function<GetNumSupportedArchsFn>("nvrtcGetNumSupportedArchs");
-      a.archs = a.lib.function<GetSupportedArchsFn>("nvrtcGetSupportedArchs");
-      a.create = a.lib.function<CreateProgramFn>("nvrtcCreateProgram");
-      a.destroy = a.lib.function<DestroyProgramFn>("nvrtcDestroyProgram");
-      a.compile = a.lib.function<CompileProgramFn>("nvrtcCompileProgram");
-      a.log_size = a.lib.function<GetSizeFn>("nvrtcGetProgramLogSize");
-      a.log = a.lib.function<GetBytesFn>("nvrtcGetProgramLog");
-      a.cubin_size = a.lib.function<GetSizeFn>("nvrtcGetCUBINSize");
-      a.cubin = a.lib.function<GetBytesFn>("nvrtcGetCUBIN");
-      if (!a.error_string || !a.version || !a.create || !a.destroy || !a.compile || !a.log_size || !a.log ||
-          !a.cubin_size || !a.cubin) {
-        load_error_ = a.lib.path() + " lacks an NVRTC entry point (CUBIN output needs CUDA >= 11.1)";
-        return;
-      }
-      api_ = std::move(a);
-    }();
-  }
-  std::string load_error() const {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    return load_error_;
-  }
-  const std::optional<NvrtcApi>& api() const {
-    load();
-    return api_;
+  static Result<NvrtcApi> open() {
+    std::vector<std::string> candidates;
+    if (!knobs().nvrtc_library.empty()) candidates.push_back(knobs().nvrtc_library);
+    // The toolkit lib dir is often not on the loader path: try it explicitly after the sonames.
+    for (const char* c : {"libnvrtc.so.13", "libnvrtc.so.12", "/usr/local/cuda/lib64/libnvrtc.so.13",
+                          "/usr/local/cuda/lib64/libnvrtc.so.12"})
+      candidates.push_back(c);
+    auto lib = DynamicLibrary::open(candidates);
+    if (!lib) return make_error("compile", "libnvrtc not found:\n" + lib.error().log);
+    NvrtcApi a;
+    a.lib = std::move(lib).value();
+    a.error_string = a.lib.function<GetErrorStringFn>("nvrtcGetErrorString");
+    a.version = a.lib.function<VersionFn>("nvrtcVersion");
+    a.num_archs = a.lib.function<GetNumSupportedArchsFn>("nvrtcGetNumSupportedArchs");
+    a.archs = a.lib.function<GetSupportedArchsFn>("nvrtcGetSupportedArchs");
+    a.create = a.lib.function<CreateProgramFn>("nvrtcCreateProgram");
+    a.destroy = a.lib.function<DestroyProgramFn>("nvrtcDestroyProgram");
+    a.compile = a.lib.function<CompileProgramFn>("nvrtcCompileProgram");
+    a.log_size = a.lib.function<GetSizeFn>("nvrtcGetProgramLogSize");
+    a.log = a.lib.function<GetBytesFn>("nvrtcGetProgramLog");
+    a.cubin_size = a.lib.function<GetSizeFn>("nvrtcGetCUBINSize");
+    a.cubin = a.lib.function<GetBytesFn>("nvrtcGetCUBIN");
+    if (!a.error_string || !a.version || !a.create || !a.destroy || !a.compile || !a.log_size || !a.log ||
+        !a.cubin_size || !a.cubin)
+      return make_error("compile", a.lib.path() + " lacks an NVRTC entry point (CUBIN output needs CUDA >= 11.1)");
+    return a;
   }
 
   const std::set<int>& supported_archs() const {
     std::call_once(archs_once_, [&] {
-      const auto& a = api();
+      const auto& a = api_.get();
       int n = 0;
       if (!a || !a->num_archs || !a->archs || a->num_archs(&n) != kNvrtcSuccess || n <= 0) return;
       std::vector<int> v(static_cast<size_t>(n));
@@ -214,12 +150,8 @@ class NvrtcCompiler final : public Compiler {
     return archs_;
   }
 
+  LazyApi<NvrtcApi> api_{[] { return knobs().nvrtc_library; }, open};
   mutable std::once_flag version_once_, archs_once_;
-  mutable std::mutex load_mu_;
-  mutable bool attempted_ = false;
-  mutable std::string tried_knob_;
-  mutable std::optional<NvrtcApi> api_;
-  mutable std::string load_error_;
   mutable std::string version_;
   mutable std::set<int> archs_;
 };
