@@ -5,12 +5,17 @@
 // both implementations against a float64 reference.
 //
 //   sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--batches N[,N...]] [--quick] [--gen-only] [--kv-fp8] [--kv-fp8-pth]
+//                   [--kv-head-split S]
 //   --filter: only the cases whose name holds one of the comma-separated substrings
 //   --batches: decode's batch sizes at seq 8192 and 32768 (default 1,8,32,64,128), e.g. to time
 //     where the split-K rule changes (`sparsejit plan` shows it)
 //   --kv-fp8: K/V as fp8 e4m3fn with scalar scales (K 0.5, V 0.25)
 //   --kv-fp8-pth: the same with per-(kv head, token) scales: the float at index i of all
 //     replicas' scales (each replica: K's [kv head][token], then V's) is 0.25 + 0.125 (i % 7)
+//   --kv-head-split S: an experiment for the one-kv-head shapes (TP4/TP8) in decode: the call
+//     says S kv heads of G/S query heads each, all S reading the one real head (K/V, top-k and
+//     scale strides of 0 between kv heads), so S workgroups share each block's reads through
+//     L2 and the split-K rule sees S times the work. The results are the same function.
 //
 // Inputs. All bf16 tensors (q, the KV cache) are filled from one random "chunk"
 // of C bf16 values (N(0,1), C not a multiple of anything the layouts use):
@@ -30,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -64,6 +70,7 @@ struct Options {
   bool kv_fp8 = false;  // K/V as fp8 e4m3fn (random, from chunk_kv.fp8) with scalar scales
   bool kv_fp8_pth = false;  // ... with per-(kv head, token) scales instead (each replica set its own)
   std::vector<int> batches = {1, 8, 32, 64, 128};  // decode batch sizes at seq 8192 and 32768
+  int kv_head_split = 1;  // decode with one kv head: present it as this many (stride 0)
 };
 
 // The items of a comma-separated list, empty ones included ("a,,b": "a", "", "b").
@@ -484,14 +491,22 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
   std::vector<sparsejit::DecodeArgs> dargs;
   std::vector<sparsejit::PrefillArgs> pargs;
   if (P.kind == "decode") {
-    const std::size_t wsb = rt.decode_workspace_bytes(P.total_q, P.H, P.KVH, D, TOPK);
+    // --kv-head-split: the one real kv head as `split` kv heads that all read it.
+    const int split = P.KVH == 1 && P.H % opt.kv_head_split == 0 ? opt.kv_head_split : 1;
+    const std::int64_t kvh = std::int64_t(P.KVH) * split;
+    const std::size_t wsb = rt.decode_workspace_bytes(P.total_q, P.H, kvh, D, TOPK);
     ws = std::make_unique<DeviceBuf>(wsb);
-    j["num_chunks"] = rt.decode_num_chunks(P.total_q, P.KVH, TOPK);
+    j["num_chunks"] = rt.decode_num_chunks(P.total_q, kvh, TOPK);
+    if (split > 1) j["kv_head_split"] = split;
     for (int r = 0; r < P.R; ++r) {
       sparsejit::DecodeArgs a;
       fill_common(a, r);
       a.num_reqs = P.batch, a.decode_query_len = 1;
       a.workspace = ws->ptr(), a.workspace_bytes = wsb;
+      if (split > 1) {
+        a.num_kv_heads = kvh;
+        a.kv_stride[1] = 0, a.topk_stride[0] = 0, a.k_scale_stride[0] = a.v_scale_stride[0] = 0;
+      }
       dargs.push_back(a);
     }
   } else {
@@ -612,10 +627,17 @@ int main_impl(int argc, char** argv) {
         return 1;
       }
       opt.batches = *b;
+    } else if (a == "--kv-head-split") {
+      const std::string v = next();
+      opt.kv_head_split = std::atoi(v.c_str());
+      if (opt.kv_head_split < 1 || opt.kv_head_split > 16 || std::to_string(opt.kv_head_split) != v) {
+        std::fprintf(stderr, "--kv-head-split %s: expected an integer in 1..16\n", v.c_str());
+        return 1;
+      }
     } else {
       std::fprintf(stderr,
                    "usage: sparsejit_bench [--out FILE] [--dump-dir DIR] [--filter SUBSTR[,SUBSTR...]] [--batches N[,N...]] [--quick] [--gen-only] "
-                   "[--kv-fp8] [--kv-fp8-pth]\n");
+                   "[--kv-fp8] [--kv-fp8-pth] [--kv-head-split S]\n");
       return 1;
     }
   }

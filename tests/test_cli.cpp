@@ -256,6 +256,19 @@ TEST(Cli, BenchBatchesChooseTheDecodeCases) {
   }
 }
 
+// --kv-head-split (an experiment: the one kv head as S that all read it) takes 1..16; anything else is refused by name.
+TEST(Cli, BenchKvHeadSplitIsCheckedByName) {
+  TempDir t;
+  auto ok = run_program(SPARSEJIT_BENCH, "", "--gen-only --kv-head-split 2 --filter tp4_corr_B1_S8192 --dump-dir " + (t.path / "dump").string() +
+                                                 " --out " + (t.path / "cases.jsonl").string());
+  EXPECT_EQ(ok.exit_code, 0) << read_file(stderr_path());
+  for (const char* bad : {"0", "17", "2x", "-1", "''"}) {
+    auto b = run_program(SPARSEJIT_BENCH, "", std::string("--gen-only --kv-head-split ") + bad);
+    EXPECT_EQ(b.exit_code, 1) << bad;
+    EXPECT_NE(read_file(stderr_path()).find("--kv-head-split"), std::string::npos) << bad;
+  }
+}
+
 // The README's main command, step by step, for one NVIDIA and one AMD target.
 TEST(Cli, WarmIsIdempotentAndVerifyCatchesCorruption) {
   std::string archs;
