@@ -496,7 +496,7 @@ json run_case(sparsejit::Runtime& rt, const Problem& P, CUstream stream, CUdevic
     const std::int64_t kvh = std::int64_t(P.KVH) * split;
     const std::size_t wsb = rt.decode_workspace_bytes(P.total_q, P.H, kvh, D, TOPK);
     ws = std::make_unique<DeviceBuf>(wsb);
-    j["num_chunks"] = rt.decode_num_chunks(P.total_q, kvh, TOPK);
+    j["num_chunks"] = rt.decode_num_chunks(P.total_q, P.H, kvh, TOPK);
     if (split > 1) j["kv_head_split"] = split;
     for (int r = 0; r < P.R; ++r) {
       sparsejit::DecodeArgs a;

@@ -104,7 +104,7 @@ Status read_op(const nlohmann::json& ops, const char* name, OpTuning& t, const s
                     o.integer("min_chunk_entries_above", 0, kMaxGrid, t.min_chunk_entries_above),
                     o.integer("stages", 1, 8, t.launch.stages), o.integer("min_blocks", 1, 32, t.launch.min_blocks),
                     o.integer("q_row_groups", 1, 16, t.q_row_groups), o.integer("union_entries", 1, 4096, t.union_entries),
-                    o.integer("max_cluster", 1, 8, t.max_cluster), o.boolean("wgmma", t.launch.wgmma),
+                    o.integer("max_cluster", 1, 8, t.max_cluster), o.integer("kv_head_split", 1, 16, t.kv_head_split), o.boolean("wgmma", t.launch.wgmma),
                     o.boolean("tma", t.launch.tma),
                     o.boolean("dependent_launch", t.dependent_launch), o.text("template", t.templ)})
     if (!st) return st;

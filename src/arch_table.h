@@ -30,6 +30,7 @@ struct OpTuning {
   int q_row_groups = 1;   // prefill, attention_nv.cu: 16-row query groups per workgroup (query union)
   int union_entries = 256;  // prefill, attention_nv.cu: at most q_tile x topk top-k entries per workgroup
   int max_cluster = 1;      // decode, attention_nv.cu: merge split-K in a cluster of up to this many chunks (sm_90: 8)
+  int kv_head_split = 1;    // decode, attention_nv.cu: up to this many workgroups per kv head (decode_kv_head_split)
   // Programmatic dependent launch (sm_90): the kernel may start while the stream's previous
   // kernel still runs and waits for it before its first global access. merge: overlaps the
   // split-K kernel's tail; decode: overlaps whatever ran before (the previous layer, call).

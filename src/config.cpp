@@ -134,6 +134,9 @@ Status KernelConfig::validate() const {
                        "must be 1/1/1 unless template is " + std::string(kTemplateAttentionNv));
   if (!is_pow2(num_topk_chunks))
     return field_error("num_topk_chunks", std::to_string(num_topk_chunks), "must be a power of two (>= 1)");
+  if (!is_pow2(kv_head_split) || kv_head_split > 16 || (kv_head_split > 1 && (op != Op::decode || templ != kTemplateAttentionNv)))
+    return field_error("kv_head_split", std::to_string(kv_head_split),
+                       "must be a power of two in [1, 16], and 1 unless op is decode with template " + std::string(kTemplateAttentionNv));
   if (op == Op::merge) {
     if (topk != 0 || gqa_group != 0 || sub_k != 0)
       return field_error("topk/gqa_group/sub_k", std::to_string(topk) + "/" + std::to_string(gqa_group) + "/" + std::to_string(sub_k),
@@ -277,6 +280,7 @@ nlohmann::json KernelConfig::to_json() const {
   j["scale_mode"] = to_string(scale_mode);
   j["template"] = templ;
   j["q_tile"] = q_tile;
+  if (kv_head_split != 1) j["kv_head_split"] = kv_head_split;  // only when set: earlier configs (and keys) keep their spelling
   j["launch"] = {{"threads", launch.threads}, {"waves_per_eu", launch.waves_per_eu}, {"stages", launch.stages}, {"cluster", launch.cluster},
                  {"min_blocks", launch.min_blocks}};
   if (launch.wgmma) j["launch"]["wgmma"] = true;  // only when set: configs (and cache keys) from before the field keep their spelling
@@ -286,7 +290,7 @@ nlohmann::json KernelConfig::to_json() const {
 
 Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) return make_error("config", "a kernel config must be a JSON object");
-  static const char* known[] = {"op", "arch", "head_dim", "topk", "gqa_group", "num_topk_chunks", "sub_k", "q_dtype", "kv_dtype", "scale_mode", "template", "q_tile", "launch"};
+  static const char* known[] = {"op", "arch", "head_dim", "topk", "gqa_group", "num_topk_chunks", "sub_k", "q_dtype", "kv_dtype", "scale_mode", "template", "q_tile", "kv_head_split", "launch"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
@@ -343,6 +347,7 @@ Result<KernelConfig> KernelConfig::from_json(const nlohmann::json& j) {
   if (j.contains("template"))
     if (auto st = get_str("template", c.templ); !st) return st.error();
   if (auto st = get_int(j, "q_tile", c.q_tile, false); !st) return st.error();
+  if (auto st = get_int(j, "kv_head_split", c.kv_head_split, false); !st) return st.error();
   if (j.contains("launch")) {
     const auto& l = j["launch"];
     if (!l.is_object()) return make_error("config", "launch must be an object");

@@ -60,6 +60,9 @@ struct KernelConfig {
   ScaleMode scale_mode = ScaleMode::none;
   std::string templ = kTemplateAttention;  // "template" in JSON; merge.cu for merge
   int q_tile = 1;  // prefill: consecutive queries per workgroup, walking the union of their blocks
+  // decode (attention_nv.cu): workgroups per kv head, each taking gqa_group of its query heads
+  // (gqa_group x kv_head_split = num_heads / num_kv_heads); they read the same blocks through L2.
+  int kv_head_split = 1;
   LaunchParams launch;
 
   // Field-by-field check; the message names the field, its value and what is allowed.

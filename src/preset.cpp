@@ -77,10 +77,10 @@ Result<std::vector<KernelConfig>> expand_preset(const Preset& p, const std::stri
       if (auto st = add(prefill_config(*arch, s)); !st) return st.error();
       // Exactly the split-K chunk counts and launches the runtime can pick for these shapes
       // (decode_variants), and the merge kernel only where decode needs one.
-      for (const auto& [chunks, launch] : decode_variants(*arch, s.num_kv_heads, s.topk)) {
-        if (auto st = add(decode_config(*arch, s, chunks, launch)); !st) return st.error();
-        if (decode_uses_merge_kernel(*arch, chunks))
-          if (auto st = add(merge_config(*arch, p.head_dim, v.q_dtype, chunks)); !st) return st.error();
+      for (const DecodeChoice& d : decode_variants(*arch, s.num_kv_heads, s.topk, s.num_heads / s.num_kv_heads)) {
+        if (auto st = add(decode_config(*arch, s, d.chunks, d.launch, d.kv_head_split)); !st) return st.error();
+        if (decode_uses_merge_kernel(*arch, d.chunks))
+          if (auto st = add(merge_config(*arch, p.head_dim, v.q_dtype, d.chunks)); !st) return st.error();
       }
     }
   }

@@ -103,6 +103,7 @@ Result<RenderedKernel> render_kernel(const KernelConfig& c, const ArchTable& arc
     v["STAGES"] = std::to_string(c.launch.stages);
     v["Q_TILE"] = std::to_string(c.q_tile);
     v["CLUSTER"] = std::to_string(c.launch.cluster);
+    v["KV_HEAD_SPLIT"] = std::to_string(c.kv_head_split);
     v["MIN_BLOCKS"] = std::to_string(c.launch.min_blocks);
     v["WGMMA"] = c.launch.wgmma ? "true" : "false";
     v["TMA"] = c.launch.tma ? "true" : "false";

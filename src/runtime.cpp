@@ -39,13 +39,15 @@ struct HotKeyHash {
   std::size_t operator()(const HotKey& k) const { return std::hash<std::uint64_t>()(k.a * 0x9e3779b97f4a7c15ull ^ k.b); }
 };
 HotKey hot_key(Op op, std::int64_t head_dim, std::int64_t topk, std::int64_t group, int chunks, DType q, DType kv, ScaleMode sm,
-               DecodeLaunch launch = DecodeLaunch::base) {
+               DecodeLaunch launch = DecodeLaunch::base, int kv_head_split = 1) {
   HotKey k;
   k.a = (std::uint64_t(op) << 56) | (std::uint64_t(head_dim) << 40) | (std::uint64_t(topk) << 16) | std::uint64_t(group);
-  k.b = (std::uint64_t(chunks) << 32) | (std::uint64_t(launch) << 24) | (std::uint64_t(q) << 16) | (std::uint64_t(kv) << 8) |
-        std::uint64_t(sm);
+  k.b = (std::uint64_t(kv_head_split) << 56) | (std::uint64_t(chunks) << 32) | (std::uint64_t(launch) << 24) | (std::uint64_t(q) << 16) |
+        (std::uint64_t(kv) << 8) | std::uint64_t(sm);
   return k;
 }
+// The kv head split needs the group; shapes that cannot have one (no kv heads yet) split nothing.
+std::int64_t group_of(std::int64_t num_heads, std::int64_t num_kv_heads) { return num_kv_heads > 0 ? num_heads / num_kv_heads : 1; }
 
 // The parameter fields prefill and decode share (pointers, strides, bounds, scale).
 template <class Args>
@@ -215,8 +217,9 @@ struct Runtime::Impl {
     return s;
   }
 
-  HotKey decode_key(const KernelShape& s, int chunks, DecodeLaunch launch) const {
-    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, chunks, s.q_dtype, s.kv_dtype, s.scale_mode, launch);
+  HotKey decode_key(const KernelShape& s, const DecodeChoice& c) const {
+    return hot_key(Op::decode, s.head_dim, s.topk, s.num_heads / s.num_kv_heads, c.chunks, s.q_dtype, s.kv_dtype, s.scale_mode, c.launch,
+                   c.kv_head_split);
   }
   AttnShape attn_shape(const KernelShape& s) const {
     return shape_of(s.num_heads, s.num_kv_heads, s.head_dim, s.topk, s.q_dtype, s.kv_dtype, s.scale_mode);
@@ -321,26 +324,29 @@ CallStatus Runtime::warm_prefill(const KernelShape& sh) {
 
 CallStatus Runtime::warm_decode(const KernelShape& sh, std::int64_t total_q) {
   if (auto st = check_warm_shape("warm_decode", sh); !st) return to_call_status(st.error());
-  // The (chunks, launch) pairs decode can pick: for this total_q, or for any.
-  std::vector<std::pair<int, DecodeLaunch>> variants;
-  if (total_q > 0) {
-    const int chunks = decode_num_chunks(total_q, sh.num_kv_heads, sh.topk);
-    variants.emplace_back(chunks, decode_launch(impl_->arch, total_q, sh.num_kv_heads, chunks, sh.topk));
-  } else {
-    variants = decode_variants(impl_->arch, sh.num_kv_heads, sh.topk);
-  }
+  // The choices decode can make: for this total_q, or for any.
+  const std::int64_t group = sh.num_heads / sh.num_kv_heads;
+  std::vector<DecodeChoice> variants;
+  if (total_q > 0)
+    variants.push_back(decode_choice(impl_->arch, total_q, sh.num_kv_heads, group, sh.topk));
+  else
+    variants = decode_variants(impl_->arch, sh.num_kv_heads, sh.topk, group);
   const AttnShape as = impl_->attn_shape(sh);
-  for (const auto& [chunks, launch] : variants) {
-    const KernelConfig attn = decode_config(impl_->arch, as, chunks, launch);
+  for (const DecodeChoice& v : variants) {
+    const KernelConfig attn = decode_config(impl_->arch, as, v.chunks, v.launch, v.kv_head_split);
     if (auto st = attn.validate(); !st) return to_call_status(st.error());
-    auto a = impl_->kernel_for(impl_->decode_key(sh, chunks, launch), [&] { return attn; }, nullptr, false);
+    auto a = impl_->kernel_for(impl_->decode_key(sh, v), [&] { return attn; }, nullptr, false);
     if (!a) return to_call_status(a.error());
-    if (!decode_uses_merge_kernel(impl_->arch, chunks)) continue;  // the attention kernel writes the output itself
-    const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, chunks);
-    auto m = impl_->kernel_for(merge_key(sh.head_dim, sh.q_dtype, chunks), [&] { return merge; }, nullptr, false);
+    if (!decode_uses_merge_kernel(impl_->arch, v.chunks)) continue;  // the attention kernel writes the output itself
+    const KernelConfig merge = merge_config(impl_->arch, sh.head_dim, sh.q_dtype, v.chunks);
+    auto m = impl_->kernel_for(merge_key(sh.head_dim, sh.q_dtype, v.chunks), [&] { return merge; }, nullptr, false);
     if (!m) return to_call_status(m.error());
   }
   return {};
+}
+
+int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads, std::int64_t topk) const {
+  return decode_choice(impl_->arch, total_q, num_kv_heads, group_of(num_heads, num_kv_heads), topk).chunks;
 }
 
 int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const {
@@ -349,7 +355,8 @@ int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, 
 
 std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads,
                                             std::int64_t head_dim, std::int64_t topk) const {
-  return decode_workspace(impl_->arch, decode_num_chunks(total_q, num_kv_heads, topk), total_q, num_heads, head_dim).bytes;
+  const int chunks = decode_choice(impl_->arch, total_q, num_kv_heads, group_of(num_heads, num_kv_heads), topk).chunks;
+  return decode_workspace(impl_->arch, chunks, total_q, num_heads, head_dim).bytes;
 }
 
 namespace {
@@ -419,17 +426,17 @@ CallStatus Runtime::sparse_attn_prefill(const PrefillArgs& a, void* stream) {
 }
 
 CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
-  const int chunks = decode_num_chunks(a.total_q, a.num_kv_heads, a.topk);
+  const std::int64_t group = group_of(a.num_heads, a.num_kv_heads);
+  const DecodeChoice choice = decode_choice(impl_->arch, a.total_q, a.num_kv_heads, group, a.topk);
+  const int chunks = choice.chunks;
   const DecodeWorkspace ws = decode_workspace(impl_->arch, chunks, a.total_q, a.num_heads, a.head_dim);
   if (auto st = validate_decode(a, ws.bytes); !st) return to_call_status(st.error());
   if (a.total_q == 0) return {};
-  const DecodeLaunch launch = decode_launch(impl_->arch, a.total_q, a.num_kv_heads, chunks, a.topk);
-  const std::int64_t group = a.num_heads / a.num_kv_heads;
   auto attn = impl_->kernel_for(
-      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, launch),
+      hot_key(Op::decode, a.head_dim, a.topk, group, chunks, a.q_dtype, a.kv_dtype, a.scale_mode, choice.launch, choice.kv_head_split),
       [&] {
         return decode_config(impl_->arch, impl_->shape_of(a.num_heads, a.num_kv_heads, a.head_dim, a.topk, a.q_dtype, a.kv_dtype, a.scale_mode),
-                             chunks, launch);
+                             chunks, choice.launch, choice.kv_head_split);
       },
       stream, /*check_capture=*/true);
   if (!attn) return to_call_status(attn.error());
@@ -464,7 +471,7 @@ CallStatus Runtime::sparse_attn_decode(const DecodeArgs& a, void* stream) {
     std::memset(&maps, 0, sizeof maps);
     encode_kv_maps(*impl_->driver, a, k.config, p, maps);
   }
-  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads), unsigned(chunks)};
+  const Dim3 grid{unsigned(a.total_q), unsigned(a.num_kv_heads * choice.kv_head_split), unsigned(chunks)};
   if (auto st = launch_as(impl_->arch.decode, *k.kernel, grid, Dim3{k.threads, 1, 1}, k.dynamic_shared, stream,
                           k.config.launch.tma ? tma_args : args);
       !st)

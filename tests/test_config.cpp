@@ -459,21 +459,68 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
     ASSERT_FALSE(c.validate().ok()) << c.canonical();
     EXPECT_NE(c.validate().error().message.find("launch.tma"), std::string::npos) << c.validate().error().message;
   }
-  const auto variants = decode_variants(*sm90, 4, 16);
-  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{1, DecodeLaunch::large}), variants.end());
-  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{16, DecodeLaunch::small}), variants.end());
-  EXPECT_NE(std::find(variants.begin(), variants.end(), std::pair<int, DecodeLaunch>{8, DecodeLaunch::base}), variants.end());
-  // Every total_q up to well past the thresholds picks one of the listed pairs.
-  for (std::int64_t kvh : {1, 4})
-    for (std::int64_t topk : {16, 300}) {
-      const auto listed = decode_variants(*sm90, kvh, topk);
-      for (std::int64_t t = 1; t <= 4096; ++t) {
-        const int chunks = decode_chunks(*sm90, t, kvh, topk);
-        const std::pair<int, DecodeLaunch> v{chunks, decode_launch(*sm90, t, kvh, chunks, topk)};
-        EXPECT_NE(std::find(listed.begin(), listed.end(), v), listed.end()) << "kvh " << kvh << " topk " << topk << " total_q " << t;
-      }
-    }
+  const auto variants = decode_variants(*sm90, 4, 16, 16);
+  auto listed_as = [](const std::vector<DecodeChoice>& l, int split, int chunks, DecodeLaunch launch) {
+    return std::find(l.begin(), l.end(), DecodeChoice{split, chunks, launch}) != l.end();
+  };
+  EXPECT_TRUE(listed_as(variants, 1, 1, DecodeLaunch::large));
+  EXPECT_TRUE(listed_as(variants, 1, 16, DecodeLaunch::small));
+  EXPECT_TRUE(listed_as(variants, 1, 8, DecodeLaunch::base));
+  // Every total_q up to well past the thresholds picks one of the listed choices, with or
+  // without a kv head split in the table.
+  ArchTable split_table = *sm90;
+  split_table.decode.kv_head_split = 4;
+  for (const ArchTable* table : std::initializer_list<const ArchTable*>{&*sm90, &split_table}) {
+    for (std::int64_t kvh : {1, 4})
+      for (std::int64_t topk : {16, 300})
+        for (std::int64_t group : {16, 8, 1}) {
+          const auto listed = decode_variants(*table, kvh, topk, group);
+          for (std::int64_t t = 1; t <= 4096; ++t) {
+            const DecodeChoice v = decode_choice(*table, t, kvh, group, topk);
+            EXPECT_TRUE(listed_as(listed, v.kv_head_split, v.chunks, v.launch)) << "kvh " << kvh << " topk " << topk << " total_q " << t;
+            if (table == &*sm90) {
+              EXPECT_EQ(v.kv_head_split, 1) << "the shipped table splits no kv head (until measured)";
+              EXPECT_EQ(v.chunks, decode_chunks(*table, t, kvh, topk));
+            }
+          }
+        }
+  }
   EXPECT_EQ(decode_config(*sm90, s, 8).launch.cluster, 1) << "8 chunks: the merge kernel (faster on the H100)";
+
+  // kv_head_split: off in the shipped table; with a table that asks, the largest power of two
+  // within it that divides the group and keeps total_q x kv heads x S within target_grid (128).
+  EXPECT_EQ(decode_kv_head_split(*sm90, 64, 1, 16), 1);
+  EXPECT_EQ(decode_kv_head_split(split_table, 64, 1, 16), 2);   // 128 workgroups, one chunk
+  EXPECT_EQ(decode_kv_head_split(split_table, 32, 1, 16), 4);
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 16), 4);    // the table's most
+  EXPECT_EQ(decode_kv_head_split(split_table, 128, 1, 16), 1);  // the grid is full already
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 2), 2);     // within the group
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 1), 1);
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 6), 2);     // a power of two dividing it
+  EXPECT_EQ(decode_kv_head_split(split_table, 16, 4, 16), 2);
+  {
+    const DecodeChoice b64 = decode_choice(split_table, 64, 1, 16, 16);
+    EXPECT_EQ(b64.kv_head_split, 2);
+    EXPECT_EQ(b64.chunks, 1);
+    EXPECT_EQ(b64.launch, DecodeLaunch::large);
+    AttnShape tp4 = s;
+    tp4.num_heads = 16, tp4.num_kv_heads = 1;
+    const KernelConfig k = decode_config(split_table, tp4, b64.chunks, b64.launch, b64.kv_head_split);
+    EXPECT_EQ(k.gqa_group, 8) << "each workgroup takes half the group";
+    EXPECT_EQ(k.kv_head_split, 2);
+    ASSERT_TRUE(k.validate().ok()) << k.validate().error().describe();
+    EXPECT_EQ(k.to_json()["kv_head_split"], 2);
+    auto back = KernelConfig::from_json(k.to_json());
+    ASSERT_TRUE(back.ok()) << back.error().describe();
+    EXPECT_EQ(*back, k);
+    EXPECT_FALSE(decode_config(*sm90, tp4, 1, DecodeLaunch::large).to_json().contains("kv_head_split")) << "1: not written";
+    KernelConfig bad = k;
+    bad.kv_head_split = 3;
+    EXPECT_NE(bad.validate().error().message.find("kv_head_split"), std::string::npos);
+    bad = prefill_config(*sm90, tp4);
+    bad.kv_head_split = 2;
+    EXPECT_NE(bad.validate().error().message.find("kv_head_split"), std::string::npos) << "decode only";
+  }
 
   // A config written before template/q_tile existed still reads, as the generic kernel.
   nlohmann::json old = pre.to_json();
@@ -562,6 +609,6 @@ TEST(ConfigSelect, HugeBatchTakesTwoWorkgroupsPerSmWhereTheyFit) {
   EXPECT_FALSE(c.nv_raw_v()) << "head_dim a multiple of 128";
   // Warming covers it: every (chunks, launch) the runtime can pick.
   bool has_huge = false;
-  for (const auto& v : decode_variants(*sm90, 4, 16)) has_huge = has_huge || v.second == DecodeLaunch::huge;
+  for (const auto& v : decode_variants(*sm90, 4, 16, 16)) has_huge = has_huge || v.launch == DecodeLaunch::huge;
   EXPECT_TRUE(has_huge);
 }

@@ -238,7 +238,7 @@ TEST(Fuzz, ArchTableReader) {
   ScopedKnob dir("SPARSEJIT_CONFIG_DIR", t.path);
   static const char* op_names[] = {"prefill", "decode", "merge"};
   static const char* knobs[] = {"threads", "waves_per_eu", "sub_k", "target_grid", "min_chunk_entries", "min_chunk_entries_above", "stages", "min_blocks", "wgmma", "q_row_groups",
-                                "union_entries", "max_cluster", "dependent_launch", "template", "large_batch", "small_batch", "huge_batch", "bogus"};
+                                "union_entries", "max_cluster", "kv_head_split", "dependent_launch", "template", "large_batch", "small_batch", "huge_batch", "bogus"};
   long loaded = 0, chosen = 0;
   long n = fuzz_loop("arch_table", [&](std::mt19937_64& r, long) {
     nlohmann::json j = base;
@@ -272,7 +272,8 @@ TEST(Fuzz, ArchTableReader) {
         AttnShape sh;
         sh.num_heads = h, sh.num_kv_heads = kvh, sh.head_dim = d, sh.topk = 16;
         std::vector<KernelConfig> cs{prefill_config(*a, sh)};
-        for (auto [chunks, launch] : decode_variants(*a, kvh, 16)) cs.push_back(decode_config(*a, sh, chunks, launch));
+        for (const DecodeChoice& v : decode_variants(*a, kvh, 16, sh.num_heads / sh.num_kv_heads))
+          cs.push_back(decode_config(*a, sh, v.chunks, v.launch, v.kv_head_split));
         for (const auto& c : cs) {
           if (!c.validate().ok()) continue;
           auto rendered = render_kernel(c, *a);

@@ -1323,7 +1323,7 @@ void run_decode_case(Runtime& rt, const CaseSpec& s, std::uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SPARSEJIT_TEST_SEED=" + std::to_string(seed) + ")");
   Rng rng(seed);
   const Problem p = make_problem(s, true, rng);
-  const int chunks = rt.decode_num_chunks(p.total_q, s.KVH, s.topk);
+  const int chunks = rt.decode_num_chunks(p.total_q, s.H, s.KVH, s.topk);
   std::cout << "[ info     ] " << s.name << ": decode_num_chunks = " << chunks << "\n";
   if (s.chunks == CaseSpec::Chunks::one) EXPECT_EQ(chunks, 1) << "case meant to cover the single-chunk path";
   if (s.chunks == CaseSpec::Chunks::many) EXPECT_GT(chunks, 1) << "case meant to cover split-K";
@@ -1555,6 +1555,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, GpuTableVariant,
                                                          {"small_batch", nullptr},
                                                          {"dependent_launch", false},
                                                          {"large_batch", {{"min_workgroups", 400}, {"threads", 256}, {"sub_k", 128}, {"stages", 2}}}}},
+                                           // decode: up to 4 workgroups per kv head, each with a quarter (half...) of its query heads
+                                           TableVariant{"decode_kv_head_split", nullptr, {{"kv_head_split", 4}}},
                                            // decode: tensor copies at every batch (64-key sub-tiles, 3 stages; 128 keys, 1 stage when large)
                                            TableVariant{"decode_tma_everywhere",
                                                         nullptr,

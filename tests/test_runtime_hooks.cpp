@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "device/device.h"
 #include "knobs.h"
 #include "manifest.h"
@@ -409,6 +411,80 @@ TEST(RuntimeHooks, WarmRejectsBadShapes) {
   st = f.rt->warm_decode(s, 1);
   ASSERT_FALSE(st.ok);
   EXPECT_NE(st.message.find("head_dim"), std::string::npos) << st.message;
+}
+
+// A table that asks for decode.kv_head_split: warming covers every (split, chunks, launch) the
+// calls take, the grid has num_kv_heads x split workgroups per query and chunk, each kernel takes
+// group / split query heads, and the workspace and chunk count agree with what launched.
+class GridKernel final : public Kernel {
+ public:
+  GridKernel(const KernelConfig& c, std::vector<std::pair<KernelConfig, Dim3>>* launched, std::mutex* mu)
+      : config_(c), launched_(launched), mu_(mu) {}
+  Status launch(Dim3 grid, Dim3, unsigned, void*, void**) const override {
+    std::lock_guard<std::mutex> lock(*mu_);
+    launched_->emplace_back(config_, grid);
+    return ok_status();
+  }
+  Status launch_dependent(Dim3 g, Dim3 b, unsigned s, void* st, void** a) const override { return launch(g, b, s, st, a); }
+  std::string attributes_json() const override { return "{}"; }
+
+ private:
+  KernelConfig config_;
+  std::vector<std::pair<KernelConfig, Dim3>>* launched_;
+  std::mutex* mu_;
+};
+
+TEST(RuntimeHooks, KvHeadSplitFromTheTableIsWarmedAndLaunchedAsPlanned) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("sparsejit-split-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::copy(std::string(SPARSEJIT_SOURCE_DIR) + "/configs", dir, std::filesystem::copy_options::recursive);
+  {
+    nlohmann::json t = nlohmann::json::parse(std::ifstream(dir / "archs/sm_90.json"));
+    t["ops"]["decode"]["kv_head_split"] = 4;
+    std::ofstream(dir / "archs/sm_90.json") << t.dump(1);
+  }
+  ScopedKnob config_dir("SPARSEJIT_CONFIG_DIR", dir.string());
+  FakeDriver driver;
+  int built = 0;
+  std::mutex mu;
+  std::vector<std::pair<KernelConfig, Dim3>> launched;
+  RuntimeTestHooks h;
+  h.driver = &driver;
+  h.info.target = "sm_90";
+  h.make_kernel = [&](const KernelConfig& c) -> Result<std::shared_ptr<Kernel>> {
+    ++built;
+    return std::shared_ptr<Kernel>(std::make_shared<GridKernel>(c, &launched, &mu));
+  };
+  auto r = RuntimeAccess::create_for_testing(std::move(h));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  Runtime& rt = **r;
+  KernelShape sh = shape();
+  ASSERT_TRUE(rt.warm_decode(sh, 0).ok);
+  const int warmed = built;
+  driver.capturing = true;  // nothing may build from here on
+  std::set<int> splits;
+  for (std::int64_t reqs : {1, 2, 8, 16, 32, 64, 65, 128, 300}) {
+    launched.clear();
+    CallStatus st = rt.sparse_attn_decode(decode(rt, reqs), nullptr);
+    ASSERT_TRUE(st.ok) << reqs << ": " << st.message;
+    ASSERT_FALSE(launched.empty());
+    const KernelConfig& k = launched.front().first;
+    const Dim3 grid = launched.front().second;
+    SCOPED_TRACE("total_q " + std::to_string(reqs) + ": " + k.canonical());
+    EXPECT_EQ(k.op, Op::decode);
+    EXPECT_EQ(k.gqa_group * k.kv_head_split, H / KVH);
+    EXPECT_EQ(grid.x, unsigned(reqs));
+    EXPECT_EQ(grid.y, unsigned(KVH * k.kv_head_split));
+    EXPECT_EQ(grid.z, unsigned(k.num_topk_chunks));
+    EXPECT_EQ(k.num_topk_chunks, rt.decode_num_chunks(reqs, H, KVH, TOPK));
+    EXPECT_LE(std::int64_t(grid.x) * grid.y * grid.z, std::max<std::int64_t>(128, reqs * KVH)) << "within target_grid";
+    EXPECT_EQ(launched.size(), k.num_topk_chunks > 2 ? 2u : 1u) << "the merge kernel beyond a cluster's 2 chunks";
+    EXPECT_EQ(rt.decode_workspace_bytes(reqs, H, KVH, D, TOPK) != 0, launched.size() == 2);
+    splits.insert(k.kv_head_split);
+  }
+  EXPECT_EQ(built, warmed) << "warm_decode built every kernel the calls took";
+  EXPECT_EQ(splits, (std::set<int>{1, 2, 4}));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RuntimeHooks, RecordsEveryDistinctConfigItNeeded) {

@@ -68,18 +68,20 @@ Result<nlohmann::json> make_plan(const PlanFlags& f) {
   (*pj)["q_tile"] = pre.q_tile;
   out["prefill"] = *pj;
   out["decode"] = nlohmann::json::array();
-  for (const DecodeSplit& r : decode_plan(*table, s.num_kv_heads, s.topk)) {
-    const KernelConfig dc = decode_config(*table, s, r.chunks, r.launch);
+  for (const DecodeSplit& r : decode_plan(*table, s.num_kv_heads, s.topk, s.num_heads / s.num_kv_heads)) {
+    const KernelConfig dc = decode_config(*table, s, r.chunks, r.launch, r.kv_head_split);
     auto dj = kernel(dc);
     if (!dj) return dj.error();
     // huge_batch takes large_batch's config where its min_blocks workgroups do not fit an SM.
-    const bool as_large = r.launch == DecodeLaunch::huge && dc.config_key() == decode_config(*table, s, r.chunks, DecodeLaunch::large).config_key();
+    const bool as_large = r.launch == DecodeLaunch::huge && dc.config_key() == decode_config(*table, s, r.chunks, DecodeLaunch::large, r.kv_head_split).config_key();
     nlohmann::json row = {{"first_total_q", r.first_total_q},
                           {"last_total_q", r.last_total_q < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.last_total_q)},
                           {"chunks", r.chunks},
                           {"entries_per_chunk", (s.topk + r.chunks - 1) / r.chunks},
-                          {"first_workgroups", r.first_total_q * s.num_kv_heads * r.chunks},
-                          {"last_workgroups", r.last_total_q < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.last_total_q * s.num_kv_heads * r.chunks)},
+                          {"kv_head_split", r.kv_head_split},
+                          {"first_workgroups", r.first_total_q * s.num_kv_heads * r.kv_head_split * r.chunks},
+                          {"last_workgroups", r.last_total_q < 0 ? nlohmann::json(nullptr)
+                                                                 : nlohmann::json(r.last_total_q * s.num_kv_heads * r.kv_head_split * r.chunks)},
                           {"launch", to_string(r.launch)},
                           {"launch_config", as_large ? "large_batch" : to_string(r.launch)},
                           {"merge", r.chunks == 1 ? "none" : decode_uses_merge_kernel(*table, r.chunks) ? "kernel" : "cluster"},
@@ -104,7 +106,7 @@ void print_plan(const nlohmann::json& p) {
             << pre["threads"] << " threads, sub_k " << pre["sub_k"] << ", stages " << pre["stages"]
             << (pre["wgmma"].get<bool>() ? ", wgmma" : "") << (pre["tma"].get<bool>() ? ", tma" : "") << "\n";
   std::cout << "decode, by total_q (requests x decode_query_len):\n";
-  std::cout << "  " << std::left << std::setw(10) << "total_q" << std::setw(8) << "chunks" << std::setw(9) << "entries" << std::setw(12)
+  std::cout << "  " << std::left << std::setw(10) << "total_q" << std::setw(7) << "split" << std::setw(8) << "chunks" << std::setw(9) << "entries" << std::setw(12)
             << "workgroups" << std::setw(13) << "launch" << std::setw(9) << "threads" << std::setw(7) << "sub_k" << std::setw(8) << "stages"
             << std::setw(8) << "blocks" << std::setw(5) << "tma" << std::setw(9) << "merge"
             << "config\n";
@@ -114,8 +116,8 @@ void print_plan(const nlohmann::json& p) {
     const bool note = r["launch_config"] != r["launch"];
     as_large = as_large || note;
     const auto& k = r["kernel"];
-    std::cout << "  " << std::left << std::setw(10) << range(r["first_total_q"], bound(r["last_total_q"])) << std::setw(8)
-              << r["chunks"].get<int>() << std::setw(9) << r["entries_per_chunk"].get<int>() << std::setw(12)
+    std::cout << "  " << std::left << std::setw(10) << range(r["first_total_q"], bound(r["last_total_q"])) << std::setw(7)
+              << r["kv_head_split"].get<int>() << std::setw(8) << r["chunks"].get<int>() << std::setw(9) << r["entries_per_chunk"].get<int>() << std::setw(12)
               << range(r["first_workgroups"], bound(r["last_workgroups"])) << std::setw(13) << r["launch"].get<std::string>() + (note ? "*" : "") << std::setw(9)
               << k["threads"].get<int>() << std::setw(7) << k["sub_k"].get<int>() << std::setw(8) << k["stages"].get<int>() << std::setw(8)
               << k["min_blocks"].get<int>() << std::setw(5) << (k["tma"].get<bool>() ? "yes" : "no") << std::setw(9)

@@ -112,6 +112,9 @@ class Runtime {
   std::size_t decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads, std::int64_t head_dim,
                                      std::int64_t topk) const;
   // The split-K chunk count decode uses for these shapes (a pure function of them).
+  int decode_num_chunks(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads, std::int64_t topk) const;
+  // The same where each kv head has one workgroup per chunk (num_heads unknown: no kv head
+  // split, which the arch table's decode.kv_head_split may ask for; the shipped tables do not).
   int decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const;
 
   // Builds and loads the kernels a call with these shapes needs, so the call (or

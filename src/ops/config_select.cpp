@@ -56,6 +56,24 @@ int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_
   return chunks;
 }
 
+int decode_kv_head_split(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t group) {
+  const OpTuning& d = arch.decode;
+  if (d.templ != kTemplateAttentionNv) return 1;
+  const std::int64_t work = std::max<std::int64_t>(1, total_q * std::max<std::int64_t>(1, num_kv_heads));
+  int split = 1;
+  while (split * 2 <= d.kv_head_split && group % (split * 2) == 0 && work * split * 2 <= d.target_grid) split *= 2;
+  return split;
+}
+
+DecodeChoice decode_choice(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t group, std::int64_t topk) {
+  DecodeChoice c;
+  c.kv_head_split = decode_kv_head_split(arch, total_q, num_kv_heads, group);
+  const std::int64_t heads = num_kv_heads * c.kv_head_split;  // the workgroups' kv heads, as decode_chunks sees them
+  c.chunks = decode_chunks(arch, total_q, heads, topk);
+  c.launch = decode_launch(arch, total_q, heads, c.chunks, topk);
+  return c;
+}
+
 bool decode_uses_merge_kernel(const ArchTable& arch, int chunks) {
   if (chunks <= 1) return false;
   return !(arch.decode.templ == kTemplateAttentionNv && chunks <= arch.decode.max_cluster);
@@ -108,10 +126,10 @@ DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int
   return DecodeLaunch::base;
 }
 
-std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
+std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk, std::int64_t group) {
   // Every total_q up to the largest threshold is scanned. From total_q = target_grid on,
-  // decode_chunks is 1 (min_chunk_entries only ever lowers it) and the workgroups grow with
-  // total_q, so past the tiers' thresholds nothing changes: the last range has no end.
+  // decode_chunks is 1 (min_chunk_entries only ever lowers it), the kv head split is 1, and the
+  // workgroups grow with total_q, so past the tiers' thresholds nothing changes: the last range has no end.
   const std::int64_t kvh = std::max<std::int64_t>(1, num_kv_heads);
   const OpTuning& d = arch.decode;
   const std::int64_t last = std::max({std::int64_t(std::max(1, d.target_grid)), (d.large_min_workgroups + kvh - 1) / kvh,
@@ -119,26 +137,29 @@ std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_
                             1;
   std::vector<DecodeSplit> out;
   for (std::int64_t t = 1; t <= last; ++t) {
-    const int chunks = decode_chunks(arch, t, kvh, topk);
-    const DecodeLaunch launch = decode_launch(arch, t, kvh, chunks, topk);
-    if (!out.empty() && out.back().chunks == chunks && out.back().launch == launch) continue;
+    const DecodeChoice c = decode_choice(arch, t, kvh, group, topk);
+    if (!out.empty() && static_cast<const DecodeChoice&>(out.back()) == c) continue;
     if (!out.empty()) out.back().last_total_q = t - 1;
-    out.push_back({t, -1, chunks, launch});
+    DecodeSplit r;
+    static_cast<DecodeChoice&>(r) = c;
+    r.first_total_q = t;
+    out.push_back(r);
   }
   return out;
 }
 
-std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk) {
-  std::vector<std::pair<int, DecodeLaunch>> out;
-  for (const DecodeSplit& r : decode_plan(arch, num_kv_heads, topk)) {
-    const std::pair<int, DecodeLaunch> v{r.chunks, r.launch};
-    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
-  }
+std::vector<DecodeChoice> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk, std::int64_t group) {
+  std::vector<DecodeChoice> out;
+  for (const DecodeSplit& r : decode_plan(arch, num_kv_heads, topk, group))
+    if (std::find(out.begin(), out.end(), static_cast<const DecodeChoice&>(r)) == out.end()) out.push_back(r);
   return out;
 }
 
-KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch) {
-  KernelConfig c = attention_config(Op::decode, arch, s);
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch, int kv_head_split) {
+  AttnShape per_workgroup = s;  // kv_head_split workgroups per kv head: as many kv heads, each with group / split query heads
+  per_workgroup.num_kv_heads = s.num_kv_heads * kv_head_split;
+  KernelConfig c = attention_config(Op::decode, arch, per_workgroup);
+  c.kv_head_split = kv_head_split;
   const LaunchTier* tier = launch == DecodeLaunch::large && arch.decode.large_min_workgroups > 0   ? &arch.decode.large
                            : launch == DecodeLaunch::huge && arch.decode.huge_min_workgroups > 0   ? &arch.decode.huge
                            : launch == DecodeLaunch::huge && arch.decode.large_min_workgroups > 0  ? &arch.decode.large
@@ -158,7 +179,7 @@ KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_ch
   // sm_89: 99 + 1, sm_90: 227 + 1); elsewhere the launch is large's.
   if (launch == DecodeLaunch::huge && tier == &arch.decode.huge &&
       std::size_t(c.launch.min_blocks) * (c.dynamic_shared_bytes() + 1024) > std::size_t(arch.max_dynamic_shared_bytes) + 1024)
-    return decode_config(arch, s, num_chunks, DecodeLaunch::large);
+    return decode_config(arch, s, num_chunks, DecodeLaunch::large, kv_head_split);
   return c;
 }
 

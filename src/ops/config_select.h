@@ -22,6 +22,11 @@ struct AttnShape {
 // at least 1; where chunks would walk fewer than the table's min_chunk_entries top-k entries on
 // more than min_chunk_entries_above workgroups, the largest within topk / min_chunk_entries.
 int decode_chunks(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk);
+// Decode's workgroups per kv head (each taking group / S of its query heads, all reading its
+// blocks): the largest power of two within the table's kv_head_split that divides the group
+// and keeps total_q x num_kv_heads x S within target_grid; 1 where the table does not ask
+// (attention_nv.cu only). The split-K chunks then come from num_kv_heads x S.
+int decode_kv_head_split(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t group);
 // Whether decode with `chunks` needs the separate merge kernel (and the workspace for
 // its partials): not for one chunk, nor for up to the table's max_cluster chunks,
 // which merge in their cluster (sm_90; chosen by measurement, see docs/PERF.md).
@@ -40,15 +45,25 @@ const char* to_string(DecodeLaunch l);
 DecodeLaunch decode_launch(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, int num_chunks, std::int64_t topk);
 // What decode picks by size for these shapes: consecutive total_q ranges with one (chunks,
 // launch) pair each, from total_q 1; the last range has no end (last_total_q -1).
-struct DecodeSplit {
-  std::int64_t first_total_q = 1, last_total_q = -1;
+// What decode takes for one size: the kv head split, the split-K chunks and the launch.
+struct DecodeChoice {
+  int kv_head_split = 1;
   int chunks = 1;
   DecodeLaunch launch = DecodeLaunch::base;
+  bool operator==(const DecodeChoice& o) const { return kv_head_split == o.kv_head_split && chunks == o.chunks && launch == o.launch; }
 };
-std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
-// Every (chunks, launch) pair decode can pick for these shapes, for warming.
-std::vector<std::pair<int, DecodeLaunch>> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk);
-KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch = DecodeLaunch::base);
+DecodeChoice decode_choice(const ArchTable& arch, std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t group, std::int64_t topk);
+struct DecodeSplit : DecodeChoice {
+  std::int64_t first_total_q = 1, last_total_q = -1;
+};
+// group: num_heads / num_kv_heads (the kv head split depends on it).
+std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk, std::int64_t group);
+// Every choice decode can make for these shapes, for warming.
+std::vector<DecodeChoice> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk, std::int64_t group);
+// s: the call's shapes (num_heads / num_kv_heads the whole group); kv_head_split > 1 gives
+// each workgroup group / kv_head_split query heads.
+KernelConfig decode_config(const ArchTable& arch, const AttnShape& s, int num_chunks, DecodeLaunch launch = DecodeLaunch::base,
+                           int kv_head_split = 1);
 KernelConfig merge_config(const ArchTable& arch, std::int64_t head_dim, DType q_dtype, int num_chunks);
 
 }  // namespace sparsejit

@@ -578,7 +578,8 @@ inline const char* sj_mma_layout_name(const SjMmaAmd16x16x16*) { return "amd mfm
 
 // ---- block-sparse GQA attention, NVIDIA tensor-core kernel (sm_80+) ----
 // One workgroup = Q_TILE consecutive queries of one request (prefill) or one
-// query (decode) x one kv head x one top-k chunk. It walks the UNION of the
+// query (decode) x one kv head x one top-k chunk (decode with KV_HEAD_SPLIT > 1:
+// x 1/KV_HEAD_SPLIT of the kv head's query heads; its other workgroups read the same blocks). It walks the UNION of the
 // blocks its queries selected, each selected block once: K/V sub-tiles of SUB_K
 // keys are streamed into shared memory with 16-byte cp.async copies STAGES deep
 // (fp8: their raw bytes, dequantized in shared memory; fp8 decode on sm_89+ reads K's raw
@@ -615,6 +616,7 @@ constexpr int kKvDtype = 0;
 constexpr int kScaleMode = 0;
 constexpr bool kDecode = 1;
 constexpr int kCluster = 1;  // decode: the chunks of one (query, kv head) form a cluster and merge in it (sm_90)
+constexpr int kKvHeadSplit = 1;  // decode: workgroups per kv head, each with kGroup of its query heads
 constexpr bool kWgmma = false;      // prefill on sm_90a: each warpgroup's 64 rows multiply with wgmma
 constexpr bool kTma = false;       // decode on sm_90: the last warp streams K/V with tensor copies on mbarriers
 constexpr int kBlock = 128;
@@ -751,6 +753,7 @@ static_assert(kQTile <= 16 && (!kDecode || (kQTile == 1 && kRowGroups == 1)), "Q
 static_assert(kQTile == 1 || kChunkSize <= 255, "multiplicities are bytes");
 static_assert(kStages >= 1, "STAGES");
 static_assert(kCluster == 1 || (kDecode && kCluster == kChunks && kCluster <= 8), "a merge cluster is the chunks of one decode query");
+static_assert(kKvHeadSplit >= 1 && (kKvHeadSplit == 1 || kDecode), "only decode splits a kv head's query heads over workgroups");
 static_assert(!kWgmma || (SJ_HAS_WGMMA && !kDecode && kKeySplit == 1 && kWarps % 4 == 0 && (kSubK == 32 || kSubK == 64 || kSubK == 128) &&
                           (kHeadDim == 64 || kHeadDim == 128)),
               "wgmma: sm_90a, prefill, one warp per row group, whole warpgroups, wgmma N shapes, 128-byte swizzle rows");
@@ -1216,13 +1219,13 @@ SJ_DEVICE float sj_q_to_half(sj_u16* sq, float mult, int* s_max) {
 
 // kQRegs: this lane's raw Q elements, rows lane/4 and lane/4 + 8 (h = 0, 1), dims
 // 64G + 16 (lane % 4) + [0, 16) of each 64-dim group G, as 8 packed pairs; zeros for padding rows.
-SJ_DEVICE void sj_q_regs_load(const SjAttnParams& p, long long token, long long kvh, unsigned (&raw)[kQRegGroups][2][8]) {
+SJ_DEVICE void sj_q_regs_load(const SjAttnParams& p, long long token, long long qh, unsigned (&raw)[kQRegGroups][2][8]) {
   const int lane = sj_tid() % 32;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = lane / 4 + 8 * h;
     const bool live = sj_row_query(0, r) >= 0;
-    const sj_u16* src = (const sj_u16*)p.q + token * p.q_stride[0] + (kvh * kGroup + r % kGroup) * p.q_stride[1];
+    const sj_u16* src = (const sj_u16*)p.q + token * p.q_stride[0] + (qh * kGroup + r % kGroup) * p.q_stride[1];
 #pragma unroll
     for (int g = 0; g < kQRegGroups; ++g) {
       const int d0 = 64 * g + 16 * (lane % 4);
@@ -1767,7 +1770,7 @@ SJ_DEVICE void sj_store_lse(const SjAttnParams& p, float* s_part, long long toke
 // Decode, one launch: after every chunk of the cluster stored its part, each
 // workgroup merges a share of the (head, dim) elements by LSE, reading its
 // peers' shared memory, and writes the output.
-SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long long token, long long kvh) {
+SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long long token, long long qh) {
   if constexpr (kCluster > 1) {
     sj_cluster_sync();  // every part is stored
     const unsigned rank = sj_cluster_rank();
@@ -1780,7 +1783,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
       float num = 0.f;
 #pragma unroll
       for (int c = 0; c < kCluster; ++c) num += w[c] * sj_ld_cluster_f32(s_part + g * kHeadDim + d, c);
-      ((sj_u16*)p.out)[token * p.out_stride[0] + (kvh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
+      ((sj_u16*)p.out)[token * p.out_stride[0] + (qh * kGroup + g) * p.out_stride[1] + d * p.out_stride[2]] =
           sj_f32_to_half<kQDtype>(den > 0.f ? num / den : 0.f);  // padded request row: zeros
     }
     sj_cluster_sync();  // no workgroup leaves while a peer still reads its shared memory
@@ -1790,7 +1793,7 @@ SJ_DEVICE void sj_cluster_merge(const SjAttnParams& p, const float* s_part, long
 // Q of every row (zeros for padding rows) -> shared, by the first kMathThreads threads: 16-byte
 // cp.async (waited for with the first K/V sub-tile) or batched loads. Never one dependent load
 // per element: the compiler cannot reorder global loads across shared stores.
-SJ_DEVICE void sj_load_q(const SjAttnParams& p, sj_u16* sq, const long long* q_token, long long kvh, int tid) {
+SJ_DEVICE void sj_load_q(const SjAttnParams& p, sj_u16* sq, const long long* q_token, long long qh, int tid) {
   if (p.flags & SJ_FLAG_Q_VEC16) {
     constexpr int kVecPerRow = kHeadDim / 8;
     for (int c = tid; c < kRowGroups * 16 * kVecPerRow; c += kMathThreads) {
@@ -1798,7 +1801,7 @@ SJ_DEVICE void sj_load_q(const SjAttnParams& p, sj_u16* sq, const long long* q_t
       const int q = sj_row_query(r / 16, r % 16);
       const bool live = q >= 0 && q_token[q] >= 0;
       const sj_u16* src = (const sj_u16*)p.q;
-      if (live) src += q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
+      if (live) src += q_token[q] * p.q_stride[0] + (qh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d;
       sj_cp_async16(sj_smem_addr(sq + sj_row_off<kQRows>(r, d)), src, live ? 16 : 0);
     }
   } else {
@@ -1811,7 +1814,7 @@ SJ_DEVICE void sj_load_q(const SjAttnParams& p, sj_u16* sq, const long long* q_t
         const int q = i < kElems ? sj_row_query(r / 16, r % 16) : -1;
         v[u] = 0;
         if (q >= 0 && q_token[q] >= 0)
-          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (kvh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
+          v[u] = ((const sj_u16*)p.q)[q_token[q] * p.q_stride[0] + (qh * kGroup + (r % 16) % kGroup) * p.q_stride[1] + d * p.q_stride[2]];
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
@@ -1866,7 +1869,8 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
   const unsigned bars = sj_smem_addr(counts + 32);          // kTma: [STAGES] full barriers, then [STAGES] empty ones
 
   const int tid = sj_tid(), warp = tid / 32, lane = tid % 32;
-  const long long kvh = sj_bid_y();
+  const long long qh = sj_bid_y();            // this workgroup's kGroup query heads start at qh * kGroup
+  const long long kvh = qh / kKvHeadSplit;  // the kv head they read
   long long req, chunk = 0;
   int t_begin = 0, t_end = kTopk;
   int pre_blk = -1, pre_page = -1;  // decode: prefetched entry `tid` (block id in the table, its page)
@@ -1908,7 +1912,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     if (pf >= 0 && pf < kListCap && t_begin + pf < t_end)
       b = ((const int*)p.topk)[kvh * p.topk_stride[0] + token * p.topk_stride[1] + (t_begin + pf) * p.topk_stride[2]];
     if constexpr (kQRegs) {  // in flight while the request is found
-      sj_q_regs_load(p, token, kvh, q_raw);
+      sj_q_regs_load(p, token, qh, q_raw);
       if constexpr (kScalesLate)
         q_scale_values = sj_scale_values(p);
       else
@@ -1951,7 +1955,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
     q_half = true;
   }
   // kTma: the math warps load Q (they wait for it among themselves).
-  if (!kQRegs && (!kTma || tid < kMathThreads)) sj_load_q(p, sq, q_token, kvh, tid);
+  if (!kQRegs && (!kTma || tid < kMathThreads)) sj_load_q(p, sq, q_token, qh, tid);
 
   // This thread's rows, and what its warp covers.
   const int rg = warp % kRowGroups, ks = warp / kRowGroups;
@@ -2295,7 +2299,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
         if (q < 0 || q_token[q] < 0) continue;
         const float l = half ? l_b : l_a;
         const float inv = l > 0.f ? scales.o / l : 0.f;  // no visible key: zeros
-        const long long head = kvh * kGroup + r % kGroup;
+        const long long head = qh * kGroup + r % kGroup;
 #pragma unroll
         for (int t = 0; t < kDimsPerWarp / 8; ++t) {
           const int d = ks * kDimsPerWarp + t * 8 + c0;
@@ -2312,7 +2316,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       if (!math || q < 0 || q_token[q] < 0) continue;
       const float l = half ? st.l_b : st.l_a;
       const float inv = l > 0.f ? scales.o / l : 0.f;  // no visible key: zeros
-      const long long head = kvh * kGroup + r % kGroup;
+      const long long head = qh * kGroup + r % kGroup;
 #pragma unroll
       for (int t = 0; t < kONT; ++t) {
         sj_store(p, s_part, q_token[q], head, sj_o_dim(t, 0, c0), acc[t][half * 2] * inv, chunk);
@@ -2365,7 +2369,7 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
       const float inv = l > 0.f ? scales.o / l : 0.f;
 #pragma unroll
       for (int k = 0; k < kKeySplit; ++k) s_w[k * kRows + r] = w[k] * inv;
-      sj_store_lse(p, s_part, q_token[q], kvh * kGroup + (r % 16) % kGroup, m, l, chunk);
+      sj_store_lse(p, s_part, q_token[q], qh * kGroup + (r % 16) % kGroup, m, l, chunk);
     }
     sj_sync();
     SJ_MARK(9);  // the splits' weights are known
@@ -2381,11 +2385,11 @@ SJ_GLOBAL void __launch_bounds__(128, 1) SJ_CLUSTER_DIMS sparsejit_decode(SJ_KER
         const float4 v = *(const float4*)(s_o + (k * kRows + r) * kOStride + d);
         o[0] += w * v.x, o[1] += w * v.y, o[2] += w * v.z, o[3] += w * v.w;
       }
-      const long long head = kvh * kGroup + (r % 16) % kGroup;
+      const long long head = qh * kGroup + (r % 16) % kGroup;
       sj_store4(p, s_part, q_token[q], head, d, o, chunk);
     }
   }
-  if (kDecode) sj_cluster_merge(p, s_part, q_token[0], kvh);
+  if (kDecode) sj_cluster_merge(p, s_part, q_token[0], qh);
   SJ_MARK(10);  // stored
 #ifdef SJ_TIMELINE
   if (kDecode && tid == 0) {
