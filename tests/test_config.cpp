@@ -497,6 +497,8 @@ TEST(Config, PipelinedTemplateFieldsValidateAndRoundTrip) {
   EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 2), 2);     // within the group
   EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 1), 1);
   EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 6), 2);     // a power of two dividing it
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, 0), 1);     // shapes not validated yet (no heads): no split
+  EXPECT_EQ(decode_kv_head_split(split_table, 8, 1, -16), 1);
   EXPECT_EQ(decode_kv_head_split(split_table, 16, 4, 16), 2);
   {
     const DecodeChoice b64 = decode_choice(split_table, 64, 1, 16, 16);

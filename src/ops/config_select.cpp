@@ -61,7 +61,7 @@ int decode_kv_head_split(const ArchTable& arch, std::int64_t total_q, std::int64
   if (d.templ != kTemplateAttentionNv) return 1;
   const std::int64_t work = std::max<std::int64_t>(1, total_q * std::max<std::int64_t>(1, num_kv_heads));
   int split = 1;
-  while (split * 2 <= d.kv_head_split && group % (split * 2) == 0 && work * split * 2 <= d.target_grid) split *= 2;
+  while (split * 2 <= d.kv_head_split && group >= split * 2 && group % (split * 2) == 0 && work * split * 2 <= d.target_grid) split *= 2;
   return split;
 }
 
