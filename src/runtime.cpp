@@ -350,7 +350,7 @@ int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_heads, std
 }
 
 int Runtime::decode_num_chunks(std::int64_t total_q, std::int64_t num_kv_heads, std::int64_t topk) const {
-  return decode_chunks(impl_->arch, total_q, num_kv_heads, topk);
+  return decode_num_chunks(total_q, num_kv_heads, num_kv_heads, topk);  // a group of 1: no kv head split
 }
 
 std::size_t Runtime::decode_workspace_bytes(std::int64_t total_q, std::int64_t num_heads, std::int64_t num_kv_heads,

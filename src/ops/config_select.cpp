@@ -138,12 +138,9 @@ std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_
   std::vector<DecodeSplit> out;
   for (std::int64_t t = 1; t <= last; ++t) {
     const DecodeChoice c = decode_choice(arch, t, kvh, group, topk);
-    if (!out.empty() && static_cast<const DecodeChoice&>(out.back()) == c) continue;
+    if (!out.empty() && out.back() == c) continue;
     if (!out.empty()) out.back().last_total_q = t - 1;
-    DecodeSplit r;
-    static_cast<DecodeChoice&>(r) = c;
-    r.first_total_q = t;
-    out.push_back(r);
+    out.push_back({c, t});
   }
   return out;
 }
@@ -151,7 +148,7 @@ std::vector<DecodeSplit> decode_plan(const ArchTable& arch, std::int64_t num_kv_
 std::vector<DecodeChoice> decode_variants(const ArchTable& arch, std::int64_t num_kv_heads, std::int64_t topk, std::int64_t group) {
   std::vector<DecodeChoice> out;
   for (const DecodeSplit& r : decode_plan(arch, num_kv_heads, topk, group))
-    if (std::find(out.begin(), out.end(), static_cast<const DecodeChoice&>(r)) == out.end()) out.push_back(r);
+    if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
   return out;
 }
 
